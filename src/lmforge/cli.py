@@ -1,0 +1,200 @@
+"""The `lmforge` command: parses arguments, calls the API, renders with Rich. Thin on purpose."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from lmforge.errors import LmforgeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Adapt a pretrained language model to your task from one YAML file.")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the config: schema, resolved values, docs.")
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of user errors too.")) -> None:
+    _state["debug"] = debug
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """User errors: one line, no traceback, exit 1. Anything else: internal error + traceback."""
+    try:
+        yield
+    except LmforgeError as exc:
+        if _state["debug"]:
+            sys.stderr.write(traceback.format_exc())
+        err_console.print(Text.assemble((f"{exc.headline}: ", "bold red"), str(exc)), soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: run `lmforge run` again to resume")
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        sys.stderr.write(traceback.format_exc())
+        err_console.print(Text.assemble(("internal error: ", "bold red"), f"{type(exc).__name__}: {exc}"),
+                          soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def init(
+    data: Path = typer.Argument(..., help="A CSV, JSONL or Parquet file of your data."),
+    output: Path = typer.Option(Path("lmforge.yaml"), "--output", "-o", help="Config file to write."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing config."),
+) -> None:
+    """Write a starter lmforge.yaml for DATA, guessing the task and the columns."""
+    from lmforge.starter import guess, render
+
+    with _errors():
+        if output.exists() and not force:
+            raise LmforgeError(f"{output} exists", hint="pass --force to overwrite it")
+        found = guess(data)
+        output.write_text(render(data, found, output.parent), encoding="utf-8")
+        for reason in found.reasons:
+            console.print(f"  [dim]•[/] {reason}")
+        console.print(f"wrote [bold]{output}[/] ({found.task}, {found.rows:,} rows, {found.classes} classes)")
+        console.print(f"next: [bold]lmforge run {output}[/]")
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(Path("lmforge.yaml"), help="The config file."),
+    force: list[str] = typer.Option([], "--force", "-f", help="Rerun this stage and its dependents (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a config key: train.epochs=1 (repeatable)."),
+) -> None:
+    """Run every stage; stages whose inputs did not change are reused from earlier runs."""
+    from lmforge.config import load_config
+    from lmforge.console import RichRenderer
+    from lmforge.pipeline.events import EventBus
+    from lmforge.pipeline.runner import run_pipeline
+
+    with _errors():
+        cfg = load_config(config, overrides=set_)
+        started = time.perf_counter()
+        with RichRenderer(console) as renderer:
+            result = run_pipeline(cfg, force=force, events=EventBus([renderer]), config_file=str(config))
+        _summary(result, time.perf_counter() - started)
+
+
+def _summary(result, seconds: float) -> None:
+    table = Table(title=None, box=None, show_header=True, header_style="bold")
+    table.add_column("")
+    for column in ("accuracy", "macro-F1", "weighted-F1"):
+        table.add_column(column, justify="right")
+    baseline = result.artifacts.get("baseline")
+    if baseline is not None and "tfidf_accuracy" in baseline.metrics:
+        b = baseline.metrics
+        table.add_row("TF-IDF baseline", *(f"{b[f'tfidf_{k}']:.3f}" for k in ("accuracy", "f1_macro", "f1_weighted")))
+    evaluate = result.artifacts.get("evaluate")
+    if evaluate is not None:
+        m = evaluate.metrics
+        table.add_row("[bold]fine-tuned model[/]", *(f"[bold]{m[k]:.3f}[/]" for k in ("accuracy", "f1_macro", "f1_weighted")))
+    console.print()
+    console.print(table)
+    cached = sum(result.cached.values())
+    console.print(f"run [bold]{result.run_id}[/] finished in {seconds:.1f}s "
+                  f"({cached} of {len(result.cached)} stages cached)")
+    report = result.run_dir / "report" / "report.html"
+    if report.exists():
+        console.print(f"report   {report}")
+    register = result.artifacts.get("register")
+    if register is not None and register.summary.get("version"):
+        s = register.summary
+        console.print(f"model    {s['model_name']} version {s['version']} ({s['tracking_uri']})")
+
+
+@app.command()
+def runs(
+    config: Path = typer.Argument(Path("lmforge.yaml"), help="Config whose output_dir holds the runs."),
+    limit: int = typer.Option(20, "--limit", "-n", help="Show at most this many runs."),
+) -> None:
+    """List runs: id, status, duration and key metrics."""
+    from lmforge.config import load_config
+    from lmforge.pipeline.runs import list_runs
+
+    with _errors():
+        runs_dir = Path("runs")
+        if config.exists():
+            cfg = load_config(config)
+            runs_dir = cfg.resolve_path(cfg.output_dir)
+        found = list_runs(runs_dir)[:limit]
+        if not found:
+            console.print(f"no runs in {runs_dir}")
+            return
+        table = Table(header_style="bold")
+        table.add_column("run id", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        for column in ("time", "cached", "acc", "F1", "base F1", "version"):
+            table.add_column(column, justify="right", no_wrap=True)
+        colour = {"succeeded": "green", "failed": "red", "running": "cyan"}
+        for r in found:
+            m = r.get("metrics", {})
+            end = r.get("finished_at") or time.time()
+            stages = r.get("stages", {})
+            cached = sum(1 for s in stages.values() if s.get("status") == "cached")
+            table.add_row(
+                r["run_id"], f"[{colour.get(r['status'], 'yellow')}]{r['status']}[/]",
+                f"{end - r['started_at']:.1f}s", f"{cached}/{len(stages)}",
+                _num(m.get("accuracy")), _num(m.get("f1_macro")), _num(m.get("baseline_f1_macro")),
+                str(m.get("model_version") or ""),
+            )
+        console.print(table)
+
+
+def _num(value: Optional[float]) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the config's JSON schema (every key, type, default and description)."""
+    from lmforge.config import Config
+
+    print(json.dumps(Config.model_json_schema(by_alias=True), indent=2))
+
+
+@config_app.command("show")
+def config_show(
+    config: Path = typer.Argument(Path("lmforge.yaml"), help="The config file."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a config key (repeatable)."),
+) -> None:
+    """Print the fully resolved config: your values plus every default."""
+    from lmforge.config import load_config
+
+    with _errors():
+        sys.stdout.write(load_config(config, overrides=set_).to_yaml())
+
+
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the config reference as Markdown (docs/config.md is generated from this)."""
+    from lmforge.config_docs import markdown
+
+    sys.stdout.write(markdown())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

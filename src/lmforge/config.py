@@ -1,0 +1,314 @@
+"""The YAML config as pydantic models: validated once, at load, with every problem named.
+
+Each stage reads one section. `extra="forbid"` everywhere, so a typo is an error that
+names its key path instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from lmforge.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, defaults are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+
+class DataConfig(Section):
+    train: str = Field(description="Training data file (CSV, JSONL or Parquet), relative to the config file.")
+    validation: str | None = Field(
+        None, description="Optional validation file; otherwise split from train."
+    )
+    test: str | None = Field(None, description="Optional test file; otherwise split from train.")
+    text_column: str = Field("text", description="Column holding the input text.")
+    label_column: str = Field("label", description="Column holding the class label.")
+    format: Literal["auto", "csv", "jsonl", "parquet"] = Field(
+        "auto", description="File format; `auto` guesses from the extension."
+    )
+    encoding: str = Field(
+        "auto",
+        description="Text encoding of CSV/JSONL files; `auto` detects it (UTF-8 first).",
+    )
+
+
+class ValidateConfig(Section):
+    min_rows_per_class: int = Field(
+        5, ge=1, description="A class with fewer valid rows than this is an error."
+    )
+    max_rejected_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Fail when more than this fraction of rows is rejected (likely a wrong column).",
+    )
+
+
+class SplitConfig(Section):
+    validation: float = Field(0.1, gt=0, lt=1, description="Fraction of rows for validation.")
+    test: float = Field(
+        0.1, gt=0, lt=1, description="Fraction of rows for test (ignored when data.test is given)."
+    )
+    seed: int = Field(42, description="Seed of the stratified split.")
+
+    @model_validator(mode="after")
+    def _leave_rows_for_training(self) -> SplitConfig:
+        if self.validation + self.test >= 0.9:
+            raise ValueError(
+                f"validation + test must be < 0.9 to leave rows for training, "
+                f"got {self.validation} + {self.test}"
+            )
+        return self
+
+
+class BaselineConfig(Section):
+    enabled: bool = Field(True, description="Fit majority-class and TF-IDF + logistic regression.")
+    max_features: int = Field(50_000, ge=100, description="TF-IDF vocabulary size.")
+    ngram_max: int = Field(2, ge=1, le=3, description="Largest word n-gram of the TF-IDF features.")
+
+
+class TrainConfig(Section):
+    method: Literal["full"] = Field("full", description="Fine-tuning method.")
+    epochs: float = Field(3, gt=0, description="Training epochs (may be fractional).")
+    max_steps: int = Field(
+        -1, ge=-1, description="Stop after this many optimizer steps; -1 trains for `epochs`."
+    )
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate (AdamW).")
+    batch_size: int = Field(32, ge=1, description="Per-device training batch size.")
+    eval_batch_size: int = Field(64, ge=1, description="Batch size for validation.")
+    max_length: int = Field(128, ge=8, description="Texts are truncated to this many tokens.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps of LR warmup.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Batches per optimizer step.")
+    early_stopping_patience: int | None = Field(
+        2, ge=1, description="Evaluations without improvement before stopping; null disables."
+    )
+    metric_for_best_model: Literal["f1_macro", "f1_weighted", "accuracy", "loss"] = Field(
+        "f1_macro", description="Validation metric that picks the best checkpoint."
+    )
+    eval_steps: int | None = Field(
+        None, ge=1, description="Evaluate (and checkpoint) every N steps; null: once per epoch."
+    )
+    logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="`auto`: bf16 on GPUs that support it, else fp32."
+    )
+    seed: int = Field(42, description="Seed of weight init, shuffling and dropout.")
+
+
+class EvaluateConfig(Section):
+    batch_size: int = Field(64, ge=1, description="Batch size for test-set inference.")
+    worst_errors: int = Field(
+        20, ge=0, description="How many most-confidently-wrong test examples to list."
+    )
+
+
+class TrackingConfig(Section):
+    enabled: bool = Field(True, description="Log params, metrics and artifacts to MLflow.")
+    uri: str = Field(
+        "sqlite:///mlruns.db",
+        description="MLflow tracking URI; a relative sqlite path is relative to the config file.",
+    )
+    tensorboard: bool = Field(True, description="Write TensorBoard logs during training.")
+
+
+class RegisterConfig(Section):
+    enabled: bool = Field(True, description="Register the trained model in the MLflow registry.")
+    model_name: str | None = Field(
+        None, description="Registered model name; defaults to `project`."
+    )
+
+
+class Config(Section):
+    """A whole lmforge run. The YAML file mirrors this model key for key."""
+
+    project: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Names the MLflow experiment and registered model; defaults to the data file's name.",
+    )
+    task: Literal["classification"] = Field("classification", description="What the model learns.")
+    data: DataConfig = Field(description="Where the data is and which columns to use.")
+    validate_: ValidateConfig = Field(
+        default_factory=ValidateConfig, alias="validate", description="Data checks."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Train/validation/test split.")
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig, description="Simple baselines.")
+    model: str = Field(
+        "minilm-l6", description="A zoo name, a local Hugging Face folder or .gguf file, or a hub id."
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning settings.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Test-set evaluation.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking.")
+    register_: RegisterConfig = Field(
+        default_factory=RegisterConfig, alias="register", description="Model registry."
+    )
+    output_dir: str = Field("runs", description="Folder of run folders, relative to the config file.")
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _default_project(self) -> Config:
+        if self.project is None:
+            stem = Path(self.data.train).stem or "lmforge"
+            self.project = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem)
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths in the config are resolved against."""
+        return self._base_dir
+
+    def resolve_path(self, value: str | Path) -> Path:
+        """Resolve a path from the config relative to the config file's folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self._base_dir / path)
+
+    @property
+    def project_name(self) -> str:
+        assert self.project is not None  # set by the validator
+        return self.project
+
+    def section_model(self, name: str) -> Any:
+        """A section by its YAML key, as its pydantic model (or plain value)."""
+        for attr, field in type(self).model_fields.items():
+            if (field.alias or attr) == name:
+                return getattr(self, attr)
+        raise KeyError(name)
+
+    def section(self, name: str) -> Any:
+        """A section (or top-level value) as plain JSON-able data, by its YAML key."""
+        dumped = self.model_dump(mode="json", by_alias=True)
+        return dumped[name]
+
+    def to_yaml(self) -> str:
+        """The fully resolved config, every default written out."""
+        return yaml.safe_dump(
+            self.model_dump(mode="json", by_alias=True), sort_keys=False, allow_unicode=True
+        )
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
+    """Load and validate a config from a YAML file (or a dict), raising one ConfigError
+    that lists every problem with its key path."""
+    source: Path | None = Path(path) if path is not None else None
+    if data is None:
+        if source is None:
+            raise ValueError("load_config needs a path or data")
+        data = _read_yaml(source)
+    data = dict(data)
+    for item in overrides or []:
+        _apply_override(data, item)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc), source=source) from None
+    config._base_dir = (source.parent if source else Path.cwd()).resolve()
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError([f"config file not found: {path}"], source=None)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}invalid YAML: {problem}"], source=path) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"not UTF-8 text (byte {exc.start})"], source=path) from None
+    if loaded is None:
+        raise ConfigError(["the file is empty; `lmforge init DATA` writes a starter config"], source=path)
+    if not isinstance(loaded, dict):
+        raise ConfigError(["the top level must be a mapping of keys (project, task, data, ...)"], source=path)
+    return loaded
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply `a.b.c=value` (value parsed as YAML) to nested dicts."""
+    if "=" not in item:
+        raise ConfigError([f"override '{item}' must look like key.path=value"])
+    key, _, raw = item.partition("=")
+    parts = key.strip().split(".")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        else:
+            child = dict(child)
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+_BOUNDS = {
+    "greater_than": (">", "gt"),
+    "greater_than_equal": (">=", "ge"),
+    "less_than": ("<", "lt"),
+    "less_than_equal": ("<=", "le"),
+}
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        path = ".".join(loc) or "(top level)"
+        kind = err["type"]
+        ctx = err.get("ctx") or {}
+        got = err.get("input")
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            close = difflib.get_close_matches(loc[-1], allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            problems.append(f"{path}: unknown key; {hint}allowed: {', '.join(allowed)}")
+            continue
+        if kind == "missing":
+            problems.append(f"{path}: required key is missing")
+            continue
+        if kind in _BOUNDS:
+            symbol, name = _BOUNDS[kind]
+            message = f"must be {symbol} {ctx.get(name)}"
+        elif kind == "literal_error":
+            message = f"must be one of {ctx.get('expected')}"
+        elif kind == "value_error":
+            message = str(ctx.get("error", err["msg"]))
+        else:
+            message = err["msg"][0].lower() + err["msg"][1:]
+        if got is not None and not isinstance(got, dict) and kind != "value_error":
+            message += f", got {got!r}"
+        problems.append(f"{path}: {message}")
+    return problems
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = next(
+            (f for n, f in model.model_fields.items() if (f.alias or n) == part), None
+        )
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [f.alias or n for n, f in model.model_fields.items()]

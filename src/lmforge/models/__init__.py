@@ -1,0 +1,1 @@
+"""Known models (the zoo), resolving a model reference, and loading it."""

@@ -1,0 +1,71 @@
+"""Load models and tokenizers from resolved files (heavy imports stay inside functions)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from lmforge.models.quiet import quiet_transformers
+from lmforge.models.resolve import ResolvedModel
+
+
+def cache_root() -> Path:
+    """Where converted models are kept (`LMFORGE_CACHE`, else ~/.cache/lmforge)."""
+    root = os.environ.get("LMFORGE_CACHE") or Path.home() / ".cache" / "lmforge"
+    return Path(root)
+
+
+def model_folder(resolved: ResolvedModel) -> Path:
+    """A Hugging Face folder for the model; a .gguf file is converted once and cached."""
+    if not resolved.is_gguf:
+        return resolved.path
+    return gguf_to_folder(resolved.path)
+
+
+def gguf_to_folder(gguf_path: Path) -> Path:
+    """Dequantize a GGUF file into a safetensors folder, cached by the file's hash.
+
+    transformers leaves a GGUF-loaded model flagged as quantized, which blocks
+    `save_pretrained` and the Trainer; clearing the flags is safe because the weights
+    are already dequantized torch tensors.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    digest = hashlib.sha256()
+    with gguf_path.open("rb") as handle:
+        digest.update(hashlib.file_digest(handle, "sha256").digest())
+    target = cache_root() / "gguf" / f"{gguf_path.stem}-{digest.hexdigest()[:16]}"
+    if (target / "config.json").exists():
+        return target
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(target)
+    return target
+
+
+def load_classifier(resolved: ResolvedModel, labels: list[str]) -> tuple[Any, Any]:
+    """Tokenizer and a sequence-classification model with a fresh head for `labels`."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    quiet_transformers()
+    folder = model_folder(resolved)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    if tokenizer.pad_token is None:  # causal LMs used as classifiers
+        tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model

@@ -1,0 +1,16 @@
+"""Silence library chatter (weight-loading reports, download bars) that lmforge replaces."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+
+def quiet_transformers() -> None:
+    """Call before loading models: lmforge reports loading and progress itself."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*TensorBoard.*")

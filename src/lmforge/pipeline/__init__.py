@@ -1,0 +1,1 @@
+"""The pipeline: stage graph, runner, content-hash cache, artifact store, events."""

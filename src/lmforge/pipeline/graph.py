@@ -1,0 +1,106 @@
+"""The stage graph: every stage, its inputs and the config it reads, in one place.
+
+Stage modules are imported when a stage runs, not here, so that a fully cached rerun
+never pays for importing torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from lmforge.config import Config
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage: `lmforge.stages.<name>.run(ctx, section, inputs) -> StageResult`, where
+    `section` is the config section named first in `sections`.
+
+    Its cache key hashes: the stage name, the config `sections` it reads, the content
+    hashes of its `inputs` artifacts, the content of its `files(config)` (user data),
+    its `fingerprint(config)` (e.g. the base model's identity) and the lmforge version.
+    Stages with side effects outside the run folder are not `cacheable`.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    sections: tuple[str, ...]
+    cacheable: bool = True
+    files: Callable[[Config], list[Path]] | None = None
+    fingerprint: Callable[[Config], dict[str, Any]] | None = None
+
+    def function(self) -> Callable[..., Any]:
+        module = importlib.import_module(f"lmforge.stages.{self.name}")
+        return module.run  # type: ignore[no-any-return]
+
+
+def _data_files(config: Config) -> list[Path]:
+    files = [config.data.train, config.data.validation, config.data.test]
+    return [config.resolve_path(f) for f in files if f]
+
+
+def _model_fingerprint(config: Config) -> dict[str, Any]:
+    from lmforge.models.resolve import fingerprint
+
+    return {"model": fingerprint(config.model, config.base_dir)}
+
+
+def _library_versions(config: Config) -> dict[str, Any]:
+    # Training results depend on these libraries; a new version retrains.
+    return {name: _version(name) for name in ("torch", "transformers", "accelerate")}
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def _tracking_store(config: Config) -> dict[str, Any]:
+    # Registering is idempotent (keyed by the model's hash), so it is cached like any
+    # stage; a deleted local store changes the key, so the model is registered again.
+    from lmforge.tracking import local_store
+
+    store = local_store(config)
+    return {"store_exists": store.exists() if store else None}
+
+
+def _train_fingerprint(config: Config) -> dict[str, Any]:
+    return {**_model_fingerprint(config), **_library_versions(config)}
+
+
+CLASSIFICATION: tuple[StageSpec, ...] = (
+    StageSpec("ingest", (), ("data",), files=_data_files),
+    StageSpec("validate", ("ingest",), ("validate",)),
+    StageSpec("split", ("validate",), ("split",)),
+    StageSpec("baseline", ("split",), ("baseline",)),
+    StageSpec("train", ("split",), ("train", "model", "task"), fingerprint=_train_fingerprint),
+    StageSpec("evaluate", ("split", "train", "baseline"), ("evaluate",)),
+    StageSpec("report", ("ingest", "validate", "split", "baseline", "train", "evaluate"), ("project",)),
+    StageSpec(
+        "register",
+        ("baseline", "train", "evaluate", "report"),
+        ("register", "project", "tracking"),
+        fingerprint=_tracking_store,
+    ),
+)
+
+
+def stages_for(config: Config) -> tuple[StageSpec, ...]:
+    """The stage graph for the config's task, in a valid execution order."""
+    return CLASSIFICATION
+
+
+def dependents(stages: tuple[StageSpec, ...], names: set[str]) -> set[str]:
+    """`names` and every stage that depends on them, transitively."""
+    closed = set(names)
+    for spec in stages:  # stages are in topological order, one pass suffices
+        if closed.intersection(spec.inputs):
+            closed.add(spec.name)
+    return closed

@@ -1,0 +1,269 @@
+"""Runs the stage graph: cache lookups, atomic artifact folders, resume, events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import lmforge
+from lmforge.config import Config
+from lmforge.errors import ConfigError, DataError
+from lmforge.pipeline.artifacts import (
+    MANIFEST,
+    Artifact,
+    ArtifactWriter,
+    combined_hash,
+    file_sha256,
+    folder_files,
+    link_copy,
+    write_json_atomic,
+)
+from lmforge.pipeline.context import StageContext, StageResult
+from lmforge.pipeline.events import EventBus, LogFileSink
+from lmforge.pipeline.graph import StageSpec, dependents, stages_for
+from lmforge.pipeline.runs import RunRecord, new_run_id
+
+_VERSIONED = ("torch", "transformers", "scikit-learn", "pandas", "mlflow", "accelerate")
+
+
+@dataclass
+class RunResult:
+    """What `run_pipeline` returns: where the run lives and each stage's artifact."""
+
+    run_id: str
+    run_dir: Path
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+    cached: dict[str, bool] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+
+
+def run_pipeline(
+    config: Config,
+    *,
+    force: Iterable[str] = (),
+    events: EventBus | None = None,
+    config_file: str | None = None,
+) -> RunResult:
+    """Run every stage of `config`'s task, reusing cached stages.
+
+    `force` names stages to rerun regardless of the cache; their dependents rerun too.
+    """
+    events = events or EventBus()
+    stages = stages_for(config)
+    names = {s.name for s in stages}
+    unknown = sorted(set(force) - names)
+    if unknown:
+        raise ConfigError([f"--force: unknown stage {', '.join(unknown)}; stages: {', '.join(s.name for s in stages)}"])
+    forced = dependents(stages, set(force))
+
+    runs_dir = config.resolve_path(config.output_dir)
+    run_id = new_run_id()
+    run_dir = runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    log_sink = LogFileSink(run_dir / "run.log")
+    events.subscribe(log_sink)
+    record = RunRecord.create(run_dir, config.project_name, config_file)
+    result = RunResult(run_id, run_dir)
+    events.emit("run_start", None, run_id, run_dir=str(run_dir), stages=[s.name for s in stages])
+    try:
+        for spec in stages:
+            artifact, cached, seconds = _run_stage(
+                spec, config, result, runs_dir, run_dir, events, record, spec.name in forced
+            )
+            result.artifacts[spec.name] = artifact
+            result.cached[spec.name] = cached
+            result.durations[spec.name] = seconds
+        record.data["metrics"] = _headline_metrics(result)
+        record.finish("succeeded")
+        events.emit("run_end", None, run_id, status="succeeded", run_dir=str(run_dir))
+        return result
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        record.finish(status, error=str(exc) or type(exc).__name__)
+        events.emit("run_end", None, run_id, status=status, run_dir=str(run_dir))
+        raise
+    finally:
+        events.unsubscribe(log_sink)
+
+
+def _run_stage(
+    spec: StageSpec,
+    config: Config,
+    result: RunResult,
+    runs_dir: Path,
+    run_dir: Path,
+    events: EventBus,
+    record: RunRecord,
+    forced: bool,
+) -> tuple[Artifact, bool, float]:
+    inputs = {name: result.artifacts[name] for name in spec.inputs}
+    key = cache_key(spec, config, inputs)
+    final_dir = run_dir / spec.name
+    started = time.perf_counter()
+    if spec.cacheable and not forced:
+        hit = _cache_lookup(runs_dir, spec.name, key)
+        if hit is not None:
+            _place(hit.folder, final_dir, link=True)
+            seconds = time.perf_counter() - started
+            record.stage(spec.name, status="cached", key=key, seconds=seconds, reused_from=str(hit.folder))
+            events.emit("stage_cached", spec.name, "reused", reused_from=hit.manifest.get("run_id"))
+            return Artifact.load(final_dir), True, seconds
+
+    events.emit("stage_start", spec.name)
+    record.stage(spec.name, status="running", key=key)
+    work_dir = runs_dir / ".work" / f"{spec.name}-{key[:16]}"
+    out_dir = work_dir / "out"
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # a half-written output from a killed run; scratch survives
+    ctx = StageContext(
+        run_id=run_dir.name,
+        stage=spec.name,
+        config=config,
+        out=ArtifactWriter(out_dir),
+        work_dir=work_dir,
+        run_dir=run_dir,
+        events=events,
+    )
+    section = config.section_model(spec.sections[0])
+    try:
+        stage_result = spec.function()(ctx, section, inputs)
+    except BaseException as exc:
+        is_user = isinstance(exc, (DataError, ConfigError)) or getattr(exc, "headline", None)
+        record.stage(spec.name, status="failed", error=str(exc))
+        events.emit(
+            "stage_failed",
+            spec.name,
+            str(exc),
+            **({} if is_user else {"traceback": traceback.format_exc()}),
+        )
+        raise
+    seconds = time.perf_counter() - started
+    manifest = _manifest(spec, config, key, inputs, stage_result, out_dir, run_dir.name, seconds)
+    write_json_atomic(out_dir / MANIFEST, manifest)
+    _place(out_dir, final_dir, link=False)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    if spec.cacheable:
+        _cache_store(runs_dir, spec.name, key, final_dir)
+    record.stage(spec.name, status="done", seconds=seconds, rows=stage_result.rows,
+                 metrics=stage_result.metrics)
+    events.emit("stage_done", spec.name, "", seconds=round(seconds, 2), rows=stage_result.rows,
+                metrics=stage_result.metrics)
+    return Artifact(final_dir, manifest), False, seconds
+
+
+def cache_key(spec: StageSpec, config: Config, inputs: dict[str, Artifact]) -> str:
+    """sha256 of: stage name, its config sections, its inputs' content hashes, the
+    content of the user files it reads, its extra fingerprint, and the lmforge version."""
+    material: dict[str, Any] = {
+        "stage": spec.name,
+        "sections": {name: config.section(name) for name in spec.sections},
+        "inputs": {name: art.content_hash for name, art in sorted(inputs.items())},
+        "lmforge": lmforge.__version__,
+    }
+    if spec.files is not None:
+        material["files"] = {str(p): _user_file_hash(p) for p in spec.files(config)}
+    if spec.fingerprint is not None:
+        material["fingerprint"] = spec.fingerprint(config)
+    blob = json.dumps(material, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _user_file_hash(path: Path) -> str:
+    if not path.exists():
+        raise DataError("file not found", file=path, hint="check data.* paths in the config; they are relative to the config file")
+    return file_sha256(path)
+
+
+def _cache_lookup(runs_dir: Path, stage: str, key: str) -> Artifact | None:
+    pointer = runs_dir / ".cache" / f"{stage}-{key}"
+    if not pointer.exists():
+        return None
+    folder = Path(pointer.read_text(encoding="utf-8").strip())
+    if not (folder / MANIFEST).exists():
+        return None  # the run folder was deleted: recompute
+    artifact = Artifact.load(folder)
+    return artifact if artifact.manifest.get("cache_key") == key else None
+
+
+def _cache_store(runs_dir: Path, stage: str, key: str, folder: Path) -> None:
+    cache_dir = runs_dir / ".cache"
+    cache_dir.mkdir(exist_ok=True)
+    pointer = cache_dir / f"{stage}-{key}"
+    tmp = pointer.with_name(pointer.name + f".tmp-{os.getpid()}")
+    tmp.write_text(str(folder), encoding="utf-8")
+    os.replace(tmp, pointer)
+
+
+def _place(src: Path, final_dir: Path, *, link: bool) -> None:
+    """Move (or hard-link copy) a folder into place under a temp name, then rename."""
+    tmp = final_dir.with_name(f".{final_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    if link:
+        link_copy(src, tmp)
+    else:
+        shutil.move(str(src), str(tmp))
+    os.replace(tmp, final_dir)
+
+
+def _manifest(
+    spec: StageSpec,
+    config: Config,
+    key: str,
+    inputs: dict[str, Artifact],
+    stage_result: StageResult,
+    out_dir: Path,
+    run_id: str,
+    seconds: float,
+) -> dict[str, Any]:
+    files = folder_files(out_dir)
+    return {
+        "stage": spec.name,
+        "run_id": run_id,
+        "cache_key": key,
+        "content_hash": combined_hash(files),
+        "files": files,
+        "inputs": {name: art.content_hash for name, art in inputs.items()},
+        "config": {name: config.section(name) for name in spec.sections},
+        "rows": stage_result.rows,
+        "metrics": stage_result.metrics,
+        "summary": stage_result.summary,
+        "seconds": round(seconds, 3),
+        "finished_at": time.time(),
+        "versions": _versions(),
+    }
+
+
+def _versions() -> dict[str, str]:
+    versions = {"lmforge": lmforge.__version__, "python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _headline_metrics(result: RunResult) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    evaluate = result.artifacts.get("evaluate")
+    if evaluate is not None:
+        metrics.update({k: v for k, v in evaluate.metrics.items() if not k.startswith("baseline")})
+    baseline = result.artifacts.get("baseline")
+    if baseline is not None and "tfidf_f1_macro" in baseline.metrics:
+        metrics["baseline_f1_macro"] = baseline.metrics["tfidf_f1_macro"]
+    register = result.artifacts.get("register")
+    if register is not None and register.summary.get("version"):
+        metrics["model_version"] = register.summary["version"]
+    return metrics

@@ -1,0 +1,38 @@
+"""ingest: read the user's files, map their columns to `text` and `label`.
+
+Output tables (`train`, and `validation` / `test` when given) have the columns
+`source_row` (1-based row in the file), `text` and `label` (strings, None when missing).
+"""
+
+from __future__ import annotations
+
+from lmforge.config import DataConfig
+from lmforge.datafiles import read_data_file
+from lmforge.errors import DataError
+from lmforge.pipeline.context import Inputs, StageContext, StageResult
+
+
+def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
+    result = StageResult()
+    files = {"train": cfg.train, "validation": cfg.validation, "test": cfg.test}
+    for name, value in files.items():
+        if value is None:
+            continue
+        path = ctx.config.resolve_path(value)
+        data = read_data_file(path, format=cfg.format, encoding=cfg.encoding)
+        columns = {"text": cfg.text_column, "label": cfg.label_column}
+        for role, column in columns.items():
+            if column not in data.frame.columns:
+                raise DataError(
+                    f"no {role} column; the file has columns: {', '.join(data.columns)}",
+                    file=path, column=column, hint=f"set data.{role}_column to one of them",
+                )
+        table = data.frame[["source_row", cfg.text_column, cfg.label_column]].copy()
+        table.columns = ["source_row", "text", "label"]
+        ctx.out.write_table(name, table)
+        result.rows[name] = len(table)
+        result.summary[name] = {"file": str(path), "format": data.format, "encoding": data.encoding}
+        if data.encoding not in (None, "utf-8", "ascii"):
+            ctx.warn(f"{path.name}: not UTF-8, read as {data.encoding}")
+        ctx.log(f"{path.name}: {len(table):,} rows ({data.format}, {data.encoding or 'binary'})")
+    return result

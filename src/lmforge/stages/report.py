@@ -1,0 +1,89 @@
+"""report: one self-contained HTML file (images embedded) telling the run's story."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.report import plots
+
+
+def run(ctx: StageContext, cfg: Any, inputs: Inputs) -> StageResult:
+    validate, split, baseline, train, evaluate = (
+        inputs[n] for n in ("validate", "split", "baseline", "train", "evaluate")
+    )
+    metric = train.manifest["config"]["train"]["metric_for_best_model"]
+    confusion = evaluate.json("confusion")
+    images = {
+        "curves": plots.training_curves(train.json("history"), metric),
+        "confusion": plots.confusion(confusion["matrix"], confusion["labels"]),
+        "labels": plots.label_distribution(split.summary["label_counts"]),
+    }
+    ctx.out.path("confusion_matrix.png").write_bytes(images["confusion"])
+    ctx.out.path("training_curves.png").write_bytes(images["curves"])
+    html = _render(ctx, inputs, {k: base64.b64encode(v).decode() for k, v in images.items()})
+    ctx.out.write_text("report.html", html)
+    ctx.log(f"report: {ctx.run_dir / 'report' / 'report.html'}")
+    return StageResult(summary={"bytes": len(html)})
+
+
+def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
+    validate, split, baseline, train, evaluate = (
+        inputs[n] for n in ("validate", "split", "baseline", "train", "evaluate")
+    )
+    b = baseline.metrics
+    keys = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro")
+    comparison = [
+        {"name": f"majority class ('{baseline.summary['majority_class']}')",
+         **{k: b.get(f"majority_{k}") for k in keys}},
+    ]
+    if "tfidf_accuracy" in b:
+        comparison.append({"name": "TF-IDF + logistic regression", **{k: b.get(f"tfidf_{k}") for k in keys}})
+    comparison.append({"name": f"fine-tuned {train.summary['model']}", **{k: evaluate.metrics[k] for k in keys}})
+    summary = train.summary
+    env = Environment(loader=PackageLoader("lmforge.report", "templates"),
+                      autoescape=select_autoescape(["html", "j2"]))
+    rejected = validate.summary.get("rejected_reasons", {})
+    return env.get_template("report.html.j2").render(
+        project=ctx.config.project_name,
+        run_id=ctx.run_id,
+        task=ctx.config.task,
+        model=summary["model"],
+        created=time.strftime("%Y-%m-%d %H:%M"),
+        metrics=evaluate.metrics,
+        gain=evaluate.metrics.get("gain_f1_macro_vs_tfidf"),
+        rows=split.manifest["rows"],
+        comparison=comparison,
+        rejected_total=sum(rejected.values()),
+        rejected_reasons=rejected,
+        rejected_examples=validate.summary.get("rejected_examples", []),
+        lengths=validate.summary["text_chars"],
+        images=images,
+        train={
+            "parameters_m": f"{summary['parameters'] / 1e6:.1f}",
+            "steps": int(train.metrics["steps"]),
+            "epochs_run": summary["epochs_run"],
+            "seconds": train.metrics["train_seconds"],
+            "device": summary["device"],
+            "precision": summary["precision"],
+            "best_checkpoint": summary["best_checkpoint"],
+            "resumed_from": summary.get("resumed_from"),
+        },
+        per_class=evaluate.json("per_class"),
+        worst=evaluate.json("worst_errors"),
+        stages=_stage_times(inputs),
+        versions=train.manifest.get("versions", {}),
+    )
+
+
+def _stage_times(inputs: Inputs) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    order = ("ingest", "validate", "split", "baseline", "train", "evaluate")
+    for artifact in inputs.values():
+        seen[artifact.stage] = {"name": artifact.stage, "seconds": artifact.manifest["seconds"],
+                                "run_id": artifact.manifest["run_id"]}
+    return [seen[n] for n in order if n in seen]

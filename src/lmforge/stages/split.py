@@ -1,0 +1,60 @@
+"""split: stratified train / validation / test with a seed (or the user's own files)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from lmforge.config import SplitConfig
+from lmforge.errors import DataError
+from lmforge.pipeline.context import Inputs, StageContext, StageResult
+
+
+def run(ctx: StageContext, cfg: SplitConfig, inputs: Inputs) -> StageResult:
+    valid = inputs["validate"]
+    train = valid.table("train")
+    labels = sorted(train["label"].unique().tolist())
+    parts: dict[str, pd.DataFrame] = {}
+    given_test = valid.has("test.parquet")
+    given_validation = valid.has("validation.parquet")
+    if given_test:
+        parts["test"] = valid.table("test")
+    else:
+        train, parts["test"] = _stratified(train, cfg.test, cfg.seed, "test")
+    if given_validation:
+        parts["validation"] = valid.table("validation")
+    else:
+        # The validation fraction is of all rows, so rescale it to what is left.
+        share = cfg.validation if given_test else cfg.validation / (1 - cfg.test)
+        train, parts["validation"] = _stratified(train, share, cfg.seed, "validation")
+    parts["train"] = train
+    for name in ("validation", "test"):
+        unseen = sorted(set(parts[name]["label"]) - set(labels))
+        if unseen:
+            raise DataError(
+                f"{name} has label(s) never seen in train: {', '.join(map(str, unseen[:5]))}",
+                file=valid.manifest["summary"].get(name, {}).get("file") or name, column="label",
+            )
+    result = StageResult()
+    for name, table in parts.items():
+        ctx.out.write_table(name, table.reset_index(drop=True))
+        result.rows[name] = len(table)
+    ctx.out.write_json("labels", labels)
+    result.summary["labels"] = labels
+    result.summary["given"] = {"test": given_test, "validation": given_validation}
+    result.summary["label_counts"] = {
+        name: table["label"].value_counts().to_dict() for name, table in parts.items()
+    }
+    return result
+
+
+def _stratified(table: pd.DataFrame, share: float, seed: int, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    n_classes = table["label"].nunique()
+    if round(share * len(table)) < n_classes:
+        raise DataError(
+            f"{len(table)} rows are too few for a stratified {name} split of {share:.0%} "
+            f"with {n_classes} classes",
+            hint=f"add rows, raise split.{name}, or give data.{name}",
+        )
+    kept, held = train_test_split(table, test_size=share, random_state=seed, stratify=table["label"])
+    return kept, held

@@ -1,0 +1,89 @@
+"""validate: reject unusable rows with a reason each, and stop on data that cannot train.
+
+Rejected rows go to `rejected.csv` (file, row, reason, text, label): nothing is dropped
+silently. Fatal problems (too many rejects, one class, tiny classes) name the file and
+the class so the user can fix the data.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lmforge.config import ValidateConfig
+from lmforge.errors import DataError
+from lmforge.pipeline.context import Inputs, StageContext, StageResult
+
+
+def _reasons(table: pd.DataFrame) -> pd.Series:
+    text = table["text"].fillna("")
+    label = table["label"].fillna("")
+    reasons = pd.Series("", index=table.index, dtype=object)
+    reasons[table["text"].isna()] = "missing text"
+    reasons[(reasons == "") & (text.str.strip() == "")] = "blank text"
+    reasons[(reasons == "") & (label.str.strip() == "")] = "missing label"
+    return reasons
+
+
+def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
+    ingest = inputs["ingest"]
+    result = StageResult()
+    rejected = []
+    for name in ("train", "validation", "test"):
+        if not ingest.has(f"{name}.parquet"):
+            continue
+        table = ingest.table(name)
+        file = ingest.summary[name]["file"]
+        reasons = _reasons(table)
+        bad = table[reasons != ""].assign(file=file, split=name, reason=reasons[reasons != ""])
+        good = table[reasons == ""].copy()
+        good["label"] = good["label"].str.strip()
+        share = len(bad) / len(table)
+        if share > cfg.max_rejected_fraction:
+            first = bad.iloc[0]
+            raise DataError(
+                f"{len(bad)} of {len(table)} rows rejected ({share:.0%}); first at row "
+                f"{first.source_row}: {first.reason}",
+                file=file, hint="check data.text_column / data.label_column, or raise "
+                "validate.max_rejected_fraction",
+            )
+        if len(bad):
+            ctx.warn(f"{name}: {len(bad)} row(s) rejected, see rejected.csv")
+        rejected.append(bad)
+        ctx.out.write_table(name, good)
+        result.rows[name] = len(good)
+        result.rows[f"{name}_rejected"] = len(bad)
+        if name == "train":
+            _check_classes(good, file, cfg)
+    columns = ["file", "split", "source_row", "reason", "text", "label"]
+    all_bad = pd.concat(rejected) if rejected else pd.DataFrame(columns=columns)
+    ctx.out.write_csv("rejected", all_bad[columns])
+    counts = ingest.table("train").pipe(lambda t: t[_reasons(t) == ""])["label"].str.strip()
+    result.summary["label_counts"] = counts.value_counts().to_dict()
+    result.summary["rejected_reasons"] = all_bad["reason"].value_counts().to_dict()
+    result.summary["rejected_examples"] = all_bad[columns].head(10).to_dict("records")
+    result.summary["text_chars"] = _lengths(ingest.table("train")["text"].dropna())
+    return result
+
+
+def _check_classes(table: pd.DataFrame, file: str, cfg: ValidateConfig) -> None:
+    counts = table["label"].value_counts()
+    if len(counts) < 2:
+        only = counts.index[0] if len(counts) else "none"
+        raise DataError(
+            f"only one class ('{only}') among {len(table)} valid rows; classification needs at least two",
+            file=file, column="label", hint="check data.label_column",
+        )
+    small = counts[counts < cfg.min_rows_per_class]
+    if len(small):
+        listed = ", ".join(f"'{k}' ({v})" for k, v in small.items())
+        raise DataError(
+            f"{len(small)} class(es) have fewer than {cfg.min_rows_per_class} rows: {listed}",
+            file=file, column="label",
+            hint="add examples, merge or remove those classes, or lower validate.min_rows_per_class",
+        )
+
+
+def _lengths(text: pd.Series) -> dict[str, float]:
+    lengths = text.str.len()
+    return {"mean": float(lengths.mean()), "p50": float(lengths.median()),
+            "p95": float(lengths.quantile(0.95)), "max": float(lengths.max())}

@@ -1,0 +1,76 @@
+"""`lmforge init`: look at a data file and write a starter config with guessed columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmforge.datafiles import read_data_file
+from lmforge.errors import DataError
+
+TEXT_NAMES = ("text", "sentence", "utterance", "message", "content", "review", "body", "query", "input")
+LABEL_NAMES = ("label", "labels", "intent", "category", "class", "target", "sentiment", "topic", "y")
+
+
+@dataclass
+class Guess:
+    """What `init` inferred from the data, with the reason for each choice."""
+
+    task: str
+    text_column: str
+    label_column: str
+    rows: int
+    classes: int
+    reasons: list[str]
+
+
+def guess(path: Path) -> Guess:
+    """Guess the task and the text / label columns of a data file."""
+    data = read_data_file(path)
+    frame = data.frame
+    columns = data.columns
+    if len(columns) < 2:
+        raise DataError(f"found {len(columns)} column(s); classification needs a text and a label column",
+                        file=path)
+    texts = {c: frame[c].dropna().astype(str) for c in columns}
+    mean_len = {c: float(v.str.len().mean() or 0) for c, v in texts.items()}
+    distinct = {c: int(v.nunique()) for c, v in texts.items()}
+    reasons = []
+    text_col = next((c for c in columns if c.lower() in TEXT_NAMES), None)
+    if text_col:
+        reasons.append(f"text column '{text_col}': its name")
+    else:
+        text_col = max(columns, key=lambda c: mean_len[c])
+        reasons.append(f"text column '{text_col}': longest values ({mean_len[text_col]:.0f} chars on average)")
+    rest = [c for c in columns if c != text_col]
+    label_col = next((c for c in rest if c.lower() in LABEL_NAMES), None)
+    if label_col:
+        reasons.append(f"label column '{label_col}': its name")
+    else:
+        label_col = min(rest, key=lambda c: (distinct[c], mean_len[c]))
+        reasons.append(f"label column '{label_col}': fewest distinct values ({distinct[label_col]})")
+    return Guess("classification", text_col, label_col, len(frame), distinct[label_col], reasons)
+
+
+def render(path: Path, found: Guess, config_dir: Path) -> str:
+    """The starter YAML, with comments saying what each section does."""
+    try:
+        data_path = path.resolve().relative_to(config_dir.resolve()).as_posix()
+    except ValueError:
+        data_path = str(path.resolve())
+    project = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in path.stem) or "lmforge"
+    return f"""\
+# lmforge config written by `lmforge init {path.name}` ({found.rows:,} rows, {found.classes} classes).
+# `lmforge config show` prints every setting with its default; `lmforge config schema` documents them.
+project: {project}            # names the MLflow experiment and the registered model
+task: {found.task}
+data:
+  train: {data_path}
+  test: null                  # a separate test file; otherwise split from train
+  text_column: {found.text_column}
+  label_column: {found.label_column}
+split: {{validation: 0.1, test: 0.1, seed: 42}}
+model: minilm-l6              # a zoo name, a local Hugging Face folder or .gguf file, or a hub id
+train: {{method: full, epochs: 3, learning_rate: 5.0e-5, batch_size: 32, max_length: 128}}
+tracking: {{uri: sqlite:///mlruns.db}}
+"""

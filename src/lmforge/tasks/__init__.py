@@ -1,0 +1,1 @@
+"""What differs between tasks: data encoding, metrics, prediction."""

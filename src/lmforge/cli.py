@@ -80,6 +80,7 @@ def run(
     config: Path = typer.Argument(Path("lmforge.yaml"), help="The config file."),
     force: list[str] = typer.Option([], "--force", "-f", help="Rerun this stage and its dependents (repeatable)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a config key: train.epochs=1 (repeatable)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage (e.g. split)."),
 ) -> None:
     """Run every stage; stages whose inputs did not change are reused from earlier runs."""
     from lmforge.config import load_config
@@ -91,7 +92,7 @@ def run(
         cfg = load_config(config, overrides=set_)
         started = time.perf_counter()
         with RichRenderer(console) as renderer:
-            result = run_pipeline(cfg, force=force, events=EventBus([renderer]), config_file=str(config))
+            result = run_pipeline(cfg, force=force, events=EventBus([renderer]), config_file=str(config), until=until)
         _summary(result, time.perf_counter() - started)
 
 

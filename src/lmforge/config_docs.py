@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -12,8 +12,16 @@ from lmforge.config import Config
 
 
 def _type_name(annotation: Any) -> str:
-    text = str(annotation).replace("typing.", "")
-    return text.removeprefix("<class '").removesuffix("'>")
+    """A readable type for a Markdown cell (no `|`, which would split the cell)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section"
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in get_args(annotation))
+    args = get_args(annotation)
+    if args and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return " or ".join(_type_name(a) for a in rest) + " or null"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _default(field: Any) -> str:

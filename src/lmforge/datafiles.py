@@ -76,10 +76,18 @@ def _decode(path: Path, raw: bytes, encoding: str) -> tuple[str, str]:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(raw).best()
-    if best is None or best.encoding is None:
+    matches = list(from_bytes(raw))
+    if not matches:
         raise DataError("cannot detect the text encoding", file=path,
                         hint="save the file as UTF-8 or set data.encoding")
+    # Short texts fit many code pages about equally well; among near-ties prefer
+    # Windows-1252, by far the most common non-UTF-8 encoding of CSV files (Excel).
+    best = matches[0]
+    for preferred in ("cp1252", "latin_1"):
+        near = [m for m in matches if m.encoding == preferred and m.chaos <= best.chaos + 0.1]
+        if near:
+            best = near[0]
+            break
     return str(best), best.encoding
 
 

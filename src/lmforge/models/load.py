@@ -64,6 +64,8 @@ def load_classifier(resolved: ResolvedModel, labels: list[str]) -> tuple[Any, An
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
+        # A base model that already has a classification head of another size gets a new one.
+        ignore_mismatched_sizes=True,
     )
     if tokenizer.pad_token is None:  # causal LMs used as classifiers
         tokenizer.pad_token = tokenizer.eos_token

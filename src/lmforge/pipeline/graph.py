@@ -33,6 +33,7 @@ class StageSpec:
     cacheable: bool = True
     files: Callable[[Config], list[Path]] | None = None
     fingerprint: Callable[[Config], dict[str, Any]] | None = None
+    still_valid: Callable[[Config], bool] | None = None  # checked on a cache hit
 
     def function(self) -> Callable[..., Any]:
         module = importlib.import_module(f"lmforge.stages.{self.name}")
@@ -62,13 +63,13 @@ def _version(name: str) -> str:
         return "missing"
 
 
-def _tracking_store(config: Config) -> dict[str, Any]:
+def _tracking_store_exists(config: Config) -> bool:
     # Registering is idempotent (keyed by the model's hash), so it is cached like any
-    # stage; a deleted local store changes the key, so the model is registered again.
+    # stage; but if the local store was deleted, the model must be registered again.
     from lmforge.tracking import local_store
 
     store = local_store(config)
-    return {"store_exists": store.exists() if store else None}
+    return store is None or store.exists()
 
 
 def _train_fingerprint(config: Config) -> dict[str, Any]:
@@ -87,7 +88,7 @@ CLASSIFICATION: tuple[StageSpec, ...] = (
         "register",
         ("baseline", "train", "evaluate", "report"),
         ("register", "project", "tracking"),
-        fingerprint=_tracking_store,
+        still_valid=_tracking_store_exists,
     ),
 )
 

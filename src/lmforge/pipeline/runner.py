@@ -53,17 +53,22 @@ def run_pipeline(
     force: Iterable[str] = (),
     events: EventBus | None = None,
     config_file: str | None = None,
+    until: str | None = None,
 ) -> RunResult:
     """Run every stage of `config`'s task, reusing cached stages.
 
     `force` names stages to rerun regardless of the cache; their dependents rerun too.
+    `until` stops after the named stage.
     """
     events = events or EventBus()
     stages = stages_for(config)
-    names = {s.name for s in stages}
-    unknown = sorted(set(force) - names)
-    if unknown:
-        raise ConfigError([f"--force: unknown stage {', '.join(unknown)}; stages: {', '.join(s.name for s in stages)}"])
+    names = [s.name for s in stages]
+    for option, asked in (("--force", list(force)), ("--until", [until] if until else [])):
+        unknown = sorted(set(asked) - set(names))
+        if unknown:
+            raise ConfigError([f"{option}: unknown stage {', '.join(unknown)}; stages: {', '.join(names)}"])
+    if until is not None:
+        stages = stages[: names.index(until) + 1]
     forced = dependents(stages, set(force))
 
     runs_dir = config.resolve_path(config.output_dir)
@@ -113,7 +118,7 @@ def _run_stage(
     started = time.perf_counter()
     if spec.cacheable and not forced:
         hit = _cache_lookup(runs_dir, spec.name, key)
-        if hit is not None:
+        if hit is not None and (spec.still_valid is None or spec.still_valid(config)):
             _place(hit.folder, final_dir, link=True)
             seconds = time.perf_counter() - started
             record.stage(spec.name, status="cached", key=key, seconds=seconds, reused_from=str(hit.folder))

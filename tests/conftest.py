@@ -1,0 +1,79 @@
+"""Shared test assets: a tiny random-initialised BERT built from a config, tiny datasets."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TOPICS = {
+    "billing": ["invoice", "charge", "refund", "payment", "price", "bill"],
+    "shipping": ["parcel", "delivery", "courier", "tracking", "package", "arrive"],
+    "login": ["password", "login", "account", "locked", "reset", "username"],
+    "bug": ["crash", "error", "freeze", "broken", "glitch", "update"],
+}
+FILLER = ["please", "help", "my", "the", "is", "not", "with", "today", "again", "why", "i", "need"]
+
+
+def make_rows(per_class: int = 30, seed: int = 0) -> list[tuple[str, str]]:
+    """Short texts whose label is given by topic words (easy for a tiny model)."""
+    rng = random.Random(seed)
+    rows = []
+    for label, words in TOPICS.items():
+        for _ in range(per_class):
+            picked = rng.sample(words, 2) + rng.sample(FILLER, 3)
+            rng.shuffle(picked)
+            rows.append((" ".join(picked), label))
+    rng.shuffle(rows)
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[Any, ...]], header: tuple[str, ...] = ("text", "label")) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT with a word-level vocabulary, saved like a hub model."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w for ws in TOPICS.values() for w in ws} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def data_csv(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "data.csv", make_rows())
+
+
+@pytest.fixture
+def config_dict(tmp_path: Path, data_csv: Path, tiny_model: Path) -> dict[str, Any]:
+    """A fast config: tiny model, a few epochs, tracking into the test's folder."""
+    return {
+        "project": "test-project",
+        "task": "classification",
+        "data": {"train": str(data_csv), "text_column": "text", "label_column": "label"},
+        "split": {"validation": 0.2, "test": 0.2, "seed": 1},
+        "model": str(tiny_model),
+        "train": {"epochs": 8, "batch_size": 8, "learning_rate": 5e-3, "max_length": 16,
+                  "logging_steps": 2, "early_stopping_patience": None},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlruns.db", "tensorboard": False},
+        "output_dir": str(tmp_path / "runs"),
+    }

@@ -1,0 +1,125 @@
+"""The runner on a tiny random BERT: cache reuse, invalidation, --force, resume, atomicity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmforge.config import load_config
+from lmforge.pipeline.events import Event, EventBus
+from lmforge.pipeline.runner import run_pipeline
+from lmforge.pipeline.runs import list_runs
+
+ALL = ["ingest", "validate", "split", "baseline", "train", "evaluate", "report", "register"]
+
+
+def _ran(result: Any) -> list[str]:
+    return [name for name, cached in result.cached.items() if not cached]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tuple[dict, Any]:
+    from tests.conftest import make_rows, write_csv
+
+    folder = tmp_path_factory.mktemp("pipeline")
+    data = write_csv(folder / "data.csv", make_rows())
+    config = {
+        "project": "pipe",
+        "data": {"train": str(data)},
+        "split": {"validation": 0.2, "test": 0.2, "seed": 1},
+        "model": str(tiny_model),
+        "train": {"epochs": 8, "batch_size": 8, "learning_rate": 5e-3, "max_length": 16,
+                  "early_stopping_patience": None},
+        "tracking": {"uri": f"sqlite:///{folder}/mlruns.db", "tensorboard": True},
+        "output_dir": str(folder / "runs"),
+    }
+    return config, run_pipeline(load_config(data=config))
+
+
+def test_first_run_produces_every_artifact(first_run: tuple[dict, Any]) -> None:
+    _, result = first_run
+    assert _ran(result) == ALL
+    for stage in ALL:
+        manifest = json.loads((result.run_dir / stage / "manifest.json").read_text())
+        assert manifest["stage"] == stage
+        assert len(manifest["content_hash"]) == 64 and len(manifest["cache_key"]) == 64
+        assert manifest["versions"]["lmforge"] and manifest["seconds"] >= 0
+    train = result.artifacts["train"]
+    assert (train.folder / "model" / "model.safetensors").exists()
+    assert any((train.folder / "tensorboard").rglob("events.out.tfevents.*"))
+    assert result.artifacts["split"].manifest["rows"] == {"test": 24, "validation": 24, "train": 72}
+    evaluate = result.artifacts["evaluate"]
+    assert set(evaluate.metrics) >= {"accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_weighted"}
+    assert evaluate.metrics["accuracy"] > 0.5  # the tiny model learns the topic words
+    assert (result.run_dir / "config.yaml").exists()
+    assert "report.html" in (result.run_dir / "report" / "manifest.json").read_text()
+    status = json.loads((result.run_dir / "run.json").read_text())
+    assert status["status"] == "succeeded" and status["metrics"]["model_version"] == "1"
+    assert "stage_done" in (result.run_dir / "run.log").read_text()
+
+
+def test_rerun_with_nothing_changed_reuses_every_stage(first_run: tuple[dict, Any]) -> None:
+    config, first = first_run
+    again = run_pipeline(load_config(data=config))
+    assert _ran(again) == []
+    assert again.artifacts["train"].content_hash == first.artifacts["train"].content_hash
+    # Reused artifacts are full copies in the new run folder, not pointers.
+    assert (again.run_dir / "train" / "model" / "model.safetensors").exists()
+
+
+def test_changing_one_section_reruns_that_stage_and_dependents(first_run: tuple[dict, Any]) -> None:
+    config, _ = first_run
+    changed = {**config, "split": {**config["split"], "seed": 2}}
+    result = run_pipeline(load_config(data=changed))
+    assert _ran(result) == ["split", "baseline", "train", "evaluate", "report", "register"]
+
+
+def test_force_reruns_a_stage_and_its_dependents(first_run: tuple[dict, Any]) -> None:
+    config, _ = first_run
+    result = run_pipeline(load_config(data=config), force=["baseline"])
+    assert _ran(result) == ["baseline", "evaluate", "report", "register"]
+
+
+def test_register_is_idempotent_for_the_same_model(first_run: tuple[dict, Any]) -> None:
+    config, _ = first_run
+    result = run_pipeline(load_config(data=config), force=["register"])
+    assert result.artifacts["register"].summary["reused"] is True
+    assert result.artifacts["register"].summary["version"] == "1"
+
+
+def test_changed_data_file_reruns_everything(first_run: tuple[dict, Any], tmp_path: Path) -> None:
+    from tests.conftest import make_rows, write_csv
+
+    config, _ = first_run
+    data = write_csv(tmp_path / "other.csv", make_rows(seed=5))
+    result = run_pipeline(load_config(data={**config, "data": {"train": str(data)}}), until="split")
+    assert _ran(result) == ["ingest", "validate", "split"]
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(config_dict: dict, tmp_path: Path) -> None:
+    config_dict["train"].update({"eval_steps": 2, "epochs": 2})
+
+    def kill_after_checkpoint(event: Event) -> None:
+        if event.kind == "progress" and event.stage == "train" and event.data["completed"] >= 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(load_config(data=config_dict), events=EventBus([kill_after_checkpoint]))
+    runs = list_runs(tmp_path / "runs")
+    assert runs[0]["status"] == "interrupted"
+    killed_dir = tmp_path / "runs" / runs[0]["run_id"]
+    assert not (killed_dir / "train").exists()  # no half artifact that looks whole
+    assert (killed_dir / "split" / "manifest.json").exists()
+
+    result = run_pipeline(load_config(data=config_dict))
+    assert result.cached["split"] and not result.cached["train"]
+    assert result.artifacts["train"].summary["resumed_from"] == "checkpoint-2"
+    assert not (tmp_path / "runs" / ".work").exists() or not any((tmp_path / "runs" / ".work").iterdir())
+
+
+def test_until_stops_early(config_dict: dict) -> None:
+    result = run_pipeline(load_config(data=config_dict), until="split")
+    assert list(result.artifacts) == ["ingest", "validate", "split"]

@@ -48,8 +48,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     words = sorted({w for ws in TOPICS.values() for w in ws} | set(FILLER))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -72,8 +78,23 @@ def config_dict(tmp_path: Path, data_csv: Path, tiny_model: Path) -> dict[str, A
         "data": {"train": str(data_csv), "text_column": "text", "label_column": "label"},
         "split": {"validation": 0.2, "test": 0.2, "seed": 1},
         "model": str(tiny_model),
-        "train": {"epochs": 8, "batch_size": 8, "learning_rate": 5e-3, "max_length": 16,
-                  "logging_steps": 2, "early_stopping_patience": None},
+        "train": {
+            "epochs": 8,
+            "batch_size": 8,
+            "learning_rate": 5e-3,
+            "max_length": 16,
+            "logging_steps": 2,
+            "early_stopping_patience": None,
+        },
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlruns.db", "tensorboard": False},
         "output_dir": str(tmp_path / "runs"),
     }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Nothing may load from a hub at test time.
+    import os
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("LMFORGE_CACHE", str(Path(config.rootpath) / ".pytest_cache" / "lmforge"))

@@ -9,7 +9,6 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -18,8 +17,12 @@ from rich.text import Text
 
 from lmforge.errors import LmforgeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
-                  help="Adapt a pretrained language model to your task from one YAML file.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Adapt a pretrained language model to your task from one YAML file.",
+)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the config: schema, resolved values, docs.")
 app.add_typer(config_app, name="config")
 
@@ -50,8 +53,9 @@ def _errors() -> Iterator[None]:
         raise
     except Exception as exc:
         sys.stderr.write(traceback.format_exc())
-        err_console.print(Text.assemble(("internal error: ", "bold red"), f"{type(exc).__name__}: {exc}"),
-                          soft_wrap=True)
+        err_console.print(
+            Text.assemble(("internal error: ", "bold red"), f"{type(exc).__name__}: {exc}"), soft_wrap=True
+        )
         raise typer.Exit(2) from None
 
 
@@ -78,9 +82,13 @@ def init(
 @app.command()
 def run(
     config: Path = typer.Argument(Path("lmforge.yaml"), help="The config file."),
-    force: list[str] = typer.Option([], "--force", "-f", help="Rerun this stage and its dependents (repeatable)."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Override a config key: train.epochs=1 (repeatable)."),
-    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage (e.g. split)."),
+    force: list[str] = typer.Option(
+        [], "--force", "-f", help="Rerun this stage and its dependents (repeatable)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", "-s", help="Override a config key: train.epochs=1 (repeatable)."
+    ),
+    until: str | None = typer.Option(None, "--until", help="Stop after this stage (e.g. split)."),
 ) -> None:
     """Run every stage; stages whose inputs did not change are reused from earlier runs."""
     from lmforge.config import load_config
@@ -92,7 +100,9 @@ def run(
         cfg = load_config(config, overrides=set_)
         started = time.perf_counter()
         with RichRenderer(console) as renderer:
-            result = run_pipeline(cfg, force=force, events=EventBus([renderer]), config_file=str(config), until=until)
+            result = run_pipeline(
+                cfg, force=force, events=EventBus([renderer]), config_file=str(config), until=until
+            )
         _summary(result, time.perf_counter() - started)
 
 
@@ -104,23 +114,32 @@ def _summary(result, seconds: float) -> None:
     baseline = result.artifacts.get("baseline")
     if baseline is not None and "tfidf_accuracy" in baseline.metrics:
         b = baseline.metrics
-        table.add_row("TF-IDF baseline", *(f"{b[f'tfidf_{k}']:.3f}" for k in ("accuracy", "f1_macro", "f1_weighted")))
+        table.add_row(
+            "TF-IDF baseline", *(f"{b[f'tfidf_{k}']:.3f}" for k in ("accuracy", "f1_macro", "f1_weighted"))
+        )
     evaluate = result.artifacts.get("evaluate")
     if evaluate is not None:
         m = evaluate.metrics
-        table.add_row("[bold]fine-tuned model[/]", *(f"[bold]{m[k]:.3f}[/]" for k in ("accuracy", "f1_macro", "f1_weighted")))
+        table.add_row(
+            "[bold]fine-tuned model[/]",
+            *(f"[bold]{m[k]:.3f}[/]" for k in ("accuracy", "f1_macro", "f1_weighted")),
+        )
     console.print()
     console.print(table)
     cached = sum(result.cached.values())
-    console.print(f"run [bold]{result.run_id}[/] finished in {seconds:.1f}s "
-                  f"({cached} of {len(result.cached)} stages cached)")
+    console.print(
+        f"run [bold]{result.run_id}[/] finished in {seconds:.1f}s "
+        f"({cached} of {len(result.cached)} stages cached)"
+    )
     report = result.run_dir / "report" / "report.html"
     if report.exists():
-        console.print(f"report   {report}")
+        console.print(f"report   {report}", soft_wrap=True)
     register = result.artifacts.get("register")
     if register is not None and register.summary.get("version"):
         s = register.summary
-        console.print(f"model    {s['model_name']} version {s['version']} ({s['tracking_uri']})")
+        console.print(
+            f"model    {s['model_name']} version {s['version']} ({s['tracking_uri']})", soft_wrap=True
+        )
 
 
 @app.command()
@@ -153,15 +172,19 @@ def runs(
             stages = r.get("stages", {})
             cached = sum(1 for s in stages.values() if s.get("status") == "cached")
             table.add_row(
-                r["run_id"], f"[{colour.get(r['status'], 'yellow')}]{r['status']}[/]",
-                f"{end - r['started_at']:.1f}s", f"{cached}/{len(stages)}",
-                _num(m.get("accuracy")), _num(m.get("f1_macro")), _num(m.get("baseline_f1_macro")),
+                r["run_id"],
+                f"[{colour.get(r['status'], 'yellow')}]{r['status']}[/]",
+                f"{end - r['started_at']:.1f}s",
+                f"{cached}/{len(stages)}",
+                _num(m.get("accuracy")),
+                _num(m.get("f1_macro")),
+                _num(m.get("baseline_f1_macro")),
                 str(m.get("model_version") or ""),
             )
         console.print(table)
 
 
-def _num(value: Optional[float]) -> str:
+def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 

@@ -24,9 +24,7 @@ class Section(BaseModel):
 
 class DataConfig(Section):
     train: str = Field(description="Training data file (CSV, JSONL or Parquet), relative to the config file.")
-    validation: str | None = Field(
-        None, description="Optional validation file; otherwise split from train."
-    )
+    validation: str | None = Field(None, description="Optional validation file; otherwise split from train.")
     test: str | None = Field(None, description="Optional test file; otherwise split from train.")
     text_column: str = Field("text", description="Column holding the input text.")
     label_column: str = Field("label", description="Column holding the class label.")
@@ -105,9 +103,7 @@ class TrainConfig(Section):
 
 class EvaluateConfig(Section):
     batch_size: int = Field(64, ge=1, description="Batch size for test-set inference.")
-    worst_errors: int = Field(
-        20, ge=0, description="How many most-confidently-wrong test examples to list."
-    )
+    worst_errors: int = Field(20, ge=0, description="How many most-confidently-wrong test examples to list.")
 
 
 class TrackingConfig(Section):
@@ -121,9 +117,7 @@ class TrackingConfig(Section):
 
 class RegisterConfig(Section):
     enabled: bool = Field(True, description="Register the trained model in the MLflow registry.")
-    model_name: str | None = Field(
-        None, description="Registered model name; defaults to `project`."
-    )
+    model_name: str | None = Field(None, description="Registered model name; defaults to `project`.")
 
 
 class Config(Section):
@@ -304,9 +298,7 @@ def _describe(exc: ValidationError) -> list[str]:
 def _allowed_keys(loc: list[str]) -> list[str]:
     model: type[BaseModel] = Config
     for part in loc:
-        field = next(
-            (f for n, f in model.model_fields.items() if (f.alias or n) == part), None
-        )
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
         annotation = field.annotation if field else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []

@@ -51,9 +51,17 @@ def markdown() -> str:
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             sections.append((key, annotation))
-        lines.append(f"| `{key}` | {_type_name(annotation)} | {_default(field)} | {field.description or ''} |")
+        lines.append(
+            f"| `{key}` | {_type_name(annotation)} | {_default(field)} | {field.description or ''} |"
+        )
     for key, model in sections:
-        lines += ["", f"## `{key}`", "", "| key | type | default | description |", "| --- | --- | --- | --- |"]
+        lines += [
+            "",
+            f"## `{key}`",
+            "",
+            "| key | type | default | description |",
+            "| --- | --- | --- | --- |",
+        ]
         for name, field in model.model_fields.items():
             lines.append(
                 f"| `{key}.{field.alias or name}` | {_type_name(field.annotation)} | "

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from lmforge.pipeline.events import Event
 
@@ -53,10 +61,14 @@ class RichRenderer:
         self.console.print(f"run [bold]{event.message}[/]  [dim]{event.data['run_dir']}[/]")
 
     def _on_stage_start(self, event: Event) -> None:
-        self.tasks[event.stage or ""] = self.progress.add_task("running", total=None, stage=event.stage, info="")
+        self.tasks[event.stage or ""] = self.progress.add_task(
+            "running", total=None, stage=event.stage, info=""
+        )
 
     def _on_stage_cached(self, event: Event) -> None:
-        self.console.print(f"  [dim]•[/] {event.stage:<9} [dim]cached (from {event.data.get('reused_from')})[/]")
+        self.console.print(
+            f"  [dim]•[/] {event.stage:<9} [dim]cached (from {event.data.get('reused_from')})[/]"
+        )
 
     def _on_stage_done(self, event: Event) -> None:
         self._drop(event.stage)
@@ -68,7 +80,7 @@ class RichRenderer:
         self.console.print(f"  [red]✗[/] {event.stage:<9} failed")
 
     def _on_log(self, event: Event) -> None:
-        self.console.print(f"    [dim]{event.message}[/]")
+        self.console.print(f"    [dim]{event.message}[/]", soft_wrap=True)
 
     def _on_warning(self, event: Event) -> None:
         self.console.print(f"    [yellow]! {event.message}[/]")
@@ -83,7 +95,9 @@ class RichRenderer:
         if task is None:
             return
         info = " ".join(f"{k} {v}" for k, v in event.data.items() if k not in ("completed", "total"))
-        self.progress.update(task, completed=event.data["completed"], total=event.data.get("total"), info=info)
+        self.progress.update(
+            task, completed=event.data["completed"], total=event.data.get("total"), info=info
+        )
 
     def _drop(self, stage: str | None) -> None:
         task = self.tasks.pop(stage or "", None)

@@ -17,8 +17,15 @@ import pandas as pd
 
 from lmforge.errors import DataError
 
-FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-           ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 @dataclass
@@ -38,11 +45,14 @@ class DataFile:
 def read_data_file(path: Path, *, format: str = "auto", encoding: str = "auto") -> DataFile:
     """Read a data file; raise DataError naming the file (and row) on any problem."""
     if not path.exists():
-        raise DataError("file not found", file=path, hint="paths in the config are relative to the config file")
+        raise DataError(
+            "file not found", file=path, hint="paths in the config are relative to the config file"
+        )
     fmt = format if format != "auto" else FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(
-            f"unknown file type '{path.suffix}'", file=path,
+            f"unknown file type '{path.suffix}'",
+            file=path,
             hint="use .csv, .jsonl or .parquet, or set data.format",
         )
     if fmt == "parquet":
@@ -64,12 +74,16 @@ def _decode(path: Path, raw: bytes, encoding: str) -> tuple[str, str]:
         except UnicodeDecodeError as exc:
             raise DataError(
                 f"byte 0x{raw[exc.start]:02x} is not valid {encoding}",
-                file=path, row=raw[: exc.start].count(b"\n") + 1,
+                file=path,
+                row=raw[: exc.start].count(b"\n") + 1,
                 hint="set data.encoding to the file's encoding, or `auto` to detect it",
             ) from None
         except LookupError:
-            raise DataError(f"unknown encoding '{encoding}'", file=path,
-                            hint="set data.encoding to e.g. utf-8, cp1252, latin-1 or auto") from None
+            raise DataError(
+                f"unknown encoding '{encoding}'",
+                file=path,
+                hint="set data.encoding to e.g. utf-8, cp1252, latin-1 or auto",
+            ) from None
     try:
         return raw.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
@@ -78,16 +92,20 @@ def _decode(path: Path, raw: bytes, encoding: str) -> tuple[str, str]:
 
     matches = list(from_bytes(raw))
     if not matches:
-        raise DataError("cannot detect the text encoding", file=path,
-                        hint="save the file as UTF-8 or set data.encoding")
+        raise DataError(
+            "cannot detect the text encoding", file=path, hint="save the file as UTF-8 or set data.encoding"
+        )
     # Short texts fit many code pages about equally well; among near-ties prefer
     # Windows-1252, by far the most common non-UTF-8 encoding of CSV files (Excel).
     best = matches[0]
-    for preferred in ("cp1252", "latin_1"):
-        near = [m for m in matches if m.encoding == preferred and m.chaos <= best.chaos + 0.1]
-        if near:
-            best = near[0]
-            break
+    try:
+        windows = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        windows = None
+    if windows is not None and (
+        str(best) == windows or any(m.encoding == "cp1252" and m.chaos <= best.chaos + 0.1 for m in matches)
+    ):
+        return windows, "cp1252"
     return str(best), best.encoding
 
 
@@ -98,18 +116,23 @@ _EOF = re.compile(r"EOF inside string starting at row (\d+)")
 def _parse_csv(path: Path, text: str) -> pd.DataFrame:
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                            na_values=[], skip_blank_lines=True)
+        frame = pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[], skip_blank_lines=True
+        )
     except pd.errors.ParserError as exc:
         message = str(exc)
         if match := _TOKENIZE.search(message):
             expected, line, saw = match.groups()
             raise DataError(
-                f"expected {expected} fields, saw {saw}", file=path, row=int(line),
+                f"expected {expected} fields, saw {saw}",
+                file=path,
+                row=int(line),
                 hint="quote fields that contain the separator",
             ) from None
         if match := _EOF.search(message):
-            raise DataError("a quoted field is never closed", file=path, row=int(match.group(1)) + 1) from None
+            raise DataError(
+                "a quoted field is never closed", file=path, row=int(match.group(1)) + 1
+            ) from None
         raise DataError(f"malformed CSV: {message}", file=path) from None
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", file=path) from None
@@ -137,15 +160,23 @@ def _parse_jsonl(path: Path, text: str) -> pd.DataFrame:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", file=path, row=number) from None
+                raise DataError(
+                    f"invalid JSON: {exc.msg} (column {exc.colno})", file=path, row=number
+                ) from None
             if not isinstance(record, dict):
                 raise DataError("each line must be a JSON object", file=path, row=number)
             records.append(record)
             rows.append(number)
     frame = pd.DataFrame.from_records(records)
     for column in frame.columns:
-        frame[column] = [None if v is None or (isinstance(v, float) and v != v) else
-                         v if isinstance(v, (str, list, dict)) else str(v) for v in frame[column]]
+        frame[column] = [
+            None
+            if v is None or (isinstance(v, float) and v != v)
+            else v
+            if isinstance(v, (str, list, dict))
+            else str(v)
+            for v in frame[column]
+        ]
     frame.insert(0, "source_row", rows)
     return frame
 
@@ -158,7 +189,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError("the file has no rows", file=path)
     for column in frame.columns:
-        frame[column] = [None if v is None or (isinstance(v, float) and v != v) else str(v)
-                         for v in frame[column]]
+        frame[column] = [
+            None if v is None or (isinstance(v, float) and v != v) else str(v) for v in frame[column]
+        ]
     frame.insert(0, "source_row", range(1, len(frame) + 1))
     return frame

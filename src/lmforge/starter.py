@@ -30,8 +30,9 @@ def guess(path: Path) -> Guess:
     frame = data.frame
     columns = data.columns
     if len(columns) < 2:
-        raise DataError(f"found {len(columns)} column(s); classification needs a text and a label column",
-                        file=path)
+        raise DataError(
+            f"found {len(columns)} column(s); classification needs a text and a label column", file=path
+        )
     texts = {c: frame[c].dropna().astype(str) for c in columns}
     mean_len = {c: float(v.str.len().mean() or 0) for c, v in texts.items()}
     distinct = {c: int(v.nunique()) for c, v in texts.items()}
@@ -41,7 +42,9 @@ def guess(path: Path) -> Guess:
         reasons.append(f"text column '{text_col}': its name")
     else:
         text_col = max(columns, key=lambda c: mean_len[c])
-        reasons.append(f"text column '{text_col}': longest values ({mean_len[text_col]:.0f} chars on average)")
+        reasons.append(
+            f"text column '{text_col}': longest values ({mean_len[text_col]:.0f} chars on average)"
+        )
     rest = [c for c in columns if c != text_col]
     label_col = next((c for c in rest if c.lower() in LABEL_NAMES), None)
     if label_col:

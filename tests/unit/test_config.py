@@ -19,7 +19,9 @@ def _problems(data: dict, tmp_path: Path | None = None) -> list[str]:
 
 def test_three_line_config_gets_defaults(tmp_path: Path) -> None:
     path = tmp_path / "lmforge.yaml"
-    path.write_text("task: classification\ndata: {train: support.csv, text_column: body, label_column: intent}\n")
+    path.write_text(
+        "task: classification\ndata: {train: support.csv, text_column: body, label_column: intent}\n"
+    )
     config = load_config(path)
     assert config.project == "support"
     assert config.model == "minilm-l6"
@@ -47,7 +49,12 @@ def test_each_problem_names_its_key_path(data: dict, expected: str) -> None:
 
 def test_all_problems_are_reported_together() -> None:
     problems = _problems({"data": {}, "train": {"epochs": 0, "learning_rate": 0}, "colour": 1})
-    assert {p.split(":")[0] for p in problems} == {"data.train", "train.epochs", "train.learning_rate", "colour"}
+    assert {p.split(":")[0] for p in problems} == {
+        "data.train",
+        "train.epochs",
+        "train.learning_rate",
+        "colour",
+    }
     assert "data.train: required key is missing" in problems
 
 
@@ -60,8 +67,10 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
 
 
 def test_overrides_are_parsed_as_yaml(tmp_path: Path) -> None:
-    config = load_config(data={"data": {"train": "x.csv"}},
-                         overrides=["train.epochs=1.5", "train.early_stopping_patience=null", "split.seed=7"])
+    config = load_config(
+        data={"data": {"train": "x.csv"}},
+        overrides=["train.epochs=1.5", "train.early_stopping_patience=null", "split.seed=7"],
+    )
     assert config.train.epochs == 1.5
     assert config.train.early_stopping_patience is None
     assert config.split.seed == 7

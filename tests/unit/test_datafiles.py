@@ -57,7 +57,7 @@ def test_malformed_csv_names_the_row(tmp_path: Path, content: str, row: int, mes
 def test_empty_files_are_errors(tmp_path: Path, content: str) -> None:
     path = tmp_path / "empty.csv"
     path.write_text(content)
-    with pytest.raises(DataError, match="empty|no rows"):
+    with pytest.raises(DataError, match=r"empty|no rows"):
         read_data_file(path)
 
 

@@ -31,8 +31,13 @@ def first_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tup
         "data": {"train": str(data)},
         "split": {"validation": 0.2, "test": 0.2, "seed": 1},
         "model": str(tiny_model),
-        "train": {"epochs": 8, "batch_size": 8, "learning_rate": 5e-3, "max_length": 16,
-                  "early_stopping_patience": None},
+        "train": {
+            "epochs": 8,
+            "batch_size": 8,
+            "learning_rate": 5e-3,
+            "max_length": 16,
+            "early_stopping_patience": None,
+        },
         "tracking": {"uri": f"sqlite:///{folder}/mlruns.db", "tensorboard": True},
         "output_dir": str(folder / "runs"),
     }
@@ -52,7 +57,13 @@ def test_first_run_produces_every_artifact(first_run: tuple[dict, Any]) -> None:
     assert any((train.folder / "tensorboard").rglob("events.out.tfevents.*"))
     assert result.artifacts["split"].manifest["rows"] == {"test": 24, "validation": 24, "train": 72}
     evaluate = result.artifacts["evaluate"]
-    assert set(evaluate.metrics) >= {"accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_weighted"}
+    assert set(evaluate.metrics) >= {
+        "accuracy",
+        "f1_macro",
+        "f1_weighted",
+        "precision_macro",
+        "recall_weighted",
+    }
     assert evaluate.metrics["accuracy"] > 0.5  # the tiny model learns the topic words
     assert (result.run_dir / "config.yaml").exists()
     assert "report.html" in (result.run_dir / "report" / "manifest.json").read_text()

@@ -41,10 +41,10 @@ def gguf_to_folder(gguf_path: Path) -> Path:
         return target
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 (not a declared attribute for mypy)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.is_quantized = False
+    setattr(model, "is_quantized", False)  # noqa: B010
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)

@@ -130,6 +130,7 @@ class Artifact:
 
 def link_copy(src: Path, dst: Path) -> None:
     """Copy a finished artifact folder by hard links (instant, no extra disk), else by copy."""
+
     def _link(s: str, d: str) -> None:
         try:
             os.link(s, d)

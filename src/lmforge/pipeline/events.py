@@ -52,15 +52,17 @@ class Progress:
 
     def advance(self, amount: float = 1, **info: Any) -> None:
         self.completed += amount
-        self.bus.emit("progress", self.stage, self.description,
-                      completed=self.completed, total=self.total, **info)
+        self.bus.emit(
+            "progress", self.stage, self.description, completed=self.completed, total=self.total, **info
+        )
 
     def update(self, completed: float, total: float | None = None, **info: Any) -> None:
         self.completed = completed
         if total is not None:
             self.total = total
-        self.bus.emit("progress", self.stage, self.description,
-                      completed=self.completed, total=self.total, **info)
+        self.bus.emit(
+            "progress", self.stage, self.description, completed=self.completed, total=self.total, **info
+        )
 
 
 @contextmanager

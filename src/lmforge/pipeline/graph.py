@@ -37,7 +37,7 @@ class StageSpec:
 
     def function(self) -> Callable[..., Any]:
         module = importlib.import_module(f"lmforge.stages.{self.name}")
-        return module.run  # type: ignore[no-any-return]
+        return module.run
 
 
 def _data_files(config: Config) -> list[Path]:

@@ -160,10 +160,17 @@ def _run_stage(
     shutil.rmtree(work_dir, ignore_errors=True)
     if spec.cacheable:
         _cache_store(runs_dir, spec.name, key, final_dir)
-    record.stage(spec.name, status="done", seconds=seconds, rows=stage_result.rows,
-                 metrics=stage_result.metrics)
-    events.emit("stage_done", spec.name, "", seconds=round(seconds, 2), rows=stage_result.rows,
-                metrics=stage_result.metrics)
+    record.stage(
+        spec.name, status="done", seconds=seconds, rows=stage_result.rows, metrics=stage_result.metrics
+    )
+    events.emit(
+        "stage_done",
+        spec.name,
+        "",
+        seconds=round(seconds, 2),
+        rows=stage_result.rows,
+        metrics=stage_result.metrics,
+    )
     return Artifact(final_dir, manifest), False, seconds
 
 
@@ -186,7 +193,11 @@ def cache_key(spec: StageSpec, config: Config, inputs: dict[str, Artifact]) -> s
 
 def _user_file_hash(path: Path) -> str:
     if not path.exists():
-        raise DataError("file not found", file=path, hint="check data.* paths in the config; they are relative to the config file")
+        raise DataError(
+            "file not found",
+            file=path,
+            hint="check data.* paths in the config; they are relative to the config file",
+        )
     return file_sha256(path)
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 BLUE, ORANGE, GREY = "#2b6cb0", "#dd6b20", "#718096"
 
@@ -29,8 +29,13 @@ def training_curves(history: list[dict[str, Any]], metric: str) -> bytes:
     if train:
         left.plot(*zip(*train, strict=True), color=BLUE, label="training loss")
     if evals:
-        left.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], "o-",
-                  color=ORANGE, label="validation loss")
+        left.plot(
+            [h["epoch"] for h in evals],
+            [h["eval_loss"] for h in evals],
+            "o-",
+            color=ORANGE,
+            label="validation loss",
+        )
         key = f"eval_{metric}" if f"eval_{metric}" in evals[0] else "eval_loss"
         right.plot([h["epoch"] for h in evals], [h[key] for h in evals], "o-", color=ORANGE)
         right.set_title(f"validation {key.removeprefix('eval_')}")
@@ -57,8 +62,15 @@ def confusion(matrix: list[list[int]], labels: list[str]) -> bytes:
         for i in range(len(labels)):
             for j in range(len(labels)):
                 if counts[i, j]:
-                    axis.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
-                              color="white" if rates[i, j] > 0.5 else "black")
+                    axis.text(
+                        j,
+                        i,
+                        str(counts[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if rates[i, j] > 0.5 else "black",
+                    )
     return _png(fig)
 
 

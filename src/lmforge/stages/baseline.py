@@ -25,8 +25,9 @@ def run(ctx: StageContext, cfg: BaselineConfig, inputs: Inputs) -> StageResult:
         return result
     started = time.perf_counter()
     model = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, cfg.ngram_max), max_features=cfg.max_features,
-                        sublinear_tf=True, min_df=1),
+        TfidfVectorizer(
+            ngram_range=(1, cfg.ngram_max), max_features=cfg.max_features, sublinear_tf=True, min_df=1
+        ),
         LogisticRegression(max_iter=2000, C=10.0, class_weight="balanced"),
     )
     model.fit(train["text"], train["label"])
@@ -35,6 +36,8 @@ def run(ctx: StageContext, cfg: BaselineConfig, inputs: Inputs) -> StageResult:
         result.metrics[f"tfidf_{name}"] = value
     ctx.out.write_table("tfidf_predictions", test.assign(predicted=predicted))
     result.summary["tfidf_fit_seconds"] = round(time.perf_counter() - started, 3)
-    ctx.log(f"TF-IDF + LR: accuracy {result.metrics['tfidf_accuracy']:.3f}, "
-            f"macro-F1 {result.metrics['tfidf_f1_macro']:.3f}")
+    ctx.log(
+        f"TF-IDF + LR: accuracy {result.metrics['tfidf_accuracy']:.3f}, "
+        f"macro-F1 {result.metrics['tfidf_f1_macro']:.3f}"
+    )
     return result

@@ -30,8 +30,9 @@ def run(ctx: StageContext, cfg: EvaluateConfig, inputs: Inputs) -> StageResult:
     max_length = int(train.manifest["config"]["train"]["max_length"])
     texts = test["text"].tolist()
     with ctx.progress("predicting test set", total=len(texts)) as bar:
-        probs = predict_proba(model, tokenizer, texts, batch_size=cfg.batch_size,
-                              max_length=max_length, on_batch=bar.advance)
+        probs = predict_proba(
+            model, tokenizer, texts, batch_size=cfg.batch_size, max_length=max_length, on_batch=bar.advance
+        )
     predicted_ids = probs.argmax(axis=1)
     predicted = [labels[i] for i in predicted_ids]
     truth = test["label"].tolist()
@@ -45,14 +46,17 @@ def run(ctx: StageContext, cfg: EvaluateConfig, inputs: Inputs) -> StageResult:
     )
     ctx.out.write_table("predictions", predictions)
     ctx.out.write_json("per_class", _per_class(truth, predicted, labels))
-    ctx.out.write_json("confusion", {
-        "labels": labels,
-        "matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
-    })
+    ctx.out.write_json(
+        "confusion",
+        {
+            "labels": labels,
+            "matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
+        },
+    )
     wrong = predictions[~predictions["correct"]].sort_values("confidence", ascending=False)
-    worst = wrong.head(cfg.worst_errors)[
-        ["source_row", "text", "label", "predicted", "confidence"]
-    ].to_dict("records")
+    worst = wrong.head(cfg.worst_errors)[["source_row", "text", "label", "predicted", "confidence"]].to_dict(
+        "records"
+    )
     ctx.out.write_json("worst_errors", worst)
 
     baseline = inputs["baseline"].metrics
@@ -68,7 +72,12 @@ def run(ctx: StageContext, cfg: EvaluateConfig, inputs: Inputs) -> StageResult:
 def _per_class(truth: list[str], predicted: list[str], labels: list[str]) -> list[dict[str, object]]:
     p, r, f, s = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
     return [
-        {"label": label, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-         "support": int(s[i])}
+        {
+            "label": label,
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
         for i, label in enumerate(labels)
     ]

@@ -25,7 +25,9 @@ def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
             if column not in data.frame.columns:
                 raise DataError(
                     f"no {role} column; the file has columns: {', '.join(data.columns)}",
-                    file=path, column=column, hint=f"set data.{role}_column to one of them",
+                    file=path,
+                    column=column,
+                    hint=f"set data.{role}_column to one of them",
                 )
         table = data.frame[["source_row", cfg.text_column, cfg.label_column]].copy()
         table.columns = ["source_row", "text", "label"]

@@ -25,25 +25,37 @@ def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema-migration chatter
 
-    train, evaluate, report = inputs["train"], inputs["evaluate"], inputs["report"]
+    train, evaluate = inputs["train"], inputs["evaluate"]
     uri = tracking_uri(ctx.config)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp_id = experiment_id(client, ctx.config)
     name = cfg.model_name or ctx.config.project_name
     model_hash = train.content_hash
 
-    previous = client.search_runs([exp_id], filter_string=f"tags.`{HASH_TAG}` = '{model_hash}'",
-                                  max_results=1)
+    previous = client.search_runs(
+        [exp_id], filter_string=f"tags.`{HASH_TAG}` = '{model_hash}'", max_results=1
+    )
     if previous:
         run_id = previous[0].info.run_id
         version = _version_of(client, name, run_id) if cfg.enabled else None
         if version is not None or not cfg.enabled:
-            ctx.log(f"model already tracked in MLflow run {run_id}" +
-                    (f", registered as {name} version {version}" if version else ""))
-            return StageResult(summary={"mlflow_run_id": run_id, "model_name": name,
-                                        "version": version, "reused": True, "tracking_uri": uri})
+            ctx.log(
+                f"model already tracked in MLflow run {run_id}"
+                + (f", registered as {name} version {version}" if version else "")
+            )
+            return StageResult(
+                summary={
+                    "mlflow_run_id": run_id,
+                    "model_name": name,
+                    "version": version,
+                    "reused": True,
+                    "tracking_uri": uri,
+                }
+            )
 
-    run = client.create_run(exp_id, run_name=ctx.run_id, tags={HASH_TAG: model_hash, "lmforge.run_id": ctx.run_id})
+    run = client.create_run(
+        exp_id, run_name=ctx.run_id, tags={HASH_TAG: model_hash, "lmforge.run_id": ctx.run_id}
+    )
     run_id = run.info.run_id
     _log(client, run_id, ctx, inputs)
     version = None
@@ -51,8 +63,15 @@ def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
         version = _register(client, name, run_id, run.info.artifact_uri, ctx, evaluate.metrics)
     client.set_terminated(run_id)
     ctx.log(f"MLflow run {run_id}" + (f"; registered {name} version {version}" if version else ""))
-    return StageResult(summary={"mlflow_run_id": run_id, "model_name": name, "version": version,
-                                "reused": False, "tracking_uri": uri})
+    return StageResult(
+        summary={
+            "mlflow_run_id": run_id,
+            "model_name": name,
+            "version": version,
+            "reused": False,
+            "tracking_uri": uri,
+        }
+    )
 
 
 def _log(client: Any, run_id: str, ctx: StageContext, inputs: Inputs) -> None:
@@ -86,8 +105,9 @@ def _log(client: Any, run_id: str, ctx: StageContext, inputs: Inputs) -> None:
     client.log_artifacts(run_id, str(train.path("model")), "model")
 
 
-def _register(client: Any, name: str, run_id: str, artifact_uri: str, ctx: StageContext,
-              metrics: dict[str, float]) -> str:
+def _register(
+    client: Any, name: str, run_id: str, artifact_uri: str, ctx: StageContext, metrics: dict[str, float]
+) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -95,8 +115,11 @@ def _register(client: Any, name: str, run_id: str, artifact_uri: str, ctx: Stage
     except MlflowException as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
             raise
-    tags = {"lmforge.run_id": ctx.run_id, "task": ctx.config.task,
-            **{f"test_{k}": f"{v:.4f}" for k, v in metrics.items() if k in ("accuracy", "f1_macro")}}
+    tags = {
+        "lmforge.run_id": ctx.run_id,
+        "task": ctx.config.task,
+        **{f"test_{k}": f"{v:.4f}" for k, v in metrics.items() if k in ("accuracy", "f1_macro")},
+    }
     version = client.create_model_version(name, source=f"{artifact_uri}/model", run_id=run_id, tags=tags)
     return str(version.version)
 

@@ -13,9 +13,7 @@ from lmforge.report import plots
 
 
 def run(ctx: StageContext, cfg: Any, inputs: Inputs) -> StageResult:
-    validate, split, baseline, train, evaluate = (
-        inputs[n] for n in ("validate", "split", "baseline", "train", "evaluate")
-    )
+    split, train, evaluate = inputs["split"], inputs["train"], inputs["evaluate"]
     metric = train.manifest["config"]["train"]["metric_for_best_model"]
     confusion = evaluate.json("confusion")
     images = {
@@ -38,15 +36,20 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
     b = baseline.metrics
     keys = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro")
     comparison = [
-        {"name": f"majority class ('{baseline.summary['majority_class']}')",
-         **{k: b.get(f"majority_{k}") for k in keys}},
+        {
+            "name": f"majority class ('{baseline.summary['majority_class']}')",
+            **{k: b.get(f"majority_{k}") for k in keys},
+        },
     ]
     if "tfidf_accuracy" in b:
         comparison.append({"name": "TF-IDF + logistic regression", **{k: b.get(f"tfidf_{k}") for k in keys}})
-    comparison.append({"name": f"fine-tuned {train.summary['model']}", **{k: evaluate.metrics[k] for k in keys}})
+    comparison.append(
+        {"name": f"fine-tuned {train.summary['model']}", **{k: evaluate.metrics[k] for k in keys}}
+    )
     summary = train.summary
-    env = Environment(loader=PackageLoader("lmforge.report", "templates"),
-                      autoescape=select_autoescape(["html", "j2"]))
+    env = Environment(
+        loader=PackageLoader("lmforge.report", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
     rejected = validate.summary.get("rejected_reasons", {})
     return env.get_template("report.html.j2").render(
         project=ctx.config.project_name,
@@ -84,6 +87,9 @@ def _stage_times(inputs: Inputs) -> list[dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
     order = ("ingest", "validate", "split", "baseline", "train", "evaluate")
     for artifact in inputs.values():
-        seen[artifact.stage] = {"name": artifact.stage, "seconds": artifact.manifest["seconds"],
-                                "run_id": artifact.manifest["run_id"]}
+        seen[artifact.stage] = {
+            "name": artifact.stage,
+            "seconds": artifact.manifest["seconds"],
+            "run_id": artifact.manifest["run_id"],
+        }
     return [seen[n] for n in order if n in seen]

@@ -27,13 +27,14 @@ def run(ctx: StageContext, cfg: SplitConfig, inputs: Inputs) -> StageResult:
         # The validation fraction is of all rows, so rescale it to what is left.
         share = cfg.validation if given_test else cfg.validation / (1 - cfg.test)
         train, parts["validation"] = _stratified(train, share, cfg.seed, "validation")
-    parts["train"] = train
+    parts = {"train": train, "validation": parts["validation"], "test": parts["test"]}
     for name in ("validation", "test"):
         unseen = sorted(set(parts[name]["label"]) - set(labels))
         if unseen:
             raise DataError(
                 f"{name} has label(s) never seen in train: {', '.join(map(str, unseen[:5]))}",
-                file=valid.manifest["summary"].get(name, {}).get("file") or name, column="label",
+                file=valid.manifest["summary"].get(name, {}).get("file") or name,
+                column="label",
             )
     result = StageResult()
     for name, table in parts.items():

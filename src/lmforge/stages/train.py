@@ -30,12 +30,16 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     started = time.perf_counter()
     resolved = resolve_model(ctx.config.model, ctx.config.base_dir)
     tokenizer, model = load_classifier(resolved, labels)
-    ctx.log(f"loaded {resolved.reference} ({_params(model) / 1e6:.1f}M parameters) "
-            f"in {time.perf_counter() - started:.1f}s")
-    train_set = EncodedTexts(tokenizer, train["text"].tolist(),
-                             [label_id[v] for v in train["label"]], cfg.max_length)
-    eval_set = EncodedTexts(tokenizer, validation["text"].tolist(),
-                            [label_id[v] for v in validation["label"]], cfg.max_length)
+    ctx.log(
+        f"loaded {resolved.reference} ({_params(model) / 1e6:.1f}M parameters) "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+    train_set = EncodedTexts(
+        tokenizer, train["text"].tolist(), [label_id[v] for v in train["label"]], cfg.max_length
+    )
+    eval_set = EncodedTexts(
+        tokenizer, validation["text"].tolist(), [label_id[v] for v in validation["label"]], cfg.max_length
+    )
     checkpoints = ctx.work_dir / "checkpoints"
     callbacks: list[Any] = [_progress_callback(ctx)]
     if ctx.config.tracking.tensorboard:
@@ -96,7 +100,9 @@ def _arguments(ctx: StageContext, cfg: TrainConfig, checkpoints: Path) -> Any:
 
     strategy = "steps" if cfg.eval_steps else "epoch"
     use_cuda = torch.cuda.is_available()
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and use_cuda and torch.cuda.is_bf16_supported())
+    bf16 = cfg.precision == "bf16" or (
+        cfg.precision == "auto" and use_cuda and torch.cuda.is_bf16_supported()
+    )
     return TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=cfg.epochs,
@@ -110,7 +116,7 @@ def _arguments(ctx: StageContext, cfg: TrainConfig, checkpoints: Path) -> Any:
         eval_strategy=strategy,
         save_strategy=strategy,
         eval_steps=cfg.eval_steps,
-        save_steps=cfg.eval_steps,
+        save_steps=cfg.eval_steps or 500,  # only used with eval_steps
         logging_steps=cfg.logging_steps,
         load_best_model_at_end=True,
         metric_for_best_model=cfg.metric_for_best_model,
@@ -129,7 +135,7 @@ def _arguments(ctx: StageContext, cfg: TrainConfig, checkpoints: Path) -> Any:
 def _progress_callback(ctx: StageContext) -> Any:
     from transformers import TrainerCallback
 
-    class RichProgress(TrainerCallback):  # type: ignore[misc]
+    class RichProgress(TrainerCallback):
         """Turns Trainer steps and evaluations into lmforge progress events."""
 
         def __init__(self) -> None:
@@ -152,10 +158,12 @@ def _progress_callback(ctx: StageContext) -> Any:
                 self.loss = float(logs["loss"])
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any) -> None:
-            shown = {k.removeprefix("eval_"): round(v, 4) for k, v in (metrics or {}).items()
-                     if k in ("eval_loss", "eval_accuracy", "eval_f1_macro")}
-            ctx.log(f"epoch {state.epoch:.2f} validation " +
-                    " ".join(f"{k} {v}" for k, v in shown.items()))
+            shown = {
+                k.removeprefix("eval_"): round(v, 4)
+                for k, v in (metrics or {}).items()
+                if k in ("eval_loss", "eval_accuracy", "eval_f1_macro")
+            }
+            ctx.log(f"epoch {state.epoch:.2f} validation " + " ".join(f"{k} {v}" for k, v in shown.items()))
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.bar is not None:

@@ -43,8 +43,8 @@ def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
             raise DataError(
                 f"{len(bad)} of {len(table)} rows rejected ({share:.0%}); first at row "
                 f"{first.source_row}: {first.reason}",
-                file=file, hint="check data.text_column / data.label_column, or raise "
-                "validate.max_rejected_fraction",
+                file=file,
+                hint="check data.text_column / data.label_column, or raise validate.max_rejected_fraction",
             )
         if len(bad):
             ctx.warn(f"{name}: {len(bad)} row(s) rejected, see rejected.csv")
@@ -71,19 +71,26 @@ def _check_classes(table: pd.DataFrame, file: str, cfg: ValidateConfig) -> None:
         only = counts.index[0] if len(counts) else "none"
         raise DataError(
             f"only one class ('{only}') among {len(table)} valid rows; classification needs at least two",
-            file=file, column="label", hint="check data.label_column",
+            file=file,
+            column="label",
+            hint="check data.label_column",
         )
     small = counts[counts < cfg.min_rows_per_class]
     if len(small):
         listed = ", ".join(f"'{k}' ({v})" for k, v in small.items())
         raise DataError(
             f"{len(small)} class(es) have fewer than {cfg.min_rows_per_class} rows: {listed}",
-            file=file, column="label",
+            file=file,
+            column="label",
             hint="add examples, merge or remove those classes, or lower validate.min_rows_per_class",
         )
 
 
 def _lengths(text: pd.Series) -> dict[str, float]:
     lengths = text.str.len()
-    return {"mean": float(lengths.mean()), "p50": float(lengths.median()),
-            "p95": float(lengths.quantile(0.95)), "max": float(lengths.max())}
+    return {
+        "mean": float(lengths.mean()),
+        "p50": float(lengths.median()),
+        "p95": float(lengths.quantile(0.95)),
+        "max": float(lengths.max()),
+    }

@@ -32,7 +32,9 @@ def trainer_metrics(eval_pred: Any) -> dict[str, float]:
 class EncodedTexts:
     """Tokenised texts (unpadded) with label ids; the collator pads each batch."""
 
-    def __init__(self, tokenizer: Any, texts: list[str], label_ids: list[int] | None, max_length: int) -> None:
+    def __init__(
+        self, tokenizer: Any, texts: list[str], label_ids: list[int] | None, max_length: int
+    ) -> None:
         self.encodings = tokenizer(texts, truncation=True, max_length=max_length)
         self.label_ids = label_ids
 
@@ -65,8 +67,13 @@ def predict_proba(
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             index = order[start : start + batch_size]
-            batch = tokenizer([texts[i] for i in index], truncation=True, max_length=max_length,
-                              padding=True, return_tensors="pt").to(device)
+            batch = tokenizer(
+                [texts[i] for i in index],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
             logits = model(**batch).logits.float()
             probs[index] = torch.softmax(logits, dim=-1).cpu().numpy()
             if on_batch is not None:

@@ -1,0 +1,39 @@
+"""Every shipped example config runs through the real CLI (fewer steps via --set)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(ROOT.glob("examples/*/lmforge.yaml"))
+
+pytestmark = pytest.mark.e2e
+
+
+def test_there_is_an_example() -> None:
+    assert EXAMPLES
+
+
+@pytest.mark.parametrize("config", EXAMPLES, ids=[p.parent.name for p in EXAMPLES])
+def test_example_runs_end_to_end(config: Path, tmp_path: Path) -> None:
+    overrides = [
+        "train.max_steps=4",
+        "train.eval_steps=2",
+        f"output_dir={tmp_path / 'runs'}",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlruns.db'}",
+    ]
+    command = [sys.executable, "-m", "lmforge.cli", "run", str(config)]
+    for item in overrides:
+        command += ["--set", item]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fine-tuned model" in done.stdout and "version 1" in done.stdout
+    reports = list((tmp_path / "runs").glob("*/report/report.html"))
+    assert len(reports) == 1
+    # A rerun with nothing changed reuses every stage.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "(8 of 8 stages cached)" in again.stdout, again.stdout + again.stderr

@@ -215,7 +215,7 @@ def load_config(
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
-        raise ConfigError([f"config file not found: {path}"], source=None)
+        raise ConfigError([f"config file not found: {path} (`lmforge init DATA` writes one)"], source=None)
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

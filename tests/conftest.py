@@ -69,15 +69,14 @@ def data_csv(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "data.csv", make_rows())
 
 
-@pytest.fixture
-def config_dict(tmp_path: Path, data_csv: Path, tiny_model: Path) -> dict[str, Any]:
-    """A fast config: tiny model, a few epochs, tracking into the test's folder."""
+def fast_config(folder: Path, data: Path, model: Path) -> dict[str, Any]:
+    """A fast config: tiny model, a few epochs, runs and tracking inside `folder`."""
     return {
         "project": "test-project",
         "task": "classification",
-        "data": {"train": str(data_csv), "text_column": "text", "label_column": "label"},
+        "data": {"train": str(data), "text_column": "text", "label_column": "label"},
         "split": {"validation": 0.2, "test": 0.2, "seed": 1},
-        "model": str(tiny_model),
+        "model": str(model),
         "train": {
             "epochs": 8,
             "batch_size": 8,
@@ -86,9 +85,14 @@ def config_dict(tmp_path: Path, data_csv: Path, tiny_model: Path) -> dict[str, A
             "logging_steps": 2,
             "early_stopping_patience": None,
         },
-        "tracking": {"uri": f"sqlite:///{tmp_path}/mlruns.db", "tensorboard": False},
-        "output_dir": str(tmp_path / "runs"),
+        "tracking": {"uri": f"sqlite:///{folder}/mlruns.db", "tensorboard": False},
+        "output_dir": str(folder / "runs"),
     }
+
+
+@pytest.fixture
+def config_dict(tmp_path: Path, data_csv: Path, tiny_model: Path) -> dict[str, Any]:
+    return fast_config(tmp_path, data_csv, tiny_model)
 
 
 def pytest_configure(config: pytest.Config) -> None:

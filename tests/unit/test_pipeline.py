@@ -12,6 +12,7 @@ from lmforge.config import load_config
 from lmforge.pipeline.events import Event, EventBus
 from lmforge.pipeline.runner import run_pipeline
 from lmforge.pipeline.runs import list_runs
+from tests.conftest import fast_config, make_rows, write_csv
 
 ALL = ["ingest", "validate", "split", "baseline", "train", "evaluate", "report", "register"]
 
@@ -22,25 +23,9 @@ def _ran(result: Any) -> list[str]:
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tuple[dict, Any]:
-    from tests.conftest import make_rows, write_csv
-
     folder = tmp_path_factory.mktemp("pipeline")
-    data = write_csv(folder / "data.csv", make_rows())
-    config = {
-        "project": "pipe",
-        "data": {"train": str(data)},
-        "split": {"validation": 0.2, "test": 0.2, "seed": 1},
-        "model": str(tiny_model),
-        "train": {
-            "epochs": 8,
-            "batch_size": 8,
-            "learning_rate": 5e-3,
-            "max_length": 16,
-            "early_stopping_patience": None,
-        },
-        "tracking": {"uri": f"sqlite:///{folder}/mlruns.db", "tensorboard": True},
-        "output_dir": str(folder / "runs"),
-    }
+    config = fast_config(folder, write_csv(folder / "data.csv", make_rows()), tiny_model)
+    config["tracking"]["tensorboard"] = True
     return config, run_pipeline(load_config(data=config))
 
 
@@ -102,8 +87,6 @@ def test_register_is_idempotent_for_the_same_model(first_run: tuple[dict, Any]) 
 
 
 def test_changed_data_file_reruns_everything(first_run: tuple[dict, Any], tmp_path: Path) -> None:
-    from tests.conftest import make_rows, write_csv
-
     config, _ = first_run
     data = write_csv(tmp_path / "other.csv", make_rows(seed=5))
     result = run_pipeline(load_config(data={**config, "data": {"train": str(data)}}), until="split")

@@ -205,7 +205,7 @@ def _cache_lookup(runs_dir: Path, stage: str, key: str) -> Artifact | None:
     pointer = runs_dir / ".cache" / f"{stage}-{key}"
     if not pointer.exists():
         return None
-    folder = Path(pointer.read_text(encoding="utf-8").strip())
+    folder = runs_dir / pointer.read_text(encoding="utf-8").strip()
     if not (folder / MANIFEST).exists():
         return None  # the run folder was deleted: recompute
     artifact = Artifact.load(folder)
@@ -217,7 +217,8 @@ def _cache_store(runs_dir: Path, stage: str, key: str, folder: Path) -> None:
     cache_dir.mkdir(exist_ok=True)
     pointer = cache_dir / f"{stage}-{key}"
     tmp = pointer.with_name(pointer.name + f".tmp-{os.getpid()}")
-    tmp.write_text(str(folder), encoding="utf-8")
+    # Relative to runs/, so a moved or copied project folder keeps its cache.
+    tmp.write_text(folder.relative_to(runs_dir).as_posix(), encoding="utf-8")
     os.replace(tmp, pointer)
 
 

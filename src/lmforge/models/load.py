@@ -71,3 +71,22 @@ def load_classifier(resolved: ResolvedModel, labels: list[str]) -> tuple[Any, An
         tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
     return tokenizer, model
+
+
+def load_causal_lm(resolved: ResolvedModel) -> tuple[Any, Any]:
+    """Tokenizer and causal LM (a .gguf file is converted once and cached), in eval mode.
+
+    The tokenizer pads on the left, so batched generation continues every prompt from its
+    last real token; a tokenizer without a pad token pads with its end-of-sequence token.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
+    folder = model_folder(resolved)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    model.eval()
+    return tokenizer, model

@@ -85,6 +85,8 @@ def fast_config(folder: Path, data: Path, model: Path) -> dict[str, Any]:
             "logging_steps": 2,
             "early_stopping_patience": None,
         },
+        # Auto-labelling embeds with the tiny model too: unit tests never load a real one.
+        "label": {"embedding_model": str(model), "reviewed": str(folder / "reviewed_labels.csv")},
         "tracking": {"uri": f"sqlite:///{folder}/mlruns.db", "tensorboard": False},
         "output_dir": str(folder / "runs"),
     }

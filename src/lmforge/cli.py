@@ -124,8 +124,9 @@ def _summary(result, seconds: float) -> None:
             "[bold]fine-tuned model[/]",
             *(f"[bold]{m[k]:.3f}[/]" for k in ("accuracy", "f1_macro", "f1_weighted")),
         )
-    console.print()
-    console.print(table)
+    if table.row_count:  # a run stopped with --until before training has nothing to compare
+        console.print()
+        console.print(table)
     cached = sum(result.cached.values())
     console.print(
         f"run [bold]{result.run_id}[/] finished in {seconds:.1f}s "
@@ -186,6 +187,104 @@ def runs(
 
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
+
+
+@app.command()
+def review(
+    target: str | None = typer.Argument(
+        None, help="A run id, a run folder or a review_queue.csv (default: the newest run with a queue)."
+    ),
+    config: Path = typer.Option(
+        Path("lmforge.yaml"), "--config", "-c", help="Config whose output_dir holds the runs."
+    ),
+    answers: Path | None = typer.Option(
+        None, "--answers", help="Answers CSV to append to (default: the config's label.reviewed)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Review at most this many items."),
+    reviewer: str | None = typer.Option(
+        None, "--reviewer", help="Name saved with each answer (default: your login)."
+    ),
+) -> None:
+    """Answer doubtful labels in the terminal; the next `lmforge run` trains on your answers."""
+    from rich.prompt import Prompt
+
+    from lmforge.data.review import pending, read_answers, read_labels, read_queue, review_session
+
+    with _errors():
+        cfg = None
+        if config.exists():
+            from lmforge.config import load_config
+
+            cfg = load_config(config)
+        queue = _find_queue(target, cfg)
+        label_section = getattr(cfg, "label", None)
+        if answers is None:
+            reviewed = getattr(label_section, "reviewed", None)
+            answers = cfg.resolve_path(reviewed) if cfg is not None and reviewed else None
+        answers = answers or config.parent / "reviewed_labels.csv"
+        todo = len(pending(read_queue(queue), read_answers(answers)))
+        if todo == 0:
+            console.print(
+                f"nothing to review: every item in {queue} is answered in {answers}", soft_wrap=True
+            )
+            return
+        console.print(f"{todo} items to review from {queue}", soft_wrap=True)
+
+        def ask(prompt: str) -> str:
+            return Prompt.ask(Text(prompt, style="dim"), console=console)
+
+        try:
+            counts = review_session(
+                queue,
+                answers,
+                read_labels(queue),
+                ask=ask,
+                show=console.print,
+                reviewer=reviewer or _login(),
+                limit=limit,
+            )
+        except KeyboardInterrupt:
+            err_console.print(f"[yellow]interrupted[/]: your answers are saved in {answers}", soft_wrap=True)
+            raise typer.Exit(130) from None
+        console.print(
+            f"{counts['accept']} accepted, {counts['correct']} corrected, {counts['skip']} skipped; "
+            f"answers in {answers}; the next `lmforge run` uses them",
+            soft_wrap=True,
+        )
+
+
+def _find_queue(target: str | None, cfg) -> Path:
+    """The queue of TARGET (file, run folder, run id), else of the newest run that has one."""
+    from lmforge.data.review import QUEUE_FILE
+
+    runs_dir = cfg.resolve_path(cfg.output_dir) if cfg is not None else Path("runs")
+    if target is None:
+        found = sorted(runs_dir.glob(f"*/label/{QUEUE_FILE}"), reverse=True)  # run ids sort by time
+        if not found:
+            raise LmforgeError(
+                f"no run in {runs_dir} has a review queue",
+                hint="`lmforge run` writes label/review_queue.csv when auto-labels are doubtful; "
+                "or pass a run id, a run folder or a review_queue.csv",
+            )
+        return found[0]
+    path = Path(target).expanduser()
+    in_run = Path("label") / QUEUE_FILE
+    for candidate in (path, path / in_run, path / QUEUE_FILE, runs_dir / target / in_run):
+        if candidate.is_file():
+            return candidate
+    raise LmforgeError(
+        f"no review queue at '{target}'",
+        hint=f"pass a run id in {runs_dir}, a run folder or a review_queue.csv",
+    )
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in containers without a passwd entry
+        return "unknown"
 
 
 @config_app.command("schema")

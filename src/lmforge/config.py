@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lmforge.errors import ConfigError
 
@@ -49,12 +57,135 @@ class ValidateConfig(Section):
     )
 
 
+PiiType = Literal["email", "phone", "card", "iban", "ip", "url"]
+DEFAULT_PII_TYPES: tuple[PiiType, ...] = ("email", "phone", "card", "iban", "ip")
+
+
+class CleanConfig(Section):
+    enabled: bool = Field(True, description="Run the cleaning steps below; false passes rows through.")
+    fix_unicode: bool = Field(True, description="Repair mojibake and odd Unicode with ftfy.")
+    normalize_whitespace: bool = Field(
+        True, description="Remove control characters and collapse runs of whitespace."
+    )
+    strip_html: bool = Field(False, description="Remove HTML tags and decode entities.")
+    min_chars: int = Field(
+        1, ge=0, description="Drop texts shorter than this many characters (after repair)."
+    )
+    max_chars: int | None = Field(None, ge=1, description="Drop texts longer than this; null: no limit.")
+    min_tokens: int = Field(0, ge=0, description="Drop texts with fewer whitespace-separated tokens.")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Drop texts with more whitespace-separated tokens; null: no limit."
+    )
+    exact_duplicates: bool = Field(
+        True,
+        description="Drop rows whose normalised text (case, punctuation, spacing) repeats an earlier row.",
+    )
+    near_duplicates: bool = Field(True, description="Drop near-copies found by MinHash LSH.")
+    near_duplicate_threshold: float = Field(
+        0.85,
+        ge=0.5,
+        le=1,
+        description="Jaccard similarity of character 5-grams that makes a near-copy (below 0.5 gets slow).",
+    )
+    conflicts: Literal["majority", "drop", "keep"] = Field(
+        "majority",
+        description=(
+            "Duplicates whose labels disagree: `majority` keeps one row with the majority label "
+            "(drops the group on a tie), `drop` drops the group, `keep` keeps every row. "
+            "Always listed in conflicts.csv."
+        ),
+    )
+    pii: Literal["mask", "drop", "off"] = Field(
+        "mask", description="Personal data: replace with typed placeholders, drop the row, or leave it."
+    )
+    pii_types: list[PiiType] = Field(
+        default_factory=lambda: list(DEFAULT_PII_TYPES),
+        description="Kinds of personal data to detect. Person names are not detected (no offline model).",
+    )
+    phone_region: str = Field(
+        "US", min_length=2, max_length=2, description="Region for phone numbers written without +country."
+    )
+    label_noise: Literal["flag", "drop", "off"] = Field(
+        "flag",
+        description="Likely wrong labels (cleanlab, out-of-fold probabilities): list, drop, or skip them.",
+    )
+    label_noise_model: Literal["tfidf", "embeddings"] = Field(
+        "tfidf", description="Fast model for out-of-fold probabilities: TF-IDF or minilm-l6 embeddings + LR."
+    )
+
+
+    @field_validator("pii", "label_noise", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false; the user meant the string.
+        return "off" if value is False else value
+
+
+class LabelConfig(Section):
+    enabled: bool = Field(
+        True, description="Label rows without a label; false rejects them as `missing label`."
+    )
+    unlabeled: str | None = Field(
+        None, description="Optional file of unlabelled texts (same text column), relative to the config file."
+    )
+    method: Literal["auto", "embeddings", "zero-shot"] = Field(
+        "auto",
+        description=(
+            "`embeddings`: logistic regression on minilm-l6 sentence embeddings of the labelled rows; "
+            "`zero-shot`: prompt a causal LM with the label names; `auto`: embeddings when every class "
+            "has `min_examples_per_class` labelled rows, else zero-shot."
+        ),
+    )
+    labels: list[str] | None = Field(
+        None, description="Label names for zero-shot labelling when the data has few or no labels."
+    )
+    min_examples_per_class: int = Field(
+        5, ge=1, description="`auto` picks embeddings at this many per class."
+    )
+    min_confidence: float = Field(
+        0.7, ge=0, le=1, description="Auto-labels below this confidence go to the review queue."
+    )
+    low_confidence: Literal["exclude", "keep"] = Field(
+        "exclude",
+        description="Train on low-confidence auto-labels (`keep`) or hold them back until reviewed.",
+    )
+    reviewed: str = Field(
+        "reviewed_labels.csv",
+        description="Answers written by `lmforge review`, read by the next run (relative to the config).",
+    )
+    embedding_model: str = Field("minilm-l6", description="Encoder for the embeddings method.")
+    generator_model: str = Field("smollm2-135m", description="Causal LM for the zero-shot method.")
+
+
+class AugmentConfig(Section):
+    oversample: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Oversample each class up to this fraction of the largest class; null: off.",
+    )
+    token_edits: int = Field(0, ge=0, le=10, description="Variants per row by word swap/delete/insert.")
+    paraphrases: int = Field(0, ge=0, le=5, description="Paraphrases per row generated by `model`.")
+    max_paraphrases: int = Field(200, ge=1, description="Cap on generated paraphrases (slow on CPU).")
+    model: str = Field("smollm2-135m", description="Causal LM that writes the paraphrases.")
+    seed: int = Field(0, description="Seed of sampling and edits.")
+
+
 class SplitConfig(Section):
     validation: float = Field(0.1, gt=0, lt=1, description="Fraction of rows for validation.")
     test: float = Field(
         0.1, gt=0, lt=1, description="Fraction of rows for test (ignored when data.test is given)."
     )
     seed: int = Field(42, description="Seed of the stratified split.")
+    remove_leakage: bool = Field(
+        True, description="Drop train rows that duplicate (exactly or nearly) a validation or test row."
+    )
+    leakage_threshold: float = Field(
+        0.85,
+        ge=0.5,
+        le=1,
+        description="Similarity (as clean.near_duplicate_threshold) that counts as leakage.",
+    )
 
     @model_validator(mode="after")
     def _leave_rows_for_training(self) -> SplitConfig:
@@ -133,7 +264,14 @@ class Config(Section):
     validate_: ValidateConfig = Field(
         default_factory=ValidateConfig, alias="validate", description="Data checks."
     )
+    clean: CleanConfig = Field(
+        default_factory=CleanConfig, description="Text repair, duplicates, PII, label noise."
+    )
+    label: LabelConfig = Field(default_factory=LabelConfig, description="Auto-labelling and human review.")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train/validation/test split.")
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="Class balance and augmentation of the train split."
+    )
     baseline: BaselineConfig = Field(default_factory=BaselineConfig, description="Simple baselines.")
     model: str = Field(
         "minilm-l6", description="A zoo name, a local Hugging Face folder or .gguf file, or a hub id."

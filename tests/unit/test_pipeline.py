@@ -14,7 +14,10 @@ from lmforge.pipeline.runner import run_pipeline
 from lmforge.pipeline.runs import list_runs
 from tests.conftest import fast_config, make_rows, write_csv
 
-ALL = ["ingest", "validate", "split", "baseline", "train", "evaluate", "report", "register"]
+ALL = [
+    "ingest", "validate", "clean", "label", "split", "augment", "baseline", "train", "evaluate", "report",
+    "register",
+]  # fmt: skip
 
 
 def _ran(result: Any) -> list[str]:
@@ -40,7 +43,8 @@ def test_first_run_produces_every_artifact(first_run: tuple[dict, Any]) -> None:
     train = result.artifacts["train"]
     assert (train.folder / "model" / "model.safetensors").exists()
     assert any((train.folder / "tensorboard").rglob("events.out.tfevents.*"))
-    assert result.artifacts["split"].manifest["rows"] == {"test": 24, "validation": 24, "train": 72}
+    rows = result.artifacts["split"].manifest["rows"]
+    assert rows["test"] == 24 and rows["validation"] == 24 and rows["train"] + rows["leakage_removed"] == 72
     evaluate = result.artifacts["evaluate"]
     assert set(evaluate.metrics) >= {
         "accuracy",
@@ -70,7 +74,7 @@ def test_changing_one_section_reruns_that_stage_and_dependents(first_run: tuple[
     config, _ = first_run
     changed = {**config, "split": {**config["split"], "seed": 2}}
     result = run_pipeline(load_config(data=changed))
-    assert _ran(result) == ["split", "baseline", "train", "evaluate", "report", "register"]
+    assert _ran(result) == ["split", "augment", "baseline", "train", "evaluate", "report", "register"]
 
 
 def test_force_reruns_a_stage_and_its_dependents(first_run: tuple[dict, Any]) -> None:
@@ -90,7 +94,7 @@ def test_changed_data_file_reruns_everything(first_run: tuple[dict, Any], tmp_pa
     config, _ = first_run
     data = write_csv(tmp_path / "other.csv", make_rows(seed=5))
     result = run_pipeline(load_config(data={**config, "data": {"train": str(data)}}), until="split")
-    assert _ran(result) == ["ingest", "validate", "split"]
+    assert _ran(result) == ["ingest", "validate", "clean", "label", "split"]
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(config_dict: dict, tmp_path: Path) -> None:
@@ -116,4 +120,4 @@ def test_killed_training_resumes_from_its_last_checkpoint(config_dict: dict, tmp
 
 def test_until_stops_early(config_dict: dict) -> None:
     result = run_pipeline(load_config(data=config_dict), until="split")
-    assert list(result.artifacts) == ["ingest", "validate", "split"]
+    assert list(result.artifacts) == ["ingest", "validate", "clean", "label", "split"]

@@ -16,6 +16,7 @@ from tests.conftest import make_rows, write_csv
 def test_rejected_rows_are_listed_with_reasons(config_dict: dict, tmp_path: Path) -> None:
     rows = [*make_rows(), ("", "billing"), ("   ", "bug"), ("no label here", "")]
     write_csv(Path(config_dict["data"]["train"]), rows)
+    config_dict["label"]["enabled"] = False  # else the unlabelled row waits for the label stage
     result = run_pipeline(load_config(data=config_dict), until="split")
     rejected = pd.read_csv(result.run_dir / "validate" / "rejected.csv")
     assert rejected["reason"].tolist() == ["missing text", "blank text", "missing label"]
@@ -47,3 +48,14 @@ def test_given_test_file_is_used_and_unseen_labels_are_errors(config_dict: dict,
     write_csv(test, [("anything", "never-seen")])
     with pytest.raises(DataError, match="never seen in train: never-seen"):
         run_pipeline(load_config(data=config_dict), until="split")
+
+
+def test_rows_without_a_label_wait_for_the_label_stage(config_dict: dict) -> None:
+    rows = [*make_rows(), ("invoice refund please", ""), ("", "")]
+    write_csv(Path(config_dict["data"]["train"]), rows)
+    result = run_pipeline(load_config(data=config_dict), until="validate")
+    validate = result.artifacts["validate"]
+    assert validate.manifest["rows"]["unlabeled"] == 1
+    assert validate.table("unlabeled")["text"].tolist() == ["invoice refund please"]
+    rejected = pd.read_csv(result.run_dir / "validate" / "rejected.csv")
+    assert rejected["reason"].tolist() == ["missing text"]

@@ -42,7 +42,49 @@ class StageSpec:
 
 def _data_files(config: Config) -> list[Path]:
     files = [config.data.train, config.data.validation, config.data.test]
+    if config.label.enabled:
+        files.append(config.label.unlabeled)
     return [config.resolve_path(f) for f in files if f]
+
+
+def _reviewed_labels(config: Config) -> list[Path]:
+    # Answers from `lmforge review` change the labels, so they are part of the key.
+    path = config.resolve_path(config.label.reviewed)
+    return [path] if path.exists() else []
+
+
+def _label_fingerprint(config: Config) -> dict[str, Any]:
+    label = config.label
+    if not label.enabled:
+        return {}
+    return {m: _soft_fingerprint(m, config) for m in sorted({label.embedding_model, label.generator_model})}
+
+
+def _soft_fingerprint(reference: str, config: Config) -> str:
+    # A model that is only needed when there are rows to label must not fail the key.
+    from lmforge.errors import ModelNotFoundError
+    from lmforge.models.resolve import fingerprint
+
+    try:
+        return fingerprint(reference, config.base_dir)
+    except ModelNotFoundError:
+        return f"unresolved:{reference}"
+
+
+def _clean_fingerprint(config: Config) -> dict[str, Any]:
+    from lmforge.models.resolve import fingerprint
+
+    if config.clean.label_noise == "off" or config.clean.label_noise_model != "embeddings":
+        return {}
+    return {"minilm-l6": fingerprint("minilm-l6", config.base_dir)}
+
+
+def _augment_fingerprint(config: Config) -> dict[str, Any]:
+    from lmforge.models.resolve import fingerprint
+
+    if not config.augment.paraphrases:
+        return {}
+    return {"model": fingerprint(config.augment.model, config.base_dir), **_library_versions(config)}
 
 
 def _model_fingerprint(config: Config) -> dict[str, Any]:
@@ -78,12 +120,23 @@ def _train_fingerprint(config: Config) -> dict[str, Any]:
 
 CLASSIFICATION: tuple[StageSpec, ...] = (
     StageSpec("ingest", (), ("data",), files=_data_files),
-    StageSpec("validate", ("ingest",), ("validate",)),
-    StageSpec("split", ("validate",), ("split",)),
-    StageSpec("baseline", ("split",), ("baseline",)),
-    StageSpec("train", ("split",), ("train", "model", "task"), fingerprint=_train_fingerprint),
+    StageSpec("validate", ("ingest",), ("validate", "label")),
+    StageSpec(
+        "clean", ("validate",), ("clean",), files=_reviewed_labels, fingerprint=_clean_fingerprint
+    ),
+    StageSpec(
+        "label", ("clean",), ("label", "validate"), files=_reviewed_labels, fingerprint=_label_fingerprint
+    ),
+    StageSpec("split", ("label",), ("split",)),
+    StageSpec("augment", ("split",), ("augment",), fingerprint=_augment_fingerprint),
+    StageSpec("baseline", ("split", "augment"), ("baseline",)),
+    StageSpec("train", ("split", "augment"), ("train", "model", "task"), fingerprint=_train_fingerprint),
     StageSpec("evaluate", ("split", "train", "baseline"), ("evaluate",)),
-    StageSpec("report", ("ingest", "validate", "split", "baseline", "train", "evaluate"), ("project",)),
+    StageSpec(
+        "report",
+        ("ingest", "validate", "clean", "label", "split", "augment", "baseline", "train", "evaluate"),
+        ("project",),
+    ),
     StageSpec(
         "register",
         ("baseline", "train", "evaluate", "report"),

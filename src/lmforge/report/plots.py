@@ -89,3 +89,50 @@ def label_distribution(counts: dict[str, dict[str, int]]) -> bytes:
     axis.legend(frameon=False)
     axis.grid(axis="x", alpha=0.3)
     return _png(fig)
+
+
+def label_before_after(series: dict[str, dict[str, int]]) -> bytes:
+    """Rows per label at each named point (file, after cleaning and labelling, ...), grouped bars."""
+    first = next(iter(series.values()))
+    labels = sorted({k for counts in series.values() for k in counts}, key=lambda k: -first.get(k, 0))
+    fig, axis = plt.subplots(figsize=(8, max(2.5, 0.16 * len(labels) * (len(series) + 1))))
+    rows = np.arange(len(labels))
+    height = 0.8 / len(series)
+    for k, ((name, counts), color) in enumerate(zip(series.items(), (GREY, BLUE, ORANGE), strict=False)):
+        axis.barh(rows + k * height, [counts.get(x, 0) for x in labels], height, label=name, color=color)
+    axis.set_yticks(rows + 0.4 - height / 2, labels)
+    axis.invert_yaxis()
+    axis.set_xlabel("rows")
+    # Below the plot: inside, it would cover the longest bars, which sort to the top.
+    axis.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(series))
+    axis.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def length_histogram(before: list[int], after: list[int]) -> bytes:
+    """Text length in characters, before and after cleaning (log-spaced bins: lengths are skewed)."""
+    fig, axis = plt.subplots(figsize=(8, 2.8))
+    low, top = max(1, min([*before, *after, 1])), max([*before, *after, 2])
+    bins = np.unique(np.geomspace(low, top + 1, 40).astype(int)).tolist()
+    axis.hist(before, bins=bins, color=GREY, alpha=0.6, label="before cleaning")
+    axis.hist(after, bins=bins, color=BLUE, alpha=0.6, label="after cleaning")
+    axis.set_xscale("log")
+    axis.set_xlabel("characters")
+    axis.set_ylabel("rows")
+    axis.legend(frameon=False)
+    axis.grid(alpha=0.3)
+    return _png(fig)
+
+
+def confidence_histogram(counts: list[int], edges: list[float], threshold: float) -> bytes:
+    """Auto-label confidences, with the review threshold marked."""
+    fig, axis = plt.subplots(figsize=(8, 2.6))
+    widths = np.diff(edges)
+    colours = [ORANGE if left < threshold else BLUE for left in edges[:-1]]
+    axis.bar(edges[:-1], counts, widths, align="edge", color=colours, edgecolor="white")
+    axis.axvline(threshold, color="black", linestyle="--", linewidth=1)
+    axis.text(threshold, max([*counts, 1]), " review below", va="top", fontsize=8)
+    axis.set_xlabel("confidence of the auto-label")
+    axis.set_ylabel("rows")
+    axis.grid(axis="y", alpha=0.3)
+    return _png(fig)

@@ -15,8 +15,9 @@ from lmforge.tasks.classification import metrics
 
 def run(ctx: StageContext, cfg: BaselineConfig, inputs: Inputs) -> StageResult:
     split = inputs["split"]
-    train, test = split.table("train"), split.table("test")
-    result = StageResult()
+    # The same (possibly augmented) train rows the model sees, so the comparison is fair.
+    train, test = inputs["augment"].table("train"), split.table("test")
+    result = StageResult(rows={"train": len(train), "test": len(test)})
     majority = train["label"].value_counts().idxmax()
     for name, value in metrics(test["label"], [majority] * len(test)).items():
         result.metrics[f"majority_{name}"] = value

@@ -1,6 +1,6 @@
 """ingest: read the user's files, map their columns to `text` and `label`.
 
-Output tables (`train`, and `validation` / `test` when given) have the columns
+Output tables (`train`, and `validation` / `test` / `unlabeled` when given) have the columns
 `source_row` (1-based row in the file), `text` and `label` (strings, None when missing).
 """
 
@@ -14,12 +14,19 @@ from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
 def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
     result = StageResult()
-    files = {"train": cfg.train, "validation": cfg.validation, "test": cfg.test}
+    files = {
+        "train": cfg.train,
+        "validation": cfg.validation,
+        "test": cfg.test,
+        "unlabeled": ctx.config.label.unlabeled if ctx.config.label.enabled else None,
+    }
     for name, value in files.items():
         if value is None:
             continue
         path = ctx.config.resolve_path(value)
         data = read_data_file(path, format=cfg.format, encoding=cfg.encoding)
+        if name == "unlabeled" and cfg.label_column not in data.frame.columns:
+            data.frame[cfg.label_column] = None  # a file of texts only, as expected
         columns = {"text": cfg.text_column, "label": cfg.label_column}
         for role, column in columns.items():
             if column not in data.frame.columns:

@@ -10,26 +10,29 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.report import plots
+from lmforge.report.data_section import data_section
 
 
 def run(ctx: StageContext, cfg: Any, inputs: Inputs) -> StageResult:
     split, train, evaluate = inputs["split"], inputs["train"], inputs["evaluate"]
     metric = train.manifest["config"]["train"]["metric_for_best_model"]
     confusion = evaluate.json("confusion")
+    data, data_images = data_section(inputs, ctx.config.label.min_confidence)
     images = {
-        "curves": plots.training_curves(train.json("history"), metric),
-        "confusion": plots.confusion(confusion["matrix"], confusion["labels"]),
+        "training_curves": plots.training_curves(train.json("history"), metric),
+        "confusion_matrix": plots.confusion(confusion["matrix"], confusion["labels"]),
         "labels": plots.label_distribution(split.summary["label_counts"]),
+        **data_images,
     }
-    ctx.out.path("confusion_matrix.png").write_bytes(images["confusion"])
-    ctx.out.path("training_curves.png").write_bytes(images["curves"])
-    html = _render(ctx, inputs, {k: base64.b64encode(v).decode() for k, v in images.items()})
+    for name, png in images.items():
+        ctx.out.path(f"{name}.png").write_bytes(png)
+    html = _render(ctx, inputs, {k: base64.b64encode(v).decode() for k, v in images.items()}, data)
     ctx.out.write_text("report.html", html)
     ctx.log(f"report: {ctx.run_dir / 'report' / 'report.html'}")
     return StageResult(summary={"bytes": len(html)})
 
 
-def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
+def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dict[str, Any]) -> str:
     validate, split, baseline, train, evaluate = (
         inputs[n] for n in ("validate", "split", "baseline", "train", "evaluate")
     )
@@ -59,13 +62,15 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
         created=time.strftime("%Y-%m-%d %H:%M"),
         metrics=evaluate.metrics,
         gain=evaluate.metrics.get("gain_f1_macro_vs_tfidf"),
-        rows=split.manifest["rows"],
+        rows={k: v for k, v in split.manifest["rows"].items() if k in ("train", "validation", "test")},
         comparison=comparison,
         rejected_total=sum(rejected.values()),
         rejected_reasons=rejected,
         rejected_examples=validate.summary.get("rejected_examples", []),
         lengths=validate.summary["text_chars"],
         images=images,
+        data=data,
+        config_clean=ctx.config.clean,
         train={
             "parameters_m": f"{summary['parameters'] / 1e6:.1f}",
             "steps": int(train.metrics["steps"]),
@@ -85,7 +90,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
 
 def _stage_times(inputs: Inputs) -> list[dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
-    order = ("ingest", "validate", "split", "baseline", "train", "evaluate")
+    order = ("ingest", "validate", "clean", "label", "split", "augment", "baseline", "train", "evaluate")
     for artifact in inputs.values():
         seen[artifact.stage] = {
             "name": artifact.stage,

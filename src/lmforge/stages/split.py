@@ -1,4 +1,9 @@
-"""split: stratified train / validation / test with a seed (or the user's own files)."""
+"""split: stratified train / validation / test with a seed (or the user's own files).
+
+After splitting, train rows that copy (exactly or nearly) a validation or test row are
+removed from train and listed in `leakage.csv`: a model must not be scored on rows it
+was trained on.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from lmforge.config import SplitConfig
+from lmforge.data.duplicate_rows import leakage
 from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
 
 def run(ctx: StageContext, cfg: SplitConfig, inputs: Inputs) -> StageResult:
-    valid = inputs["validate"]
+    valid = inputs["label"]
     train = valid.table("train")
     labels = sorted(train["label"].unique().tolist())
     parts: dict[str, pd.DataFrame] = {}
@@ -28,6 +34,15 @@ def run(ctx: StageContext, cfg: SplitConfig, inputs: Inputs) -> StageResult:
         share = cfg.validation if given_test else cfg.validation / (1 - cfg.test)
         train, parts["validation"] = _stratified(train, share, cfg.seed, "validation")
     parts = {"train": train, "validation": parts["validation"], "test": parts["test"]}
+    leaks = pd.DataFrame()
+    if cfg.remove_leakage:
+        held_out = {"validation": parts["validation"], "test": parts["test"]}
+        parts["train"], leaks = leakage(parts["train"], held_out, cfg.leakage_threshold)
+        ctx.out.write_csv("leakage", leaks)
+        if len(leaks):
+            ctx.warn(
+                f"removed {len(leaks)} train row(s) that duplicate validation/test rows, see leakage.csv"
+            )
     for name in ("validation", "test"):
         unseen = sorted(set(parts[name]["label"]) - set(labels))
         if unseen:
@@ -43,6 +58,12 @@ def run(ctx: StageContext, cfg: SplitConfig, inputs: Inputs) -> StageResult:
     ctx.out.write_json("labels", labels)
     result.summary["labels"] = labels
     result.summary["given"] = {"test": given_test, "validation": given_validation}
+    result.rows["leakage_removed"] = len(leaks)
+    result.summary["leakage"] = {
+        "removed": len(leaks),
+        "by_kind": leaks["kind"].value_counts().to_dict() if len(leaks) else {},
+        "examples": leaks.head(5).to_dict("records") if len(leaks) else [],
+    }
     result.summary["label_counts"] = {
         name: table["label"].value_counts().to_dict() for name, table in parts.items()
     }

@@ -26,7 +26,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     split = inputs["split"]
     labels: list[str] = split.json("labels")
     label_id = {label: i for i, label in enumerate(labels)}
-    train, validation = split.table("train"), split.table("validation")
+    train, validation = inputs["augment"].table("train"), split.table("validation")
     started = time.perf_counter()
     resolved = resolve_model(ctx.config.model, ctx.config.base_dir)
     tokenizer, model = load_classifier(resolved, labels)

@@ -2,7 +2,9 @@
 
 Rejected rows go to `rejected.csv` (file, row, reason, text, label): nothing is dropped
 silently. Fatal problems (too many rejects, one class, tiny classes) name the file and
-the class so the user can fix the data.
+the class so the user can fix the data. With auto-labelling on (`label.enabled`), rows of
+train without a label are not rejected but passed on as `unlabeled` (with the rows of
+`label.unlabeled`), and the class checks wait until the label stage has labelled them.
 """
 
 from __future__ import annotations
@@ -14,30 +16,38 @@ from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
 
-def _reasons(table: pd.DataFrame) -> pd.Series:
+def _reasons(table: pd.DataFrame, *, need_label: bool = True) -> pd.Series:
     text = table["text"].fillna("")
     label = table["label"].fillna("")
     reasons = pd.Series("", index=table.index, dtype=object)
     reasons[table["text"].isna()] = "missing text"
     reasons[(reasons == "") & (text.str.strip() == "")] = "blank text"
-    reasons[(reasons == "") & (label.str.strip() == "")] = "missing label"
+    if need_label:
+        reasons[(reasons == "") & (label.str.strip() == "")] = "missing label"
     return reasons
 
 
 def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
     ingest = inputs["ingest"]
+    auto_label = ctx.config.label.enabled
     result = StageResult()
-    rejected = []
-    for name in ("train", "validation", "test"):
+    rejected, unlabeled = [], []
+    train = pd.DataFrame()
+    for name in ("train", "validation", "test", "unlabeled"):
         if not ingest.has(f"{name}.parquet"):
             continue
         table = ingest.table(name)
         file = ingest.summary[name]["file"]
-        reasons = _reasons(table)
+        reasons = _reasons(table, need_label=name != "unlabeled" and not (name == "train" and auto_label))
         bad = table[reasons != ""].assign(file=file, split=name, reason=reasons[reasons != ""])
         good = table[reasons == ""].copy()
         good["label"] = good["label"].str.strip()
-        share = len(bad) / len(table)
+        if name in ("train", "unlabeled"):
+            # Every row of the unlabeled file waits for a label, whatever its label column says.
+            missing = good["label"].isna() | (good["label"] == "") | (name == "unlabeled")
+            unlabeled.append(good[missing].assign(label=None, source_file=name))
+            good = good[~missing]
+        share = len(bad) / max(len(table), 1)
         if share > cfg.max_rejected_fraction:
             first = bad.iloc[0]
             raise DataError(
@@ -49,23 +59,33 @@ def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
         if len(bad):
             ctx.warn(f"{name}: {len(bad)} row(s) rejected, see rejected.csv")
         rejected.append(bad)
-        ctx.out.write_table(name, good)
-        result.rows[name] = len(good)
-        result.rows[f"{name}_rejected"] = len(bad)
         if name == "train":
-            _check_classes(good, file, cfg)
+            train = good
+        if name != "unlabeled":
+            ctx.out.write_table(name, good)
+            result.rows[name] = len(good)
+        result.rows[f"{name}_rejected"] = len(bad)
+    waiting = pd.concat(unlabeled, ignore_index=True) if unlabeled else pd.DataFrame()
+    if len(waiting):
+        ctx.out.write_table("unlabeled", waiting[["source_row", "text", "label", "source_file"]])
+        ctx.log(f"{len(waiting):,} row(s) without a label go to the label stage")
+    else:
+        check_classes(train, ingest.summary["train"]["file"], cfg)
+    result.rows["unlabeled"] = len(waiting)
     columns = ["file", "split", "source_row", "reason", "text", "label"]
     all_bad = pd.concat(rejected) if rejected else pd.DataFrame(columns=columns)
     ctx.out.write_csv("rejected", all_bad[columns])
     counts = ingest.table("train").pipe(lambda t: t[_reasons(t) == ""])["label"].str.strip()
     result.summary["label_counts"] = counts.value_counts().to_dict()
+    result.summary["train_file"] = ingest.summary["train"]["file"]
     result.summary["rejected_reasons"] = all_bad["reason"].value_counts().to_dict()
     result.summary["rejected_examples"] = all_bad[columns].head(10).to_dict("records")
     result.summary["text_chars"] = _lengths(ingest.table("train")["text"].dropna())
     return result
 
 
-def _check_classes(table: pd.DataFrame, file: str, cfg: ValidateConfig) -> None:
+def check_classes(table: pd.DataFrame, file: str, cfg: ValidateConfig) -> None:
+    """Stop on labelled train data that cannot train a classifier: one class, tiny classes."""
     counts = table["label"].value_counts()
     if len(counts) < 2:
         only = counts.index[0] if len(counts) else "none"

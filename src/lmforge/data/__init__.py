@@ -1,0 +1,1 @@
+"""Data automation: text repair, duplicates, PII, label noise, auto-labelling, augmentation."""

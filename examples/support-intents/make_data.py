@@ -1,4 +1,4 @@
-"""Generate the support-intents demo dataset (``data.csv`` next to this file).
+"""Generate the support-intents demo dataset (``data.csv`` and ``unlabeled.csv`` next to this file).
 
 Deterministic (seeded) and stdlib-only. Run with::
 
@@ -17,7 +17,8 @@ The data is built to be *semantic* rather than keyword-trivial:
   (e.g. "I cancelled last month but you still charged me" is billing).
 
 There is no random label noise. Exact duplicates (ignoring case and punctuation)
-are removed.
+are removed. ``unlabeled.csv`` holds more messages of the same kind without labels (a
+different seed, none repeating ``data.csv``): the demo's label stage labels them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from pathlib import Path
 
 SEED = 20240611
 OUT = Path(__file__).resolve().parent / "data.csv"
+UNLABELED = OUT.with_name("unlabeled.csv")
+UNLABELED_PER_CLASS = 10
 
 # Target number of rows per label (mildly imbalanced on purpose).
 TARGETS = {
@@ -876,11 +879,13 @@ def dedupe_key(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]", "", text.lower()).strip()
 
 
-def generate() -> list[tuple[str, str]]:
-    rng = random.Random(SEED)
+def generate(
+    seed: int = SEED, targets: dict[str, int] = TARGETS, seen: set[str] | None = None
+) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
     rows: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for label, target in TARGETS.items():
+    seen = set() if seen is None else seen
+    for label, target in targets.items():
         cores = CORES[label]
         # Cycle through a shuffled copy of the cores so every phrasing is used
         # roughly equally often before any is reused.
@@ -913,11 +918,18 @@ def generate() -> list[tuple[str, str]]:
 
 
 def main() -> None:
-    rows = generate()
+    seen: set[str] = set()
+    rows = generate(seen=seen)
     with OUT.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["text", "label"])
         writer.writerows(rows)
+    extra = generate(SEED + 1, {label: UNLABELED_PER_CLASS for label in TARGETS}, seen)
+    with UNLABELED.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["text"])
+        writer.writerows((text,) for text, _ in extra)
+    print(f"wrote {len(extra)} unlabelled rows to {UNLABELED}")
     counts: dict[str, int] = {}
     for _, label in rows:
         counts[label] = counts.get(label, 0) + 1

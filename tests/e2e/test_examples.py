@@ -36,4 +36,4 @@ def test_example_runs_end_to_end(config: Path, tmp_path: Path) -> None:
     assert len(reports) == 1
     # A rerun with nothing changed reuses every stage.
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "(8 of 8 stages cached)" in again.stdout, again.stdout + again.stderr
+    assert again.returncode == 0 and "(11 of 11 stages cached)" in again.stdout, again.stdout + again.stderr

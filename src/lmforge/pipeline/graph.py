@@ -53,6 +53,11 @@ def _reviewed_labels(config: Config) -> list[Path]:
     return [path] if path.exists() else []
 
 
+def _clean_answers(config: Config) -> list[Path]:
+    # Only dropping label errors consults people's answers (a reviewed row is never dropped).
+    return _reviewed_labels(config) if config.clean.label_noise == "drop" else []
+
+
 def _label_fingerprint(config: Config) -> dict[str, Any]:
     label = config.label
     if not label.enabled:
@@ -122,7 +127,7 @@ CLASSIFICATION: tuple[StageSpec, ...] = (
     StageSpec("ingest", (), ("data",), files=_data_files),
     StageSpec("validate", ("ingest",), ("validate", "label")),
     StageSpec(
-        "clean", ("validate",), ("clean",), files=_reviewed_labels, fingerprint=_clean_fingerprint
+        "clean", ("validate",), ("clean",), files=_clean_answers, fingerprint=_clean_fingerprint
     ),
     StageSpec(
         "label", ("clean",), ("label", "validate"), files=_reviewed_labels, fingerprint=_label_fingerprint

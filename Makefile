@@ -29,6 +29,7 @@ lint: install
 
 bench: install
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_data.py
 
 docs: install
 	$(LMFORGE) config docs > docs/config.md

@@ -93,7 +93,7 @@ def main() -> None:
     import bench_noise
 
     print("3. label noise: 10% of emotion.csv labels flipped at random")
-    bench_noise.main_report(
+    bench_noise.report(
         bench_noise.run(rows=args.noise_rows, flip=0.1, models=["tfidf", "embeddings"], seed=0)
     )
 

@@ -12,12 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmforge.data.autolabel import (
-    ZeroShotScorer,
-    auto_label,
-    choose_method,
-    few_shot_examples,
-)
+from lmforge.data.autolabel import auto_label, choose_method, few_shot_examples
+from lmforge.data.zeroshot import ZeroShotScorer
 from lmforge.errors import ConfigError, DataError
 from tests.conftest import FILLER, TOPICS, make_rows
 

@@ -28,8 +28,8 @@ def test_rows_without_labels_get_one_and_doubtful_ones_are_queued(
     config_dict: dict, low_confidence: str, kept: int
 ) -> None:
     rows = [*make_rows(), *((text, "") for text in UNLABELED)]
-    # The tiny random model is never sure: at 0.99 every auto-label waits for a person.
-    result = _run(config_dict, rows, method="embeddings", min_confidence=0.99, low_confidence=low_confidence)
+    # At min_confidence 1.0 every auto-label (a probability below 1) waits for a person.
+    result = _run(config_dict, rows, method="embeddings", min_confidence=1.0, low_confidence=low_confidence)
     label = result.artifacts["label"]
     assert label.manifest["rows"]["auto_labelled"] == 3 and label.manifest["rows"]["queued"] == 3
     train = label.table("train")
@@ -57,7 +57,7 @@ def test_a_separate_unlabeled_file_is_labelled(config_dict: dict, tmp_path: Path
 
 def test_answers_from_review_override_the_file_and_the_model(config_dict: dict) -> None:
     rows = [*make_rows(), (UNLABELED[0], "")]
-    first = _run(config_dict, rows, method="embeddings", min_confidence=0.99)
+    first = _run(config_dict, rows, method="embeddings", min_confidence=1.0)
     answers = Path(config_dict["label"]["reviewed"])
     queued = review.read_queue(first.run_dir / "label" / review.QUEUE_FILE).iloc[0]
     review.record_answer(answers, queued.to_dict(), "billing", "correct", "tester")

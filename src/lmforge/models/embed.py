@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lmforge.models.batching import length_sorted_batches
 from lmforge.models.quiet import quiet_transformers
 from lmforge.models.resolve import resolve_model
 
@@ -48,17 +49,10 @@ def embed(
     texts = list(texts)
     width = int(encoder.config.hidden_size)
     out = np.zeros((len(texts), width), dtype=np.float32)
-    order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad little
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            index = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in index],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
+        for index, batch in length_sorted_batches(
+            tokenizer, texts, batch_size=batch_size, max_length=max_length
+        ):
             hidden = encoder(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
+from lmforge.models.batching import length_sorted_batches
+
 GREATER_IS_BETTER = {"f1_macro": True, "f1_weighted": True, "accuracy": True, "loss": False}
 
 
@@ -62,19 +64,12 @@ def predict_proba(
 
     model.eval()
     device = next(model.parameters()).device
-    order = np.argsort([len(t) for t in texts], kind="stable")
     probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            index = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in index],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(device)
-            logits = model(**batch).logits.float()
+        for index, batch in length_sorted_batches(
+            tokenizer, texts, batch_size=batch_size, max_length=max_length
+        ):
+            logits = model(**batch.to(device)).logits.float()
             probs[index] = torch.softmax(logits, dim=-1).cpu().numpy()
             if on_batch is not None:
                 on_batch(len(index))

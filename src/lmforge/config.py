@@ -24,6 +24,14 @@ from pydantic import (
 from lmforge.errors import ConfigError
 
 
+class KeyedProblems(ValueError):
+    """Problems of sub-keys of a dict-valued field, each "key: problem"; reported one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, defaults are validated."""
 
@@ -112,7 +120,6 @@ class CleanConfig(Section):
     label_noise_model: Literal["tfidf", "embeddings"] = Field(
         "tfidf", description="Fast model for out-of-fold probabilities: TF-IDF or minilm-l6 embeddings + LR."
     )
-
 
     @field_validator("pii", "label_noise", mode="before")
     @classmethod
@@ -230,11 +237,228 @@ class TrainConfig(Section):
         "auto", description="`auto`: bf16 on GPUs that support it, else fp32."
     )
     seed: int = Field(42, description="Seed of weight init, shuffling and dropout.")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Label smoothing of the cross-entropy loss (0 disables)."
+    )
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="Override the model's dropout probabilities; null keeps them."
+    )
+    freeze_embeddings: bool = Field(False, description="Keep the token embeddings frozen.")
+    freeze_layers: int = Field(
+        0, ge=0, description="Freeze the embeddings and the bottom N transformer layers (0: train all)."
+    )
+    adversarial: Literal["off", "fgm"] = Field(
+        "off", description="Adversarial training on the word embeddings (FGM: one extra backward per step)."
+    )
+    adversarial_epsilon: float = Field(1.0, gt=0, description="Size of the FGM perturbation.")
+    max_restarts: int = Field(
+        2,
+        ge=0,
+        description="Restarts from the last good checkpoint after a NaN/inf or exploding loss.",
+    )
+    restart_lr_factor: float = Field(
+        0.5, gt=0, lt=1, description="Each restart multiplies the learning rate by this factor."
+    )
+    explode_factor: float = Field(
+        10.0,
+        gt=1,
+        description="A smoothed loss this many times above its lowest value so far counts as exploding.",
+    )
+
+    @field_validator("adversarial", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value
+
+
+# Train keys a study may search, with the type optuna suggests for a numeric range.
+TUNABLE: dict[str, type] = {
+    "learning_rate": float,
+    "epochs": int,
+    "batch_size": int,
+    "weight_decay": float,
+    "warmup_ratio": float,
+    "label_smoothing": float,
+    "dropout": float,
+    "freeze_layers": int,
+    "gradient_accumulation_steps": int,
+    "max_length": int,
+    "adversarial_epsilon": float,
+}
+
+
+class ParamRange(Section):
+    """One search-space entry: a numeric range (`low`, `high`, optional `log`/`step`) or `choices`."""
+
+    low: float | None = Field(None, description="Lower bound (inclusive).")
+    high: float | None = Field(None, description="Upper bound (inclusive).")
+    log: bool = Field(False, description="Sample on a log scale (bounds must be > 0).")
+    step: float | None = Field(None, gt=0, description="Grid step inside the range.")
+    choices: list[Any] | None = Field(None, min_length=1, description="Pick one of these values.")
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> ParamRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("needs low and high (or choices)")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scale range needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+
+class TuneConfig(Section):
+    enabled: bool = Field(False, description="Search hyperparameters with optuna before training.")
+    trials: int | None = Field(
+        20, ge=1, description="Number of finished (complete or pruned) trials; null: until the timeout."
+    )
+    timeout_minutes: float | None = Field(
+        None, gt=0, description="Stop starting new trials after this long; null: no time limit."
+    )
+    sampler: Literal["tpe", "random"] = Field("tpe", description="optuna sampler.")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="Stops unpromising trials at their validation evaluations."
+    )
+    startup_trials: int = Field(
+        5, ge=0, description="Trials sampled at random (TPE) and never pruned (median) at the start."
+    )
+    storage: str | None = Field(
+        None,
+        description=(
+            "optuna storage URL (e.g. postgresql://...); null: a sqlite file in the run's work "
+            "folder, so a killed study resumes when the run is repeated."
+        ),
+    )
+    space: dict[str, ParamRange] | None = Field(
+        None,
+        description=(
+            "Search space keyed by `train` keys; null: learning_rate, epochs, batch_size, "
+            "weight_decay and warmup_ratio with defaults for the task."
+        ),
+    )
+    max_train_rows: int | None = Field(
+        None, ge=10, description="Train each trial on a stratified sample of this many rows; null: all."
+    )
+    ensemble_top_k: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description=(
+            "Keep the k best trials' models and use their averaged probabilities when that beats "
+            "the single best on validation (1: off)."
+        ),
+    )
+    seed: int = Field(0, description="Seed of the sampler.")
+
+    @field_validator("space")
+    @classmethod
+    def _tunable_keys(cls, space: dict[str, ParamRange] | None) -> dict[str, ParamRange] | None:
+        # Every problem names its key, e.g. `tune.space.lerning_rate: ...`.
+        problems = []
+        for key, spec in (space or {}).items():
+            if key not in TUNABLE:
+                close = difflib.get_close_matches(key, TUNABLE, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                problems.append(f"{key}: not a tunable train key; {hint}tunable: {', '.join(TUNABLE)}")
+                continue
+            values: list[Any] = spec.choices if spec.choices is not None else [spec.low, spec.high]
+            if (
+                TUNABLE[key] is int
+                and spec.choices is None
+                and not all(float(v).is_integer() for v in values)
+            ):
+                problems.append(f"{key}: bounds must be whole numbers, got {values}")
+                continue
+            for value in values:
+                try:
+                    TrainConfig.model_validate({key: value})
+                except ValidationError as exc:
+                    problems.append(f"{key}: {value!r} is not a valid train.{key} ({exc.errors()[0]['msg']})")
+        if problems:
+            raise KeyedProblems(problems)
+        return space
+
+    @model_validator(mode="after")
+    def _budget(self) -> TuneConfig:
+        if self.trials is None and self.timeout_minutes is None:
+            raise ValueError("set trials, timeout_minutes or both; otherwise the study never ends")
+        return self
+
+
+class SelectConfig(Section):
+    max_params: float | None = Field(
+        None, gt=0, description="Skip candidates with more parameters than this (e.g. 50e6)."
+    )
+    max_latency_ms: float | None = Field(
+        None, gt=0, description="Skip candidates slower than this per text (batch of 1, measured here)."
+    )
+    time_budget_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Skip candidates whose full fine-tune is estimated (from measured speed) to take longer.",
+    )
+    probe: Literal["embeddings", "finetune"] = Field(
+        "embeddings",
+        description=(
+            "Score each candidate by logistic regression on its frozen mean-pooled hidden states, "
+            "or by a short fine-tune on a sample."
+        ),
+    )
+    probe_rows: int = Field(1000, ge=20, description="Train rows (stratified sample) used by the probe.")
+    probe_steps: int = Field(60, ge=1, description="Optimizer steps of the `finetune` probe.")
+    latency_texts: int = Field(16, ge=1, description="Texts timed one at a time to measure latency.")
+
+
+class GateConfig(Section):
+    enabled: bool = Field(True, description="Check the model before it may become the champion.")
+    metric: Literal["f1_macro", "f1_weighted", "accuracy"] = Field(
+        "f1_macro", description="Test-set metric compared with the baseline and the champion."
+    )
+    min_gain: float = Field(
+        0.0, description="Required gain of `metric` over the best baseline (TF-IDF); may be negative."
+    )
+    min: dict[Literal["f1_macro", "f1_weighted", "accuracy", "precision_macro", "recall_macro"], float] = (
+        Field(default_factory=dict, description="Absolute test-set thresholds, e.g. {f1_macro: 0.8}.")
+    )
+    champion_tolerance: float = Field(
+        0.0, ge=0, description="How much worse than the current champion (same test set) still passes."
+    )
+    required: bool = Field(
+        False,
+        description="`lmforge run` exits non-zero when the gate fails (the model is still a challenger).",
+    )
+
+
+class ExecutorConfig(Section):
+    type: Literal["local", "ray"] = Field("local", description="Where tuning trials run.")
+    address: str | None = Field(
+        None, description="Ray cluster address (`ray start --head` prints it); null: start a local Ray."
+    )
+    num_cpus: float = Field(1, gt=0, description="CPUs reserved per trial (Ray).")
+    num_gpus: float = Field(0, ge=0, description="GPUs reserved per trial (Ray).")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="Trials in flight at once (Ray); null: as many as the resources allow."
+    )
 
 
 class EvaluateConfig(Section):
     batch_size: int = Field(64, ge=1, description="Batch size for test-set inference.")
     worst_errors: int = Field(20, ge=0, description="How many most-confidently-wrong test examples to list.")
+    cv_folds: int | None = Field(
+        None,
+        ge=2,
+        le=20,
+        description=(
+            "Also estimate the metric by k-fold cross-validation over train + validation (small data); "
+            "null: off."
+        ),
+    )
 
 
 class TrackingConfig(Section):
@@ -273,11 +497,19 @@ class Config(Section):
         default_factory=AugmentConfig, description="Class balance and augmentation of the train split."
     )
     baseline: BaselineConfig = Field(default_factory=BaselineConfig, description="Simple baselines.")
-    model: str = Field(
-        "minilm-l6", description="A zoo name, a local Hugging Face folder or .gguf file, or a hub id."
+    model: str | list[str] = Field(
+        "minilm-l6",
+        description=(
+            "A zoo name, a local Hugging Face folder or .gguf file, or a hub id; a list of candidates "
+            "or `auto` (every zoo model for the task) lets the `select` stage pick one."
+        ),
     )
+    select: SelectConfig = Field(default_factory=SelectConfig, description="Model selection (model: auto).")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="Hyperparameter search.")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="Where trials run.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning settings.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Test-set evaluation.")
+    gate: GateConfig = Field(default_factory=GateConfig, description="Quality gate before the registry.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking.")
     register_: RegisterConfig = Field(
         default_factory=RegisterConfig, alias="register", description="Model registry."
@@ -292,6 +524,29 @@ class Config(Section):
             stem = Path(self.data.train).stem or "lmforge"
             self.project = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem)
         return self
+
+    @field_validator("model")
+    @classmethod
+    def _candidates(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("a list of candidate models must not be empty")
+            if len(set(value)) != len(value):
+                raise ValueError("candidate models are listed twice")
+            if len(value) == 1:
+                return value[0]
+        return value
+
+    @property
+    def selects_model(self) -> bool:
+        """Whether the `select` stage picks the model among candidates."""
+        return isinstance(self.model, list) or self.model == "auto"
+
+    @property
+    def model_name(self) -> str:
+        """The one configured model (only meaningful when not selecting)."""
+        assert isinstance(self.model, str)
+        return self.model
 
     @property
     def base_dir(self) -> Path:
@@ -425,6 +680,9 @@ def _describe(exc: ValidationError) -> list[str]:
             message = f"must be one of {ctx.get('expected')}"
         elif kind == "value_error":
             message = str(ctx.get("error", err["msg"]))
+            if isinstance(ctx.get("error"), KeyedProblems):  # one line per sub-key
+                problems.extend(f"{path}.{line}" for line in ctx["error"].problems)
+                continue
         else:
             message = err["msg"][0].lower() + err["msg"][1:]
         if got is not None and not isinstance(got, dict) and kind != "value_error":

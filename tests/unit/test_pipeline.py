@@ -15,8 +15,8 @@ from lmforge.pipeline.runs import list_runs
 from tests.conftest import fast_config, make_rows, write_csv
 
 ALL = [
-    "ingest", "validate", "clean", "label", "split", "augment", "baseline", "train", "evaluate", "report",
-    "register",
+    "ingest", "validate", "clean", "label", "split", "augment", "baseline", "train", "evaluate", "gate",
+    "report", "register",
 ]  # fmt: skip
 
 
@@ -64,7 +64,8 @@ def test_first_run_produces_every_artifact(first_run: tuple[dict, Any]) -> None:
 def test_rerun_with_nothing_changed_reuses_every_stage(first_run: tuple[dict, Any]) -> None:
     config, first = first_run
     again = run_pipeline(load_config(data=config))
-    assert _ran(again) == []
+    assert _ran(again) == ["gate"]  # never cached: the champion may have changed
+    assert again.artifacts["gate"].content_hash == first.artifacts["gate"].content_hash
     assert again.artifacts["train"].content_hash == first.artifacts["train"].content_hash
     # Reused artifacts are full copies in the new run folder, not pointers.
     assert (again.run_dir / "train" / "model" / "model.safetensors").exists()
@@ -74,13 +75,13 @@ def test_changing_one_section_reruns_that_stage_and_dependents(first_run: tuple[
     config, _ = first_run
     changed = {**config, "split": {**config["split"], "seed": 2}}
     result = run_pipeline(load_config(data=changed))
-    assert _ran(result) == ["split", "augment", "baseline", "train", "evaluate", "report", "register"]
+    assert _ran(result) == ["split", "augment", "baseline", "train", "evaluate", "gate", "report", "register"]
 
 
 def test_force_reruns_a_stage_and_its_dependents(first_run: tuple[dict, Any]) -> None:
     config, _ = first_run
     result = run_pipeline(load_config(data=config), force=["baseline"])
-    assert _ran(result) == ["baseline", "evaluate", "report", "register"]
+    assert _ran(result) == ["baseline", "evaluate", "gate", "report", "register"]
 
 
 def test_register_is_idempotent_for_the_same_model(first_run: tuple[dict, Any]) -> None:

@@ -19,6 +19,11 @@ from lmforge.models.quiet import quiet_transformers
 from lmforge.models.resolve import resolve_model
 
 
+def encoder(reference: str, base_dir: Path | None = None) -> tuple[Any, Any]:
+    """The (tokenizer, base model) pair `embed` uses, loaded once per process."""
+    return _load(reference, str(base_dir) if base_dir else None)
+
+
 @lru_cache(maxsize=2)
 def _load(reference: str, base_dir: str | None) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
@@ -28,6 +33,8 @@ def _load(reference: str, base_dir: str | None) -> tuple[Any, Any]:
     quiet_transformers()
     folder = model_folder(resolve_model(reference, Path(base_dir) if base_dir else None))
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:  # causal LMs (e.g. probed by model selection)
+        tokenizer.pad_token = tokenizer.eos_token
     model = AutoModel.from_pretrained(folder)
     model.eval()
     return tokenizer, model

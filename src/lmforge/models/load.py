@@ -52,18 +52,29 @@ def gguf_to_folder(gguf_path: Path) -> Path:
     return target
 
 
-def load_classifier(resolved: ResolvedModel, labels: list[str]) -> tuple[Any, Any]:
-    """Tokenizer and a sequence-classification model with a fresh head for `labels`."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def load_classifier(
+    resolved: ResolvedModel, labels: list[str], *, dropout: float | None = None
+) -> tuple[Any, Any]:
+    """Tokenizer and a sequence-classification model with a fresh head for `labels`;
+    `dropout` overrides every dropout probability of the model's config."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from lmforge.training.regularize import override_dropout
 
     quiet_transformers()
     folder = model_folder(resolved)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    config = AutoConfig.from_pretrained(
         folder,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
+    )
+    if dropout is not None:
+        override_dropout(config, dropout)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder,
+        config=config,
         # A base model that already has a classification head of another size gets a new one.
         ignore_mismatched_sizes=True,
     )

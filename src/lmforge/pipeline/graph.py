@@ -95,7 +95,7 @@ def _augment_fingerprint(config: Config) -> dict[str, Any]:
 def _model_fingerprint(config: Config) -> dict[str, Any]:
     from lmforge.models.resolve import fingerprint
 
-    return {"model": fingerprint(config.model, config.base_dir)}
+    return {"model": fingerprint(config.model_name, config.base_dir)}
 
 
 def _library_versions(config: Config) -> dict[str, Any]:
@@ -119,41 +119,113 @@ def _tracking_store_exists(config: Config) -> bool:
     return store is None or store.exists()
 
 
+def _select_fingerprint(config: Config) -> dict[str, Any]:
+    from lmforge.models.candidates import candidates
+
+    return {ref: _soft_fingerprint(ref, config) for ref in candidates(config)}
+
+
+def _trained_model_fingerprint(config: Config) -> dict[str, Any]:
+    # With `select`, the model is an input (the select artifact), not a config value.
+    return {} if config.selects_model else _model_fingerprint(config)
+
+
+def _tune_fingerprint(config: Config) -> dict[str, Any]:
+    return {**_trained_model_fingerprint(config), **_library_versions(config)}
+
+
 def _train_fingerprint(config: Config) -> dict[str, Any]:
-    return {**_model_fingerprint(config), **_library_versions(config)}
-
-
-CLASSIFICATION: tuple[StageSpec, ...] = (
-    StageSpec("ingest", (), ("data",), files=_data_files),
-    StageSpec("validate", ("ingest",), ("validate", "label")),
-    StageSpec(
-        "clean", ("validate",), ("clean",), files=_clean_answers, fingerprint=_clean_fingerprint
-    ),
-    StageSpec(
-        "label", ("clean",), ("label", "validate"), files=_reviewed_labels, fingerprint=_label_fingerprint
-    ),
-    StageSpec("split", ("label",), ("split",)),
-    StageSpec("augment", ("split",), ("augment",), fingerprint=_augment_fingerprint),
-    StageSpec("baseline", ("split", "augment"), ("baseline",)),
-    StageSpec("train", ("split", "augment"), ("train", "model", "task"), fingerprint=_train_fingerprint),
-    StageSpec("evaluate", ("split", "train", "baseline"), ("evaluate",)),
-    StageSpec(
-        "report",
-        ("ingest", "validate", "clean", "label", "split", "augment", "baseline", "train", "evaluate"),
-        ("project",),
-    ),
-    StageSpec(
-        "register",
-        ("baseline", "train", "evaluate", "report"),
-        ("register", "project", "tracking"),
-        still_valid=_tracking_store_exists,
-    ),
-)
+    return {**_trained_model_fingerprint(config), **_library_versions(config)}
 
 
 def stages_for(config: Config) -> tuple[StageSpec, ...]:
-    """The stage graph for the config's task, in a valid execution order."""
-    return CLASSIFICATION
+    """The stage graph for the config, in a valid execution order.
+
+    `select` exists when the model is `auto` or a list, `tune` when `tune.enabled`,
+    `crossval` when `evaluate.cv_folds` is set; `gate` always runs (never cached: the
+    champion it compares with lives outside the run folder).
+    """
+    chosen = ("select",) if config.selects_model else ()
+    tuned = ("tune",) if config.tune.enabled else ()
+    specs = [
+        StageSpec("ingest", (), ("data",), files=_data_files),
+        StageSpec("validate", ("ingest",), ("validate", "label")),
+        StageSpec("clean", ("validate",), ("clean",), files=_clean_answers, fingerprint=_clean_fingerprint),
+        StageSpec(
+            "label", ("clean",), ("label", "validate"), files=_reviewed_labels, fingerprint=_label_fingerprint
+        ),
+        StageSpec("split", ("label",), ("split",)),
+        StageSpec("augment", ("split",), ("augment",), fingerprint=_augment_fingerprint),
+        StageSpec("baseline", ("split", "augment"), ("baseline",)),
+    ]
+    if chosen:
+        specs.append(
+            StageSpec(
+                "select", ("split", "augment"), ("select", "model", "train"), fingerprint=_select_fingerprint
+            )
+        )
+    if tuned:
+        # The executor section only says where trials run, so it is not part of the key.
+        specs.append(
+            StageSpec("tune", ("split", "augment", *chosen), ("tune", "train"), fingerprint=_tune_fingerprint)
+        )
+    specs.append(
+        StageSpec(
+            "train",
+            ("split", "augment", *chosen, *tuned),
+            ("train", "model", "task"),
+            fingerprint=_train_fingerprint,
+        )
+    )
+    specs.append(StageSpec("evaluate", ("split", "train", "baseline"), ("evaluate",)))
+    crossval = ("crossval",) if config.evaluate.cv_folds else ()
+    if crossval:
+        specs.append(
+            StageSpec(
+                "crossval",
+                ("split", "augment", *chosen, *tuned),
+                ("evaluate", "train", "model"),
+                fingerprint=_train_fingerprint,
+            )
+        )
+    specs.append(
+        StageSpec(
+            "gate",
+            ("split", "train", "baseline", "evaluate"),
+            ("gate", "tracking", "register"),
+            cacheable=False,
+        )
+    )
+    specs.append(
+        StageSpec(
+            "report",
+            (
+                "ingest",
+                "validate",
+                "clean",
+                "label",
+                "split",
+                "augment",
+                "baseline",
+                *chosen,
+                *tuned,
+                "train",
+                "evaluate",
+                *crossval,
+                "gate",
+            ),
+            ("project",),
+        )
+    )
+    specs.append(
+        StageSpec(
+            "register",
+            ("split", "baseline", "train", "evaluate", "gate", "report"),
+            ("register", "project", "tracking"),
+            still_valid=_tracking_store_exists,
+        )
+    )
+    return tuple(specs)
 
 
 def dependents(stages: tuple[StageSpec, ...], names: set[str]) -> set[str]:

@@ -33,6 +33,17 @@ def run(ctx: StageContext, cfg: EvaluateConfig, inputs: Inputs) -> StageResult:
         probs = predict_proba(
             model, tokenizer, texts, batch_size=cfg.batch_size, max_length=max_length, on_batch=bar.advance
         )
+    ensemble = train.json("ensemble") if train.has("ensemble.json") else None
+    if ensemble and ensemble["used"]:
+        from lmforge.training.ensemble import folder_proba
+
+        members = sorted(train.path("ensemble").glob("member-*"))
+        ctx.log(f"averaging {1 + len(members)} ensemble members")
+        probs = np.mean(
+            [probs]
+            + [folder_proba(m, texts, batch_size=cfg.batch_size, max_length=max_length) for m in members],
+            axis=0,
+        )
     predicted_ids = probs.argmax(axis=1)
     predicted = [labels[i] for i in predicted_ids]
     truth = test["label"].tolist()

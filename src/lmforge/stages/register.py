@@ -1,18 +1,19 @@
-"""register: log the run to MLflow and register the model as a new version.
+"""register: log the run to MLflow, register the model as a new version and give it the
+alias the gate decided: `champion` when it passed, else `challenger`.
 
-Not cached, but idempotent: a model whose content hash is already registered under the
-same name is not registered twice; the existing version is reported instead.
+Idempotent: a model whose content hash is already registered under the same name is not
+registered twice; the existing version is reported (and aliased) instead.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lmforge.config import RegisterConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.stages.gate import CHECK_TAG, HASH_TAG, SCORE_TAG, testset_hash
 from lmforge.tracking import experiment_id, flatten, tracking_uri
-
-HASH_TAG = "lmforge.model_hash"
 
 
 def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
@@ -25,7 +26,7 @@ def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema-migration chatter
 
-    train, evaluate = inputs["train"], inputs["evaluate"]
+    train = inputs["train"]
     uri = tracking_uri(ctx.config)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp_id = experiment_id(client, ctx.config)
@@ -43,11 +44,13 @@ def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
                 f"model already tracked in MLflow run {run_id}"
                 + (f", registered as {name} version {version}" if version else "")
             )
+            alias = _alias(client, name, version, ctx, inputs) if version else None
             return StageResult(
                 summary={
                     "mlflow_run_id": run_id,
                     "model_name": name,
                     "version": version,
+                    "alias": alias,
                     "reused": True,
                     "tracking_uri": uri,
                 }
@@ -58,16 +61,22 @@ def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
     )
     run_id = run.info.run_id
     _log(client, run_id, ctx, inputs)
-    version = None
+    version = alias = None
     if cfg.enabled:
-        version = _register(client, name, run_id, run.info.artifact_uri, ctx, evaluate.metrics)
+        version = _register(client, name, run_id, run.info.artifact_uri, ctx, inputs)
+        alias = _alias(client, name, version, ctx, inputs)
     client.set_terminated(run_id)
-    ctx.log(f"MLflow run {run_id}" + (f"; registered {name} version {version}" if version else ""))
+    ctx.log(
+        f"MLflow run {run_id}"
+        + (f"; registered {name} version {version}" if version else "")
+        + (f" as {alias}" if alias else "")
+    )
     return StageResult(
         summary={
             "mlflow_run_id": run_id,
             "model_name": name,
             "version": version,
+            "alias": alias,
             "reused": False,
             "tracking_uri": uri,
         }
@@ -105,8 +114,30 @@ def _log(client: Any, run_id: str, ctx: StageContext, inputs: Inputs) -> None:
     client.log_artifacts(run_id, str(train.path("model")), "model")
 
 
+def _alias(client: Any, name: str, version: str, ctx: StageContext, inputs: Inputs) -> str:
+    """`champion` if the gate passed (the previous champion loses the alias), else `challenger`."""
+    gate = inputs["gate"].summary
+    alias = "champion" if gate.get("passed", True) else "challenger"
+    client.set_registered_model_alias(name, alias, version)
+    reasons = "; ".join(gate.get("reasons", [])) or "passed"
+    client.set_model_version_tag(name, version, "lmforge.gate", reasons[:4000])
+    if alias == "champion" and inputs["gate"].has("decision.json"):
+        checks = [c for c in inputs["gate"].json("decision")["checks"] if c["name"] == "champion"]
+        if checks:
+            client.set_model_version_tag(name, version, CHECK_TAG, json.dumps(checks[0])[:4900])
+    if alias == "champion":
+        # A champion that failed an earlier gate as challenger is no longer one.
+        try:
+            challenger = client.get_model_version_by_alias(name, "challenger")
+            if str(challenger.version) == str(version):
+                client.delete_registered_model_alias(name, "challenger")
+        except Exception:  # no challenger alias
+            pass
+    return alias
+
+
 def _register(
-    client: Any, name: str, run_id: str, artifact_uri: str, ctx: StageContext, metrics: dict[str, float]
+    client: Any, name: str, run_id: str, artifact_uri: str, ctx: StageContext, inputs: Inputs
 ) -> str:
     from mlflow.exceptions import MlflowException
 
@@ -115,10 +146,19 @@ def _register(
     except MlflowException as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
             raise
+    metrics = inputs["evaluate"].metrics
+    test = testset_hash(inputs["split"].table("test")) if "split" in inputs else None
     tags = {
         "lmforge.run_id": ctx.run_id,
+        HASH_TAG: inputs["train"].content_hash,
         "task": ctx.config.task,
         **{f"test_{k}": f"{v:.4f}" for k, v in metrics.items() if k in ("accuracy", "f1_macro")},
+        # The gate compares later models with this one on the same test set by these tags.
+        **{
+            SCORE_TAG.format(test=test, metric=k): f"{v:.6f}"
+            for k, v in metrics.items()
+            if test and k in ("accuracy", "f1_macro", "f1_weighted")
+        },
     }
     version = client.create_model_version(name, source=f"{artifact_uri}/model", run_id=run_id, tags=tags)
     return str(version.version)

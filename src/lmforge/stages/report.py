@@ -10,6 +10,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.report import plots
+from lmforge.report.automl_section import automl_section
 from lmforge.report.data_section import data_section
 
 
@@ -81,6 +82,8 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
             "best_checkpoint": summary["best_checkpoint"],
             "resumed_from": summary.get("resumed_from"),
         },
+        automl=automl_section(inputs),
+        tuned=summary.get("tuned") or {},
         per_class=evaluate.json("per_class"),
         worst=evaluate.json("worst_errors"),
         stages=_stage_times(inputs),
@@ -90,7 +93,21 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
 
 def _stage_times(inputs: Inputs) -> list[dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
-    order = ("ingest", "validate", "clean", "label", "split", "augment", "baseline", "train", "evaluate")
+    order = (
+        "ingest",
+        "validate",
+        "clean",
+        "label",
+        "split",
+        "augment",
+        "baseline",
+        "select",
+        "tune",
+        "train",
+        "evaluate",
+        "crossval",
+        "gate",
+    )
     for artifact in inputs.values():
         seen[artifact.stage] = {
             "name": artifact.stage,

@@ -1,7 +1,10 @@
 """train: fine-tune the model with the transformers Trainer.
 
+The model is `model` from the config, or the one the `select` stage picked; the
+hyperparameters are `train`'s, overridden by the best trial of the `tune` stage.
 Checkpoints live in the stage's work folder, keyed by the cache key, so a run killed
 mid-training resumes from its last checkpoint when `lmforge run` is called again.
+A diverging loss restarts from the last good checkpoint at a lower learning rate.
 The best checkpoint (by the validation metric) is what the stage outputs.
 """
 
@@ -14,122 +17,82 @@ from typing import Any
 
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
-from lmforge.tasks.classification import GREATER_IS_BETTER, EncodedTexts, trainer_metrics
+from lmforge.training.ensemble import maybe_ensemble
+from lmforge.training.fit import fit_classifier
 
 
 def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer
-
-    from lmforge.models.load import load_classifier
-    from lmforge.models.resolve import resolve_model
-
     split = inputs["split"]
     labels: list[str] = split.json("labels")
-    label_id = {label: i for i, label in enumerate(labels)}
     train, validation = inputs["augment"].table("train"), split.table("validation")
+    reference = inputs["select"].json("choice")["model"] if "select" in inputs else ctx.config.model_name
+    tuned: dict[str, Any] = inputs["tune"].json("best")["params"] if "tune" in inputs else {}
+    if tuned:
+        cfg = cfg.model_copy(update=tuned)
+        ctx.log("tuned hyperparameters: " + ", ".join(f"{k}={_short(v)}" for k, v in tuned.items()))
     started = time.perf_counter()
-    resolved = resolve_model(ctx.config.model, ctx.config.base_dir)
-    tokenizer, model = load_classifier(resolved, labels)
-    ctx.log(
-        f"loaded {resolved.reference} ({_params(model) / 1e6:.1f}M parameters) "
-        f"in {time.perf_counter() - started:.1f}s"
-    )
-    train_set = EncodedTexts(
-        tokenizer, train["text"].tolist(), [label_id[v] for v in train["label"]], cfg.max_length
-    )
-    eval_set = EncodedTexts(
-        tokenizer, validation["text"].tolist(), [label_id[v] for v in validation["label"]], cfg.max_length
-    )
     checkpoints = ctx.work_dir / "checkpoints"
+    fit = fit_classifier(
+        reference,
+        ctx.config.base_dir,
+        labels,
+        train,
+        validation,
+        cfg,
+        checkpoints,
+        callbacks=lambda: _callbacks(ctx),
+        log=ctx.warn,
+    )
+    if fit.resumed_from:
+        ctx.log(f"resumed from {fit.resumed_from}")
+    trainer = fit.trainer
+    model_dir = ctx.out.path("model")
+    trainer.save_model(str(model_dir))
+    fit.tokenizer.save_pretrained(str(model_dir))
+    ctx.out.write_json("history", trainer.state.log_history)
+    ctx.out.write_json("hyperparameters", cfg.model_dump(mode="json"))
+    ctx.out.write_json("restarts", fit.restarts)
+    if (ctx.work_dir / "tensorboard").exists():
+        shutil.move(str(ctx.work_dir / "tensorboard"), str(ctx.out.path("tensorboard")))
+    ensemble = None
+    if "tune" in inputs and inputs["tune"].has("ensemble"):
+        ensemble = maybe_ensemble(ctx, fit, inputs["tune"].path("ensemble"), validation, labels, cfg)
+    best = fit.best_metric
+    parameters = _params(fit.model)
+    return StageResult(
+        rows={"train": len(train), "validation": len(validation)},
+        metrics={
+            "train_loss": fit.train_loss,
+            "train_seconds": float(time.perf_counter() - started),
+            "steps": float(fit.steps),
+            "restarts": float(len(fit.restarts)),
+            f"best_validation_{cfg.metric_for_best_model}": best if best is not None else float("nan"),
+        },
+        summary={
+            "model": reference,
+            "parameters": parameters,
+            "trainable_parameters": fit.trainable_parameters,
+            "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name,
+            "epochs_run": float(trainer.state.epoch or 0),
+            "resumed_from": fit.resumed_from,
+            "restarts": fit.restarts,
+            "tuned": tuned,
+            "ensemble": ensemble,
+            "device": str(trainer.args.device),
+            "precision": _precision(trainer.args),
+            "regularisation": _regularisation(cfg),
+        },
+    )
+
+
+def _callbacks(ctx: StageContext) -> list[Any]:
     callbacks: list[Any] = [_progress_callback(ctx)]
     if ctx.config.tracking.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
         callbacks.append(TensorBoardCallback(SummaryWriter(str(ctx.work_dir / "tensorboard"))))
-    if cfg.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = Trainer(
-        model=model,
-        args=_arguments(ctx, cfg, checkpoints),
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer,
-        compute_metrics=trainer_metrics,
-        callbacks=callbacks,
-    )
-    trainer.remove_callback(PrinterCallback)  # lmforge renders progress itself
-    resume = _last_checkpoint(checkpoints)
-    if resume is not None:
-        ctx.log(f"resuming from {resume.name}")
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    model_dir = ctx.out.path("model")
-    trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(str(model_dir))
-    history = trainer.state.log_history
-    ctx.out.write_json("history", history)
-    if (ctx.work_dir / "tensorboard").exists():
-        shutil.move(str(ctx.work_dir / "tensorboard"), str(ctx.out.path("tensorboard")))
-    best = trainer.state.best_metric
-    result = StageResult(
-        rows={"train": len(train_set), "validation": len(eval_set)},
-        metrics={
-            "train_loss": float(output.training_loss),
-            "train_seconds": float(output.metrics.get("train_runtime", 0.0)),
-            "steps": float(trainer.state.global_step),
-            f"best_validation_{cfg.metric_for_best_model}": float(best) if best is not None else float("nan"),
-        },
-        summary={
-            "model": resolved.reference,
-            "model_source": resolved.source,
-            "parameters": _params(model),
-            "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name,
-            "epochs_run": float(trainer.state.epoch or 0),
-            "resumed_from": resume.name if resume else None,
-            "device": str(trainer.args.device),
-            "precision": _precision(trainer.args),
-        },
-    )
-    return result
-
-
-def _arguments(ctx: StageContext, cfg: TrainConfig, checkpoints: Path) -> Any:
-    import torch
-    from transformers import TrainingArguments
-
-    strategy = "steps" if cfg.eval_steps else "epoch"
-    use_cuda = torch.cuda.is_available()
-    bf16 = cfg.precision == "bf16" or (
-        cfg.precision == "auto" and use_cuda and torch.cuda.is_bf16_supported()
-    )
-    return TrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of all steps
-        weight_decay=cfg.weight_decay,
-        eval_strategy=strategy,
-        save_strategy=strategy,
-        eval_steps=cfg.eval_steps,
-        save_steps=cfg.eval_steps or 500,  # only used with eval_steps
-        logging_steps=cfg.logging_steps,
-        load_best_model_at_end=True,
-        metric_for_best_model=cfg.metric_for_best_model,
-        greater_is_better=GREATER_IS_BETTER[cfg.metric_for_best_model],
-        save_total_limit=2,
-        seed=cfg.seed,
-        bf16=bf16,
-        fp16=cfg.precision == "fp16",
-        report_to=[],  # TensorBoard is added as a callback with an explicit folder
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        use_cpu=not use_cuda,
-    )
+    return callbacks
 
 
 def _progress_callback(ctx: StageContext) -> Any:
@@ -173,9 +136,24 @@ def _progress_callback(ctx: StageContext) -> Any:
     return RichProgress()
 
 
-def _last_checkpoint(folder: Path) -> Path | None:
-    found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+def _regularisation(cfg: TrainConfig) -> dict[str, Any]:
+    """The regularisation switches that are on, for the report."""
+    on: dict[str, Any] = {}
+    if cfg.label_smoothing:
+        on["label_smoothing"] = cfg.label_smoothing
+    if cfg.dropout is not None:
+        on["dropout"] = cfg.dropout
+    if cfg.freeze_embeddings or cfg.freeze_layers:
+        on["frozen"] = f"embeddings + {cfg.freeze_layers} layers"
+    if cfg.adversarial != "off":
+        on["adversarial"] = f"{cfg.adversarial} (epsilon {cfg.adversarial_epsilon})"
+    if cfg.early_stopping_patience:
+        on["early_stopping_patience"] = cfg.early_stopping_patience
+    return on
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _params(model: Any) -> int:

@@ -1,0 +1,177 @@
+"""gate: may this model become the champion? Never cached: the champion lives in the
+registry, outside the run folder, and may have changed since the last run.
+
+Three checks on the test split: gain over the best baseline (`gate.min_gain`), absolute
+thresholds (`gate.min`), and not worse than the registry's current `champion` by more
+than `gate.champion_tolerance` *on this run's test set*: the champion is scored on it
+(its score is remembered as a tag on its model version, keyed by the test set's hash).
+`register` gives the model the alias `champion` when every check passes, else `challenger`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lmforge.config import GateConfig
+from lmforge.pipeline.context import Inputs, StageContext, StageResult
+
+HASH_TAG = "lmforge.model_hash"
+SCORE_TAG = "lmforge.score.{test}.{metric}"
+CHECK_TAG = "lmforge.gate.champion_check"
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def run(ctx: StageContext, cfg: GateConfig, inputs: Inputs) -> StageResult:
+    evaluate, baseline = inputs["evaluate"], inputs["baseline"]
+    if not cfg.enabled:
+        ctx.out.write_json("decision", {"enabled": False, "passed": True, "checks": []})
+        return StageResult(summary={"enabled": False, "passed": True, "reasons": []})
+    value = float(evaluate.metrics[cfg.metric])
+    checks = [_baseline_check(cfg, value, baseline.metrics)]
+    checks += [
+        _threshold_check(name, float(evaluate.metrics[name]), floor) for name, floor in cfg.min.items()
+    ]
+    champion = _champion_check(ctx, cfg, value, inputs)
+    if champion is not None:
+        checks.append(champion)
+    passed = all(c.passed for c in checks)
+    reasons = [c.detail for c in checks if not c.passed]
+    decision = {
+        "enabled": True,
+        "metric": cfg.metric,
+        "value": value,
+        "passed": passed,
+        "required": cfg.required,
+        "checks": [asdict(c) for c in checks],
+    }
+    ctx.out.write_json("decision", decision)
+    for check in checks:
+        (ctx.log if check.passed else ctx.warn)(
+            f"{'pass' if check.passed else 'FAIL'} {check.name}: {check.detail}"
+        )
+    return StageResult(
+        metrics={"passed": float(passed)},
+        summary={"enabled": True, "passed": passed, "reasons": reasons, "required": cfg.required},
+    )
+
+
+def _baseline_check(cfg: GateConfig, value: float, baseline: dict[str, float]) -> Check:
+    scores = {
+        k.removesuffix(f"_{cfg.metric}"): v for k, v in baseline.items() if k.endswith(f"_{cfg.metric}")
+    }
+    if not scores:
+        return Check("baseline", True, "no baseline was fitted (baseline.enabled is false)")
+    best_name, best = max(scores.items(), key=lambda kv: kv[1])
+    gain = value - best
+    passed = gain >= cfg.min_gain - 1e-12
+    return Check(
+        "baseline",
+        passed,
+        f"{cfg.metric} {value:.4f} vs {best_name} {best:.4f}: gain {gain:+.4f} "
+        f"{'>=' if passed else '<'} required {cfg.min_gain:+.4f}",
+    )
+
+
+def _threshold_check(name: str, value: float, floor: float) -> Check:
+    passed = value >= floor
+    return Check(f"min {name}", passed, f"{name} {value:.4f} {'>=' if passed else '<'} {floor:.4f}")
+
+
+def testset_hash(test: pd.DataFrame) -> str:
+    """Identifies a test set by its texts and labels, whatever file they came from."""
+    payload = json.dumps([test["text"].tolist(), test["label"].tolist()], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _champion_check(ctx: StageContext, cfg: GateConfig, value: float, inputs: Inputs) -> Check | None:
+    config = ctx.config
+    if not (config.tracking.enabled and config.register_.enabled):
+        return None
+    from lmforge.tracking import tracking_uri
+
+    client = _client(tracking_uri(config))
+    name = config.register_.model_name or config.project_name
+    champion = _champion(client, name)
+    if champion is None:
+        return Check("champion", True, f"no champion registered as {name} yet")
+    if champion.tags.get(HASH_TAG) == inputs["train"].content_hash:
+        # Rerun of the champion itself: repeat the comparison that made it champion, so an
+        # unchanged run gives an unchanged decision (and its report stays cached).
+        if CHECK_TAG in champion.tags:
+            return Check(**json.loads(champion.tags[CHECK_TAG]))
+        return Check("champion", True, f"this model is the champion ({name} version {champion.version})")
+    test = inputs["split"].table("test")
+    labels: list[str] = inputs["split"].json("labels")
+    tag = SCORE_TAG.format(test=testset_hash(test), metric=cfg.metric)
+    if tag in champion.tags:
+        score = float(champion.tags[tag])
+    else:
+        score_or_reason = _score_champion(ctx, client, champion, test, labels, cfg.metric)
+        if isinstance(score_or_reason, str):
+            return Check(
+                "champion", True, f"champion version {champion.version} not comparable: {score_or_reason}"
+            )
+        score = score_or_reason
+        client.set_model_version_tag(name, champion.version, tag, f"{score:.6f}")
+    passed = value >= score - cfg.champion_tolerance - 1e-12
+    return Check(
+        "champion",
+        passed,
+        f"{cfg.metric} {value:.4f} vs champion version {champion.version} {score:.4f} on this test set "
+        f"(tolerance {cfg.champion_tolerance:g})",
+    )
+
+
+def _client(uri: str) -> Any:
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _champion(client: Any, name: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, "champion")
+    except MlflowException:  # no such model or alias
+        return None
+
+
+def _score_champion(
+    ctx: StageContext, client: Any, champion: Any, test: pd.DataFrame, labels: list[str], metric: str
+) -> float | str:
+    """The champion's `metric` on this test set, or why it cannot be scored."""
+    import mlflow
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lmforge.tasks.classification import metrics, predict_proba
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx.log(f"scoring champion version {champion.version} on this test set")
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, dst_path=tmp))
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        champion_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if sorted(champion_labels) != sorted(labels):
+            return f"it predicts other labels ({', '.join(sorted(champion_labels)[:5])} ...)"
+        probs = predict_proba(
+            model, tokenizer, test["text"].tolist(), batch_size=64, max_length=ctx.config.train.max_length
+        )
+    predicted = [champion_labels[i] for i in probs.argmax(axis=1)]
+    return metrics(test["label"].tolist(), predicted)[metric]

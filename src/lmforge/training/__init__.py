@@ -1,0 +1,1 @@
+"""Fine-tuning shared by the train, tune, select and cross-validation code paths."""

@@ -1,0 +1,202 @@
+"""Fine-tune a sequence classifier with the Trainer, restarting after divergence.
+
+One function serves the train stage, every tuning trial (local or on Ray), the
+fine-tune probe of model selection and cross-validation, so they all train alike.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lmforge.config import TrainConfig
+from lmforge.errors import LmforgeError
+from lmforge.tasks.classification import GREATER_IS_BETTER, EncodedTexts, trainer_metrics
+from lmforge.training.monitor import Divergence, LossWatch
+from lmforge.training.trainer import checkpoint_lr_scale, trainer_class
+
+
+class TrainingDiverged(LmforgeError):
+    """Training diverged more often than `train.max_restarts` allows."""
+
+    headline = "training diverged"
+
+
+@dataclass
+class FitResult:
+    trainer: Any
+    tokenizer: Any
+    train_loss: float
+    train_seconds: float
+    restarts: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: str | None = None
+    trainable_parameters: int = 0
+
+    @property
+    def model(self) -> Any:
+        return self.trainer.model
+
+    @property
+    def best_metric(self) -> float | None:
+        best = self.trainer.state.best_metric
+        return float(best) if best is not None else None
+
+    @property
+    def steps(self) -> int:
+        return int(self.trainer.state.global_step)
+
+
+def fit_classifier(
+    model_reference: str,
+    base_dir: Path,
+    labels: list[str],
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    cfg: TrainConfig,
+    checkpoints: Path,
+    *,
+    callbacks: Callable[[], list[Any]] = list,
+    log: Callable[[str], None] = lambda message: None,
+    save_checkpoints: bool = True,
+) -> FitResult:
+    """Train on `train`, evaluate on `validation` as `cfg` says, keep the best checkpoint.
+
+    A non-finite or exploding loss restarts training from the last checkpoint (or from
+    the start) with the learning rate times `cfg.restart_lr_factor`, at most
+    `cfg.max_restarts` times. Checkpoints in `checkpoints` let a killed run resume.
+    """
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback
+
+    from lmforge.models.load import load_classifier
+    from lmforge.models.resolve import resolve_model
+    from lmforge.training.regularize import freeze
+
+    label_id = {label: i for i, label in enumerate(labels)}
+    resolved = resolve_model(model_reference, base_dir)
+    restarts: list[dict[str, Any]] = []
+    resume = _last_checkpoint(checkpoints)
+    resumed_from = resume.name if resume else None
+    scale = checkpoint_lr_scale(resume)
+    while True:
+        tokenizer, model = load_classifier(resolved, labels, dropout=cfg.dropout)
+        trainable = freeze(model, embeddings=cfg.freeze_embeddings, layers=cfg.freeze_layers)
+        train_set = EncodedTexts(
+            tokenizer, train["text"].tolist(), [label_id[v] for v in train["label"]], cfg.max_length
+        )
+        eval_set = EncodedTexts(
+            tokenizer, validation["text"].tolist(), [label_id[v] for v in validation["label"]], cfg.max_length
+        )
+        extra = callbacks()
+        if cfg.early_stopping_patience:
+            extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+        trainer = trainer_class()(
+            model=model,
+            args=training_arguments(cfg, checkpoints, cfg.learning_rate * scale, save=save_checkpoints),
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            compute_metrics=trainer_metrics,
+            callbacks=extra,
+            loss_watch=LossWatch(cfg.explode_factor),
+            lr_scale=scale,
+            fgm_epsilon=cfg.adversarial_epsilon if cfg.adversarial == "fgm" else None,
+        )
+        trainer.remove_callback(PrinterCallback)  # lmforge renders progress itself
+        started = time.perf_counter()
+        try:
+            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        except Divergence as diverged:
+            _end_callbacks(trainer)
+            if len(restarts) >= cfg.max_restarts:
+                raise TrainingDiverged(
+                    f"{diverged} after {len(restarts)} restart(s) "
+                    f"(learning rate {cfg.learning_rate * scale:.3g}); lower train.learning_rate "
+                    "or raise train.max_restarts",
+                ) from None
+            resume = _last_checkpoint(checkpoints)
+            scale *= cfg.restart_lr_factor
+            restarts.append(
+                {
+                    "step": diverged.step,
+                    "loss": diverged.loss,
+                    "reason": diverged.reason,
+                    "restarted_from": resume.name if resume else "start",
+                    "new_learning_rate": cfg.learning_rate * scale,
+                }
+            )
+            log(
+                f"{diverged}; restarting from {resume.name if resume else 'the start'} "
+                f"with learning rate {cfg.learning_rate * scale:.3g}"
+            )
+            continue
+        return FitResult(
+            trainer=trainer,
+            tokenizer=tokenizer,
+            train_loss=float(output.training_loss),
+            train_seconds=time.perf_counter() - started,
+            restarts=restarts,
+            resumed_from=resumed_from,
+            trainable_parameters=trainable,
+        )
+
+
+def training_arguments(
+    cfg: TrainConfig, checkpoints: Path, learning_rate: float, *, save: bool = True
+) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    strategy = "steps" if cfg.eval_steps else "epoch"
+    use_cuda = torch.cuda.is_available()
+    bf16 = cfg.precision == "bf16" or (
+        cfg.precision == "auto" and use_cuda and torch.cuda.is_bf16_supported()
+    )
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of all steps
+        weight_decay=cfg.weight_decay,
+        label_smoothing_factor=cfg.label_smoothing,
+        eval_strategy=strategy,
+        save_strategy=strategy if save else "no",
+        eval_steps=cfg.eval_steps,
+        save_steps=cfg.eval_steps or 500,  # only used with eval_steps
+        logging_steps=cfg.logging_steps,
+        load_best_model_at_end=save,
+        metric_for_best_model=cfg.metric_for_best_model,
+        greater_is_better=GREATER_IS_BETTER[cfg.metric_for_best_model],
+        save_total_limit=2,
+        seed=cfg.seed,
+        bf16=bf16,
+        fp16=cfg.precision == "fp16",
+        report_to=[],  # TensorBoard is added as a callback with an explicit folder
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        use_cpu=not use_cuda,
+    )
+
+
+def _end_callbacks(trainer: Any) -> None:
+    # The loop was left by an exception: let callbacks close their progress bars.
+    trainer.callback_handler.on_train_end(trainer.args, trainer.state, trainer.control)
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+def remove_checkpoints(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,47 @@
+"""Divergence detection: a NaN/inf loss, or a loss that explodes, stops training at once.
+
+The check runs after the backward pass and before the optimizer step, so the bad update
+is never applied and every saved checkpoint predates the divergence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+class Divergence(Exception):
+    """Raised inside the training loop; `fit` restarts from the last good checkpoint."""
+
+    def __init__(self, step: int, loss: float, reason: str) -> None:
+        super().__init__(f"{reason} at step {step} (loss {loss:.4g})")
+        self.step, self.loss, self.reason = step, loss, reason
+
+
+@dataclass
+class LossWatch:
+    """Smoothed loss with its lowest value; a smoothed loss `factor` times above the
+    lowest and above the starting loss is exploding (an overfitting run whose loss
+    fell near zero does not trip it on a noisy batch)."""
+
+    factor: float
+    smoothing: float = 0.2
+    warmup_steps: int = 3
+    ema: float | None = None
+    lowest: float = math.inf
+    first: float | None = None
+    seen: int = 0
+
+    def check(self, step: int, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise Divergence(step, loss, "non-finite loss")
+        self.seen += 1
+        self.ema = loss if self.ema is None else (1 - self.smoothing) * self.ema + self.smoothing * loss
+        if self.first is None:
+            self.first = loss
+        if self.seen <= self.warmup_steps:
+            self.lowest = min(self.lowest, self.ema)
+            return
+        if self.ema > self.factor * self.lowest and self.ema > self.first:
+            raise Divergence(step, loss, f"exploding loss ({self.ema:.3g} vs lowest {self.lowest:.3g})")
+        self.lowest = min(self.lowest, self.ema)

@@ -1,0 +1,45 @@
+"""Model-side regularisation switches: dropout override and layer freezing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def override_dropout(config: Any, probability: float) -> list[str]:
+    """Set every dropout probability in a transformers config; returns the keys changed."""
+    changed = []
+    for key, value in list(config.to_dict().items()):
+        if "dropout" in key and (isinstance(value, float) or value is None) and hasattr(config, key):
+            setattr(config, key, probability)
+            changed.append(key)
+    return changed
+
+
+def transformer_layers(model: Any) -> Any:
+    """The model's list of transformer blocks (BERT `encoder.layer`, Llama `layers`, ...)."""
+    import torch
+
+    count = getattr(model.config, "num_hidden_layers", None)
+    for module in model.base_model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise ValueError(f"cannot find the transformer layers of {type(model).__name__}")
+
+
+def freeze(model: Any, *, embeddings: bool, layers: int) -> int:
+    """Freeze the embeddings (when `embeddings` or `layers` > 0) and the bottom `layers`
+    blocks; returns the number of parameters left trainable."""
+    if embeddings or layers:
+        embedding_module = getattr(model.base_model, "embeddings", None)
+        if embedding_module is None:  # Llama-style models keep only `embed_tokens`
+            embedding_module = model.get_input_embeddings()
+        for parameter in embedding_module.parameters():
+            parameter.requires_grad = False
+    if layers:
+        blocks = transformer_layers(model)
+        if layers > len(blocks):
+            raise ValueError(f"train.freeze_layers is {layers} but the model has {len(blocks)} layers")
+        for block in blocks[:layers]:
+            for parameter in block.parameters():
+                parameter.requires_grad = False
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))

@@ -1,0 +1,1 @@
+"""Hyperparameter search with optuna: search space, trial objective, executors."""

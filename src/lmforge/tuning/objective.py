@@ -1,0 +1,162 @@
+"""One trial: fine-tune with the trial's parameters, report each validation evaluation to
+optuna and stop when the pruner says so.
+
+The same function runs in-process (local executor) and as a Ray task: it reaches the
+study through its storage URL, so both report to, and prune against, the same study.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass
+class TrialRequest:
+    storage: str
+    study_name: str
+    trial_id: int
+    number: int
+    params: dict[str, Any]
+    pruner: dict[str, Any]
+    train_config: dict[str, Any]
+    model: str
+    base_dir: str
+    labels: list[str]
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    work_dir: str
+    save_model: bool = False
+    num_threads: int | None = None
+
+
+@dataclass
+class TrialOutcome:
+    number: int
+    state: str  # "complete", "pruned" or "fail"
+    value: float | None
+    steps: int
+    seconds: float
+    evaluations: list[float] = field(default_factory=list)
+    error: str | None = None
+    model_dir: str | None = None
+
+
+def make_pruner(spec: dict[str, Any]) -> Any:
+    import optuna
+
+    kind = spec["kind"]
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=spec["startup_trials"], n_warmup_steps=0)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def run_trial(request: TrialRequest) -> TrialOutcome:
+    import optuna
+
+    from lmforge.config import TrainConfig
+    from lmforge.training.fit import fit_classifier
+
+    if request.num_threads:
+        import torch
+
+        torch.set_num_threads(request.num_threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(
+        study_name=request.study_name, storage=request.storage, pruner=make_pruner(request.pruner)
+    )
+    trial = optuna.trial.Trial(study, request.trial_id)
+    cfg = TrainConfig.model_validate(
+        {**request.train_config, **request.params, "early_stopping_patience": None}
+    )
+    folder = Path(request.work_dir) / f"trial-{request.number}"
+    reporter = _Reporter(trial, cfg.metric_for_best_model)
+    started = time.perf_counter()
+    try:
+        fit = fit_classifier(
+            request.model,
+            Path(request.base_dir),
+            request.labels,
+            request.train,
+            request.validation,
+            cfg,
+            folder / "checkpoints",
+            callbacks=lambda: [reporter.callback()],
+            save_checkpoints=False,
+        )
+    except Exception as exc:  # a failed trial must not end the study
+        shutil.rmtree(folder, ignore_errors=True)
+        return TrialOutcome(
+            request.number,
+            "fail",
+            None,
+            reporter.steps,
+            time.perf_counter() - started,
+            reporter.values,
+            str(exc),
+        )
+    steps = fit.steps
+    trial.set_user_attr("steps", steps)
+    model_dir = None
+    if request.save_model and not reporter.pruned:
+        model_dir = str(folder / "model")
+        fit.trainer.save_model(model_dir)
+        fit.tokenizer.save_pretrained(model_dir)
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    return TrialOutcome(
+        number=request.number,
+        state="pruned" if reporter.pruned else "complete",
+        value=reporter.best,
+        steps=steps,
+        seconds=time.perf_counter() - started,
+        evaluations=reporter.values,
+        model_dir=model_dir,
+    )
+
+
+class _Reporter:
+    """Reports every validation evaluation to the trial; asks the pruner after each."""
+
+    def __init__(self, trial: Any, metric: str) -> None:
+        from lmforge.tasks.classification import GREATER_IS_BETTER
+
+        self.trial, self.key = trial, f"eval_{metric}"
+        self.greater = GREATER_IS_BETTER[metric]
+        self.values: list[float] = []
+        self.pruned = False
+        self.steps = 0
+
+    @property
+    def best(self) -> float | None:
+        if not self.values:
+            return None
+        return max(self.values) if self.greater else min(self.values)
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        reporter = self
+
+        class Report(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                reporter.steps = state.global_step
+
+            def on_evaluate(
+                self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any
+            ) -> None:
+                value = float((metrics or {})[reporter.key])
+                reporter.values.append(value)
+                # Step = evaluation index, so Hyperband's resource is "evaluations done".
+                reporter.trial.report(value, step=len(reporter.values))
+                if reporter.trial.should_prune():
+                    reporter.pruned = True
+                    control.should_training_stop = True
+
+        return Report()

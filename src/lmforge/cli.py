@@ -104,6 +104,7 @@ def run(
                 cfg, force=force, events=EventBus([renderer]), config_file=str(config), until=until
             )
         _summary(result, time.perf_counter() - started)
+        _gate_outcome(result)
 
 
 def _summary(result, seconds: float) -> None:
@@ -138,9 +139,22 @@ def _summary(result, seconds: float) -> None:
     register = result.artifacts.get("register")
     if register is not None and register.summary.get("version"):
         s = register.summary
+        alias = f" as {s['alias']}" if s.get("alias") else ""
         console.print(
-            f"model    {s['model_name']} version {s['version']} ({s['tracking_uri']})", soft_wrap=True
+            f"model    {s['model_name']} version {s['version']}{alias} ({s['tracking_uri']})", soft_wrap=True
         )
+
+
+def _gate_outcome(result) -> None:
+    """A failed gate is a warning, or exit 1 when `gate.required` is true."""
+    gate = result.artifacts.get("gate")
+    if gate is None or gate.summary.get("passed", True):
+        return
+    reasons = "; ".join(gate.summary.get("reasons", []))
+    headline = "gate failed" if gate.summary.get("required") else "gate failed (not required)"
+    err_console.print(Text.assemble((f"{headline}: ", "bold red"), reasons), soft_wrap=True)
+    if gate.summary.get("required"):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -285,6 +299,32 @@ def _login() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name in containers without a passwd entry
         return "unknown"
+
+
+@app.command()
+def eject(
+    run_id: str = typer.Argument(..., metavar="RUN", help="A run id (see `lmforge runs`) or a run folder."),
+    out: Path = typer.Option(Path("train_script.py"), "--out", "-o", help="Script to write."),
+    config: Path = typer.Option(
+        Path("lmforge.yaml"), "--config", "-c", help="Config whose output_dir holds the runs."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing script."),
+) -> None:
+    """Write a standalone transformers script that reproduces a run's training."""
+    from lmforge.eject import eject as eject_run
+    from lmforge.eject import find_run
+
+    with _errors():
+        runs_dir, base_dir = Path("runs"), Path.cwd()
+        if config.exists():
+            from lmforge.config import load_config
+
+            cfg = load_config(config)
+            runs_dir, base_dir = cfg.resolve_path(cfg.output_dir), cfg.base_dir
+        run_dir = find_run(run_id, runs_dir)
+        eject_run(run_dir, base_dir, out, force=force)
+        console.print(f"wrote [bold]{out}[/] (run {run_dir.name})", soft_wrap=True)
+        console.print(f"next: [bold]python {out} --max-steps 10[/] for a quick check", soft_wrap=True)
 
 
 @config_app.command("schema")

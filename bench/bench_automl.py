@@ -1,0 +1,206 @@
+"""AutoML figures, measured side by side in one run (numbers go in the closing note).
+
+1. TPE + median pruning vs random search without pruning, same number of trials, on an
+   emotion subset: best validation macro-F1 and total training steps
+   (goal: same best +-0.5 pt with <= 40% of the steps).
+2. model selection: seconds the select stage spends on [minilm-l6, smollm2-135m] vs the
+   time a full fine-tune of every candidate would take (each candidate's step time is
+   measured on 20 real training steps and multiplied by the steps of a full fine-tune).
+3. Ray executor overhead per trial vs local: the same tiny study run both ways.
+
+    python bench/bench_automl.py [--part tune select ray] [--trials 10] [--rows 1200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+
+def emotion_subset(folder: Path, rows: int, validation_rows: int) -> tuple[Path, Path]:
+    train = pd.read_csv(DATA / "emotion.csv")
+    valid = pd.read_csv(DATA / "emotion_validation.csv")
+    train = train.sample(frac=1.0, random_state=0).groupby("label").head(rows // train["label"].nunique())
+    valid = valid.sample(n=validation_rows, random_state=0)
+    train.to_csv(folder / "train.csv", index=False)
+    valid.to_csv(folder / "validation.csv", index=False)
+    return folder / "train.csv", folder / "validation.csv"
+
+
+def base_config(folder: Path, train: Path, validation: Path) -> dict[str, Any]:
+    return {
+        "project": "bench-automl",
+        "data": {"train": str(train), "validation": str(validation)},
+        "clean": {"label_noise": "off", "near_duplicates": False},
+        "split": {"remove_leakage": False},
+        "label": {"enabled": False},
+        "train": {"max_length": 48, "eval_steps": 25, "eval_batch_size": 128, "logging_steps": 25},
+        "tracking": {"enabled": False, "tensorboard": False},
+        "output_dir": str(folder / "runs"),
+    }
+
+
+def run_until(config: dict[str, Any], stage: str) -> Any:
+    from lmforge.config import load_config
+    from lmforge.pipeline.runner import run_pipeline
+
+    return run_pipeline(load_config(data=config), until=stage).artifacts[stage]
+
+
+def bench_tune(trials: int, rows: int) -> None:
+    space = {
+        "learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
+        "epochs": {"low": 1, "high": 3},
+        "batch_size": {"choices": [16, 32]},
+        "weight_decay": {"low": 0.0, "high": 0.1},
+    }
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        train, validation = emotion_subset(folder, rows, 400)
+        for name, tune in (
+            ("random, no pruning", {"sampler": "random", "pruner": "none"}),
+            ("TPE + median pruning", {"sampler": "tpe", "pruner": "median", "startup_trials": 3}),
+        ):
+            config = base_config(folder / name.split()[0].strip(","), train, validation)
+            config["tune"] = {"enabled": True, "trials": trials, "space": space, "seed": 1, **tune}
+            started = time.perf_counter()
+            artifact = run_until(config, "tune")
+            m = artifact.metrics
+            results[name] = (m["best_validation_f1_macro"], m["total_steps"], time.perf_counter() - started)
+            print(
+                f"{name:22s} best validation macro-F1 {m['best_validation_f1_macro']:.4f}  "
+                f"steps {m['total_steps']:.0f}  pruned {m['trials_pruned']:.0f}/{trials}  "
+                f"{results[name][2]:.0f}s",
+                flush=True,
+            )
+    (rf, rs, rt), (tf, ts, tt) = results.values()
+    print(
+        f"TPE+pruning vs random: best {100 * (tf - rf):+.2f} pt, steps ratio {ts / rs:.2f}, "
+        f"time ratio {tt / rt:.2f}  (goal: within +-0.5 pt with <= 0.40 of the steps)"
+    )
+
+
+def bench_select(rows: int) -> None:
+    from lmforge.config import TrainConfig
+    from lmforge.training.fit import fit_classifier
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        train, validation = emotion_subset(folder, rows, 400)
+        config = base_config(folder, train, validation)
+        config["model"] = ["minilm-l6", "smollm2-135m"]
+        started = time.perf_counter()
+        select = run_until(config, "select")
+        select_seconds = time.perf_counter() - started
+        cfg = TrainConfig.model_validate({**config["train"], "batch_size": 32, "epochs": 3})
+        labels = sorted(pd.read_csv(train)["label"].unique())
+        frame, valid = pd.read_csv(train), pd.read_csv(validation)
+        full_steps = -(-len(frame) * 0.9 // cfg.batch_size) * cfg.epochs  # ~90% of rows stay in train
+        total = 0.0
+        for model in config["model"]:
+            probe = cfg.model_copy(update={"max_steps": 20, "eval_steps": 1000})
+            fit = fit_classifier(
+                model, ROOT, labels, frame, valid.head(32), probe, folder / model, save_checkpoints=False
+            )
+            per_step = fit.train_seconds / 20
+            total += per_step * full_steps
+            print(
+                f"  {model}: {per_step:.2f} s/step measured -> "
+                f"full fine-tune ~{per_step * full_steps / 60:.1f} min"
+            )
+        print(f"chosen: {select.json('choice')['model']} ({select.json('choice')['why']})")
+        print(
+            f"select stage {select_seconds:.0f}s vs full fine-tune of every candidate ~{total:.0f}s "
+            f"-> ratio {select_seconds / total:.3f}"
+        )
+
+
+def bench_ray(trials: int) -> None:
+    from tests.conftest import make_rows, write_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = tiny_model(folder / "tiny")
+        data = write_csv(folder / "data.csv", make_rows(per_class=60))
+        timings = {}
+        for executor in ({"type": "local"}, {"type": "ray", "num_cpus": 1, "max_concurrent": 1}):
+            config = {
+                "project": "bench-ray",
+                "data": {"train": str(data)},
+                "model": str(model),
+                "clean": {"label_noise": "off"},
+                "label": {"enabled": False},
+                "train": {"epochs": 2, "batch_size": 8, "learning_rate": 5e-3, "max_length": 16},
+                "tune": {
+                    "enabled": True,
+                    "trials": trials,
+                    "pruner": "none",
+                    "space": {"learning_rate": {"low": 1e-3, "high": 1e-2}},
+                },
+                "executor": executor,
+                "tracking": {"enabled": False, "tensorboard": False},
+                "output_dir": str(folder / executor["type"]),
+            }
+            started = time.perf_counter()
+            artifact = run_until(config, "tune")
+            timings[executor["type"]] = (time.perf_counter() - started, artifact.metrics["seconds"])
+        (_, local_study), (_, ray_study) = timings["local"], timings["ray"]
+        print(
+            f"local: study {local_study:.1f}s ({local_study / trials:.2f}s/trial); "
+            f"ray: study {ray_study:.1f}s incl. Ray start-up ({ray_study / trials:.2f}s/trial); "
+            f"overhead {(ray_study - local_study) / trials:.2f}s per trial (sequential trials, 1 CPU each)"
+        )
+
+
+def tiny_model(folder: Path) -> Path:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from tests.conftest import FILLER, TOPICS
+
+    words = sorted({w for ws in TOPICS.values() for w in ws} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", nargs="+", default=["tune", "select", "ray"])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--rows", type=int, default=1200)
+    args = parser.parse_args()
+    if {"tune", "select"} & set(args.part) and not (DATA / "emotion.csv").exists():
+        sys.exit(f"{DATA / 'emotion.csv'} not found: the tune and select parts need ../shared/data")
+    if "tune" in args.part:
+        bench_tune(args.trials, args.rows)
+    if "select" in args.part:
+        bench_select(args.rows)
+    if "ray" in args.part:
+        bench_ray(6)
+
+
+if __name__ == "__main__":
+    main()

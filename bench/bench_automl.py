@@ -8,7 +8,7 @@
    measured on 20 real training steps and multiplied by the steps of a full fine-tune).
 3. Ray executor overhead per trial vs local: the same tiny study run both ways.
 
-    python bench/bench_automl.py [--part tune select ray] [--trials 10] [--rows 1200]
+    python bench/bench_automl.py [--part tune select ray] [--trials 10] [--rows 480]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def base_config(folder: Path, train: Path, validation: Path) -> dict[str, Any]:
         "clean": {"label_noise": "off", "near_duplicates": False},
         "split": {"remove_leakage": False},
         "label": {"enabled": False},
-        "train": {"max_length": 48, "eval_steps": 25, "eval_batch_size": 128, "logging_steps": 25},
+        "train": {"max_length": 40, "eval_steps": 10, "eval_batch_size": 128, "logging_steps": 10},
         "tracking": {"enabled": False, "tensorboard": False},
         "output_dir": str(folder / "runs"),
     }
@@ -67,7 +67,7 @@ def bench_tune(trials: int, rows: int) -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        train, validation = emotion_subset(folder, rows, 400)
+        train, validation = emotion_subset(folder, rows, 240)
         for name, tune in (
             ("random, no pruning", {"sampler": "random", "pruner": "none"}),
             ("TPE + median pruning", {"sampler": "tpe", "pruner": "median", "startup_trials": 3}),
@@ -190,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", nargs="+", default=["tune", "select", "ray"])
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--rows", type=int, default=1200)
+    parser.add_argument("--rows", type=int, default=480)
     args = parser.parse_args()
     if {"tune", "select"} & set(args.part) and not (DATA / "emotion.csv").exists():
         sys.exit(f"{DATA / 'emotion.csv'} not found: the tune and select parts need ../shared/data")

@@ -224,6 +224,7 @@ def _trials_table(study: Any, outcomes: dict[int, TrialOutcome]) -> pd.DataFrame
                 ),
                 "seconds": trial.user_attrs.get("seconds"),
                 "evaluations": len(trial.intermediate_values),
+                "pid": trial.user_attrs.get("pid"),
                 **{f"param_{k}": v for k, v in trial.params.items()},
                 "error": trial.user_attrs.get("error", ""),
             }

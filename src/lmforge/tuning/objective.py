@@ -7,6 +7,7 @@ study through its storage URL, so both report to, and prune against, the same st
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ def run_trial(request: TrialRequest) -> TrialOutcome:
         )
     steps = fit.steps
     trial.set_user_attr("steps", steps)
+    trial.set_user_attr("pid", os.getpid())  # which process (local or Ray worker) ran it
     model_dir = None
     if request.save_model and not reporter.pruned:
         model_dir = str(folder / "model")

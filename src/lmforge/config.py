@@ -211,7 +211,17 @@ class BaselineConfig(Section):
 
 
 class TrainConfig(Section):
-    method: Literal["full"] = Field("full", description="Fine-tuning method.")
+    method: Literal["full", "lora"] = Field(
+        "full",
+        description="`full` trains every weight; `lora` trains low-rank adapters (peft) and the head.",
+    )
+    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    lora_target_modules: list[str] | None = Field(
+        None,
+        description="Modules that get adapters; null: peft's default for the architecture (attention q/v).",
+    )
     epochs: float = Field(3, gt=0, description="Training epochs (may be fractional).")
     max_steps: int = Field(
         -1, ge=-1, description="Stop after this many optimizer steps; -1 trains for `epochs`."
@@ -284,6 +294,9 @@ TUNABLE: dict[str, type] = {
     "gradient_accumulation_steps": int,
     "max_length": int,
     "adversarial_epsilon": float,
+    "lora_r": int,
+    "lora_alpha": int,
+    "lora_dropout": float,
 }
 
 

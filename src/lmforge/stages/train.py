@@ -18,7 +18,7 @@ from typing import Any
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.training.ensemble import maybe_ensemble
-from lmforge.training.fit import fit_classifier
+from lmforge.training.fit import fit_classifier, save_fitted
 
 
 def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
@@ -46,17 +46,17 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     if fit.resumed_from:
         ctx.log(f"resumed from {fit.resumed_from}")
     trainer = fit.trainer
-    model_dir = ctx.out.path("model")
-    trainer.save_model(str(model_dir))
-    fit.tokenizer.save_pretrained(str(model_dir))
+    # The model is evaluated, registered and served as a plain folder; the LoRA adapter
+    # alone is kept beside it as `model-adapter/`.
+    ensemble = None
+    if "tune" in inputs and inputs["tune"].has("ensemble"):
+        ensemble = maybe_ensemble(ctx, fit, inputs["tune"].path("ensemble"), validation, labels, cfg)
+    save_fitted(fit, ctx.out.path("model"))
     ctx.out.write_json("history", trainer.state.log_history)
     ctx.out.write_json("hyperparameters", cfg.model_dump(mode="json"))
     ctx.out.write_json("restarts", fit.restarts)
     if (ctx.work_dir / "tensorboard").exists():
         shutil.move(str(ctx.work_dir / "tensorboard"), str(ctx.out.path("tensorboard")))
-    ensemble = None
-    if "tune" in inputs and inputs["tune"].has("ensemble"):
-        ensemble = maybe_ensemble(ctx, fit, inputs["tune"].path("ensemble"), validation, labels, cfg)
     best = fit.best_metric
     parameters = _params(fit.model)
     return StageResult(
@@ -70,6 +70,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         },
         summary={
             "model": reference,
+            "method": cfg.method,
             "parameters": parameters,
             "trainable_parameters": fit.trainable_parameters,
             "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name,

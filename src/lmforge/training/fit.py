@@ -75,7 +75,7 @@ def fit_classifier(
 
     from lmforge.models.load import load_classifier
     from lmforge.models.resolve import resolve_model
-    from lmforge.training.regularize import freeze
+    from lmforge.training.regularize import add_lora, freeze
 
     label_id = {label: i for i, label in enumerate(labels)}
     resolved = resolve_model(model_reference, base_dir)
@@ -86,6 +86,15 @@ def fit_classifier(
     while True:
         tokenizer, model = load_classifier(resolved, labels, dropout=cfg.dropout)
         trainable = freeze(model, embeddings=cfg.freeze_embeddings, layers=cfg.freeze_layers)
+        if cfg.method == "lora":
+            model = add_lora(
+                model,
+                r=cfg.lora_r,
+                alpha=cfg.lora_alpha,
+                dropout=cfg.lora_dropout,
+                targets=cfg.lora_target_modules,
+            )
+            trainable = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
         train_set = EncodedTexts(
             tokenizer, train["text"].tolist(), [label_id[v] for v in train["label"]], cfg.max_length
         )
@@ -196,6 +205,17 @@ def _end_callbacks(trainer: Any) -> None:
 def _last_checkpoint(folder: Path) -> Path | None:
     found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+def save_fitted(fit: FitResult, folder: Path) -> None:
+    """The best model as a plain transformers folder (LoRA merged), with its tokenizer."""
+    from lmforge.training.regularize import plain_model
+
+    model = fit.model
+    if hasattr(model, "save_pretrained") and hasattr(model, "peft_config"):
+        model.save_pretrained(str(folder.with_name(folder.name + "-adapter")))  # the adapter alone
+    plain_model(model).save_pretrained(str(folder))
+    fit.tokenizer.save_pretrained(str(folder))
 
 
 def remove_checkpoints(folder: Path) -> None:

@@ -43,3 +43,24 @@ def freeze(model: Any, *, embeddings: bool, layers: int) -> int:
             for parameter in block.parameters():
                 parameter.requires_grad = False
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def add_lora(model: Any, *, r: int, alpha: int, dropout: float, targets: list[str] | None) -> Any:
+    """Wrap `model` with LoRA adapters (peft); the classification head stays fully trainable."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,  # also makes the new head (`classifier` / `score`) trainable
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+    )
+    return get_peft_model(model, config)
+
+
+def plain_model(model: Any) -> Any:
+    """A transformers model to save or serve: LoRA adapters merged into the weights."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    return model

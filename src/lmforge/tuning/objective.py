@@ -63,7 +63,7 @@ def run_trial(request: TrialRequest) -> TrialOutcome:
     import optuna
 
     from lmforge.config import TrainConfig
-    from lmforge.training.fit import fit_classifier
+    from lmforge.training.fit import fit_classifier, save_fitted
 
     if request.num_threads:
         import torch
@@ -109,8 +109,7 @@ def run_trial(request: TrialRequest) -> TrialOutcome:
     model_dir = None
     if request.save_model and not reporter.pruned:
         model_dir = str(folder / "model")
-        fit.trainer.save_model(model_dir)
-        fit.tokenizer.save_pretrained(model_dir)
+        save_fitted(fit, folder / "model")
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     return TrialOutcome(
         number=request.number,

@@ -54,7 +54,7 @@ def test_study_prunes_and_train_uses_the_best_parameters(tmp_path: Path, tiny_mo
     assert used["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
     assert used["batch_size"] == best["params"]["batch_size"]
     assert tune.metrics["total_steps"] == trials["steps"].sum()
-    assert tune.has("hpo_history.png") and tune.has("hpo_curves.png")
+    assert all(tune.has(f"hpo_{name}.png") for name in ("history", "curves", "trials"))
     html = (result.run_dir / "report" / "report.html").read_text()
     assert "Hyperparameter search" in html and "pruned" in html
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from lmforge.pipeline.context import Inputs
 
-HPO_IMAGES = ("hpo_history", "hpo_importance", "hpo_curves")
+HPO_IMAGES = ("hpo_history", "hpo_trials", "hpo_curves", "hpo_importance")
 
 
 def automl_section(inputs: Inputs) -> dict[str, Any]:

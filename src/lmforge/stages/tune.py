@@ -116,6 +116,7 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
     ctx.out.write_csv("trials", trials)
     ctx.out.write_json("space", {k: v.model_dump(exclude_none=True) for k, v in space.items()})
     _plots(study, ctx.out.folder)
+    _steps_plot(trials, ctx.out.folder / "hpo_trials.png", metric)
     if cfg.ensemble_top_k > 1:
         _keep_top_models(ctx, study, cfg.ensemble_top_k)
     counts = trials["state"].value_counts()
@@ -276,6 +277,30 @@ def _drop_weaker_models(work_dir: Path, study: Any, k: int) -> None:
     for folder in work_dir.glob("trial-*/model"):
         if int(folder.parent.name.split("-")[1]) not in keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _steps_plot(trials: pd.DataFrame, path: Path, metric: str) -> None:
+    """Training steps each trial used, coloured by complete / pruned / failed: what pruning saved."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"COMPLETE": "#2b6cb0", "PRUNED": "#dd6b20", "FAIL": "#c53030"}
+    figure, axes = plt.subplots(figsize=(7, 3.2))
+    steps = trials["steps"].fillna(0)
+    axes.bar(trials["number"], steps, color=[colours.get(s, "#718096") for s in trials["state"]])
+    for number, height, value in zip(trials["number"], steps, trials["value"], strict=True):
+        if value == value and value is not None:  # not NaN
+            axes.annotate(f"{value:.3f}", (number, height), ha="center", va="bottom", fontsize=7)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    axes.legend(handles, ["complete", "pruned", "failed"], fontsize=8, loc="upper right")
+    axes.set_xlabel("trial")
+    axes.set_ylabel("training steps")
+    axes.set_title(f"Steps per trial (labels: validation {metric})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def _keep_top_models(ctx: StageContext, study: Any, k: int) -> None:

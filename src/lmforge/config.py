@@ -341,6 +341,11 @@ class TuneConfig(Section):
     startup_trials: int = Field(
         5, ge=0, description="Trials sampled at random (TPE) and never pruned (median) at the start."
     )
+    prune_after: int = Field(
+        2,
+        ge=0,
+        description="Validation evaluations a trial gets before it may be pruned (early scores mislead).",
+    )
     storage: str | None = Field(
         None,
         description=(

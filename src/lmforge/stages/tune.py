@@ -31,6 +31,7 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     split = inputs["split"]
     labels: list[str] = split.json("labels")
     train, validation = inputs["augment"].table("train"), split.table("validation")
@@ -43,7 +44,7 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     storage = cfg.storage or f"sqlite:///{(ctx.work_dir / 'study.db').resolve()}"
     study_name = f"{ctx.config.project_name}-{ctx.work_dir.name}"  # same inputs, same study
-    pruner_spec = {"kind": cfg.pruner, "startup_trials": cfg.startup_trials}
+    pruner_spec = {"kind": cfg.pruner, "startup_trials": cfg.startup_trials, "prune_after": cfg.prune_after}
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
@@ -162,7 +163,8 @@ def _sampler(cfg: TuneConfig) -> Any:
 
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=cfg.seed)
-    return optuna.samplers.TPESampler(n_startup_trials=cfg.startup_trials, seed=cfg.seed)
+    # Multivariate TPE models learning rate and epochs jointly (they trade off).
+    return optuna.samplers.TPESampler(n_startup_trials=cfg.startup_trials, seed=cfg.seed, multivariate=True)
 
 
 def _may_start(cfg: TuneConfig, started: int, deadline: float | None) -> bool:

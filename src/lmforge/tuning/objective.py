@@ -53,9 +53,14 @@ def make_pruner(spec: dict[str, Any]) -> Any:
 
     kind = spec["kind"]
     if kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=spec["startup_trials"], n_warmup_steps=0)
+        # Steps are evaluation indices (1, 2, ...): a trial is judged from evaluation prune_after + 1.
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=spec["startup_trials"], n_warmup_steps=spec["prune_after"]
+        )
     if kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=spec["prune_after"] + 1, max_resource="auto", reduction_factor=3
+        )
     return optuna.pruners.NopPruner()
 
 

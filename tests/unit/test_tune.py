@@ -115,3 +115,22 @@ def test_search_space_errors_name_the_key(space: dict[str, Any], expected: str) 
 def test_a_study_needs_a_budget() -> None:
     with pytest.raises(ConfigError, match="set trials, timeout_minutes or both"):
         load_config(data={"data": {"train": "x.csv"}, "tune": {"trials": None}})
+
+
+@pytest.mark.parametrize(
+    ("train", "keys"),
+    [
+        ({}, {"learning_rate", "epochs", "batch_size", "weight_decay", "warmup_ratio"}),
+        ({"max_steps": 100}, {"learning_rate", "batch_size", "weight_decay", "warmup_ratio"}),
+        (
+            {"method": "lora"},
+            {"learning_rate", "epochs", "batch_size", "weight_decay", "warmup_ratio", "lora_r", "lora_alpha"}
+            | {"lora_dropout"},
+        ),
+    ],
+)
+def test_default_space_per_method(train: dict[str, Any], keys: set[str]) -> None:
+    from lmforge.config import TrainConfig
+    from lmforge.tuning.space import default_space
+
+    assert set(default_space(TrainConfig.model_validate(train))) == keys

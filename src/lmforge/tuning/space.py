@@ -8,7 +8,8 @@ from lmforge.config import TUNABLE, ParamRange, TrainConfig
 
 
 def default_space(train: TrainConfig) -> dict[str, ParamRange]:
-    """Ranges that cover what works for BERT-style and small causal LM fine-tuning."""
+    """Ranges that cover what works for BERT-style and small causal LM fine-tuning, with the
+    adapter's rank, alpha and dropout when `train.method` is `lora`."""
     space = {
         "learning_rate": ParamRange(low=1e-5, high=5e-4, log=True),
         "epochs": ParamRange(low=1, high=max(5, int(train.epochs))),
@@ -18,6 +19,12 @@ def default_space(train: TrainConfig) -> dict[str, ParamRange]:
     }
     if train.max_steps > 0:  # a fixed step budget makes `epochs` meaningless
         del space["epochs"]
+    if train.method == "lora":
+        # Adapters train few weights: they want higher learning rates than full fine-tuning.
+        space["learning_rate"] = ParamRange(low=5e-5, high=2e-3, log=True)
+        space["lora_r"] = ParamRange(choices=[4, 8, 16, 32])
+        space["lora_alpha"] = ParamRange(choices=[8, 16, 32, 64])
+        space["lora_dropout"] = ParamRange(low=0.0, high=0.2)
     return space
 
 

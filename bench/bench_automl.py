@@ -77,9 +77,9 @@ def bench_tune(trials: int, rows: int) -> None:
             started = time.perf_counter()
             artifact = run_until(config, "tune")
             m = artifact.metrics
-            trials = pd.read_csv(artifact.path("trials.csv"))
-            shown = ["number", "state", "value", "steps"] + [c for c in trials if c.startswith("param_")]
-            print(trials[shown].round(5).to_string(index=False), flush=True)
+            table = pd.read_csv(artifact.path("trials.csv"))
+            shown = ["number", "state", "value", "steps"] + [c for c in table if c.startswith("param_")]
+            print(table[shown].round(5).to_string(index=False), flush=True)
             results[name] = (m["best_validation_f1_macro"], m["total_steps"], time.perf_counter() - started)
             print(
                 f"{name:22s} best validation macro-F1 {m['best_validation_f1_macro']:.4f}  "

@@ -1,8 +1,9 @@
 """`lmforge eject`: write a standalone training script that reproduces a run's training.
 
-The script uses transformers (plus torch, pandas and scikit-learn) and never imports
-lmforge: the model folder, labels, data files and the hyperparameters the run trained
-with are written into it as constants. It is rendered from `eject_template.py.j2`.
+The script uses transformers (plus torch, pandas and scikit-learn; peft when the run
+trained LoRA adapters) and never imports lmforge: the model folder, labels, data files
+and the hyperparameters the run trained with are written into it as constants. It is
+rendered from `eject_template.py.j2`.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def render_script(spec: EjectSpec, out: Path, output_dir: Path) -> str:
         hyperparameters_note=note + ".",
         restarts_note=restarts_note,
         fgm=hp.adversarial == "fgm",
+        lora=hp.method == "lora",
         ensemble=spec.ensemble,
     )
 

@@ -50,6 +50,21 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def lora_project(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """Like `project`, but the run trained LoRA adapters on the tiny BERT."""
+    folder = tmp_path_factory.mktemp("eject-lora")
+    data = write_csv(folder / "data.csv", make_rows())
+    config = fast_config(folder, data, tiny_model)
+    config["train"].update(
+        {"epochs": 1, "method": "lora", "lora_r": 4, "lora_target_modules": ["query", "value"]}
+    )
+    path = folder / "lmforge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_pipeline(load_config(path), until="train")
+    return path
+
+
 def _run_dir(project: Path) -> Path:
     runs = sorted(p for p in (project.parent / "runs").iterdir() if (p / "train/manifest.json").exists())
     return runs[0]
@@ -102,6 +117,7 @@ def test_ejected_script_trains_without_lmforge(project: Path, tmp_path: Path) ->
     compile(source, str(script), "exec")
     assert "lmforge" not in _imports(source)
     assert {"transformers", "torch", "sklearn", "pandas"} <= _imports(source)
+    assert "peft" not in _imports(source)  # a full fine-tune needs no peft
     _ruff(script)
 
     used = json.loads((run_dir / "train/hyperparameters.json").read_text())
@@ -146,6 +162,44 @@ def test_ejected_script_trains_without_lmforge(project: Path, tmp_path: Path) ->
     AutoTokenizer.from_pretrained(model_dir)
 
 
+def test_ejected_lora_script_saves_adapter_and_merged_model(lora_project: Path, tmp_path: Path) -> None:
+    run_dir = _run_dir(lora_project)
+    script = tmp_path / "train_script.py"
+    code, output = _eject(lora_project, run_dir.name, script)
+    assert code == 0, output
+    source = script.read_text()
+    assert "lmforge" not in _imports(source)
+    assert {"peft", "transformers"} <= _imports(source)
+    _ruff(script)
+    ejected = _load(script)
+    assert ejected.LORA_R == 4 and ejected.LORA_TARGET_MODULES == ["query", "value"]
+    used = json.loads((run_dir / "train/hyperparameters.json").read_text())
+    assert used["lora_alpha"] == ejected.LORA_ALPHA and used["lora_dropout"] == ejected.LORA_DROPOUT
+
+    model_dir = tmp_path / "model"
+    done = subprocess.run(
+        [sys.executable, str(script), "--max-steps", "3", "--output-dir", str(model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    adapter_dir = tmp_path / "model-adapter"
+    assert (adapter_dir / "adapter_config.json").is_file()
+    adapter = json.loads((adapter_dir / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and sorted(adapter["target_modules"]) == ["query", "value"]
+    assert not (model_dir / "adapter_config.json").exists()  # the merged model is plain
+    assert not (model_dir / "checkpoints").exists()
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    names = [name for name, _ in model.named_parameters()]
+    assert names and not [name for name in names if "lora" in name.lower()]
+    assert [model.config.id2label[i] for i in range(model.config.num_labels)] == ejected.LABELS
+    AutoTokenizer.from_pretrained(model_dir)
+
+
 def test_script_reads_csv_with_text_and_label(project: Path, tmp_path: Path) -> None:
     script = tmp_path / "train_script.py"
     assert _eject(project, str(_run_dir(project)), script)[0] == 0  # a run folder works too
@@ -182,8 +236,14 @@ def _spec(run_dir: Path, **changes: Any) -> EjectSpec:
             "ensemble": True,
         },
         {"labels": [f'label "{i}" with \\ and ünïcode and a rather long name' for i in range(8)]},
+        {"hyperparameters": TrainConfig(method="lora")},
+        {
+            "hyperparameters": TrainConfig.model_validate(
+                {**TRAIN, "method": "lora", "lora_r": 16, "lora_target_modules": ["q_proj", "v_proj"]}
+            )
+        },
     ],
-    ids=["defaults", "every-switch", "awkward-labels"],
+    ids=["defaults", "every-switch", "awkward-labels", "lora-default-targets", "lora-every-switch"],
 )
 def test_every_variant_renders_clean_python(tmp_path: Path, changes: dict[str, Any]) -> None:
     deep = tmp_path / ("a very long folder name with spaces and 'quotes' " * 3).strip() / "runs"
@@ -196,6 +256,11 @@ def test_every_variant_renders_clean_python(tmp_path: Path, changes: dict[str, A
     assert constants["TRAIN_FILE"] == str(spec.train_file)
     assert constants["LEARNING_RATE"] == spec.hyperparameters.learning_rate
     assert ("class FGMTrainer" in script.read_text()) == (spec.hyperparameters.adversarial == "fgm")
+    lora = spec.hyperparameters.method == "lora"
+    assert ("peft" in _imports(script.read_text())) == lora
+    if lora:
+        assert constants["LORA_R"] == spec.hyperparameters.lora_r
+        assert constants["LORA_TARGET_MODULES"] == spec.hyperparameters.lora_target_modules
 
 
 @pytest.mark.parametrize("text", ["short", "/x/" * 60, "no slashes " * 20, 'q"uo\\te/' * 30, "é/" * 80])

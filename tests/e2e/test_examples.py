@@ -37,3 +37,28 @@ def test_example_runs_end_to_end(config: Path, tmp_path: Path) -> None:
     # A rerun with nothing changed reuses every stage but the gate (never cached).
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "(11 of 12 stages cached)" in again.stdout, again.stdout + again.stderr
+
+
+def test_automl_example_runs_end_to_end(tmp_path: Path) -> None:
+    config = ROOT / "examples" / "support-intents" / "automl.yaml"
+    overrides = [
+        "select.probe_rows=60",
+        "select.latency_texts=4",
+        "select.max_latency_ms=null",  # a loaded CI machine is slow; the limit is tested in unit tests
+        "tune.trials=2",
+        "train.max_steps=4",
+        "train.eval_steps=2",
+        "gate.min={}",
+        "gate.min_gain=-1",
+        f"output_dir={tmp_path / 'runs'}",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlruns.db'}",
+    ]
+    command = [sys.executable, "-m", "lmforge.cli", "run", str(config)]
+    for item in overrides:
+        command += ["--set", item]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "as champion" in done.stdout
+    run = next((tmp_path / "runs").glob("*/report/report.html"))
+    html = run.read_text()
+    assert "Model selection" in html and "Hyperparameter search" in html and "Quality gate" in html

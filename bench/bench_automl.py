@@ -59,7 +59,7 @@ def run_until(config: dict[str, Any], stage: str) -> Any:
 
 def bench_tune(trials: int, rows: int) -> None:
     space = {
-        "learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
+        "learning_rate": {"low": 1e-5, "high": 3e-3, "log": True},
         "epochs": {"low": 1, "high": 3},
         "batch_size": {"choices": [16, 32]},
         "weight_decay": {"low": 0.0, "high": 0.1},

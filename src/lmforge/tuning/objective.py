@@ -53,9 +53,10 @@ def make_pruner(spec: dict[str, Any]) -> Any:
 
     kind = spec["kind"]
     if kind == "median":
-        # Steps are evaluation indices (1, 2, ...): a trial is judged from evaluation prune_after + 1.
+        # Steps are evaluation indices (1, 2, ...); optuna prunes from step n_warmup_steps on,
+        # so a trial is first judged at evaluation prune_after + 1.
         return optuna.pruners.MedianPruner(
-            n_startup_trials=spec["startup_trials"], n_warmup_steps=spec["prune_after"]
+            n_startup_trials=spec["startup_trials"], n_warmup_steps=spec["prune_after"] + 1
         )
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(
@@ -161,7 +162,9 @@ class _Reporter:
                 reporter.values.append(value)
                 # Step = evaluation index, so Hyperband's resource is "evaluations done".
                 reporter.trial.report(value, step=len(reporter.values))
-                if reporter.trial.should_prune():
+                # Pruning at the last evaluation saves nothing and would discard a finished trial.
+                last = state.global_step >= state.max_steps
+                if not last and reporter.trial.should_prune():
                     reporter.pruned = True
                     control.should_training_stop = True
 

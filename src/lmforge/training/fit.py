@@ -71,7 +71,7 @@ def fit_classifier(
     the start) with the learning rate times `cfg.restart_lr_factor`, at most
     `cfg.max_restarts` times. Checkpoints in `checkpoints` let a killed run resume.
     """
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, set_seed
 
     from lmforge.models.load import load_classifier
     from lmforge.models.resolve import resolve_model
@@ -84,6 +84,9 @@ def fit_classifier(
     resumed_from = resume.name if resume else None
     scale = checkpoint_lr_scale(resume)
     while True:
+        # The new classification head is initialised at load time, before the Trainer seeds:
+        # seed first, or the same parameters give different models (and trials are not comparable).
+        set_seed(cfg.seed)
         tokenizer, model = load_classifier(resolved, labels, dropout=cfg.dropout)
         trainable = freeze(model, embeddings=cfg.freeze_embeddings, layers=cfg.freeze_layers)
         if cfg.method == "lora":

@@ -25,7 +25,7 @@ def test_auto_probes_the_zoo_and_lora_trains_the_choice(config_dict: dict) -> No
     rows = {r["model"]: r for r in result.artifacts["select"].json("candidates")}
     assert set(rows) == {"minilm-l6", "smollm2-135m"}
     assert rows["smollm2-135m"]["parameters"] > 5 * rows["minilm-l6"]["parameters"]
-    assert rows["smollm2-135m"]["latency_ms"] > rows["minilm-l6"]["latency_ms"]
+    assert all(r["latency_ms"] > 0 and r["estimated_train_minutes"] > 0 for r in rows.values())
     assert all(r["score"] > 0.25 for r in rows.values())  # better than chance on 4 topics
     chosen = result.artifacts["select"].json("choice")["model"]
     train = result.artifacts["train"].summary

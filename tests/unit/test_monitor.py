@@ -134,7 +134,7 @@ def test_regularisation_switches(
     model = fit.model
     base = AutoModelForSequenceClassification.from_pretrained(tiny_model)
     if check not in ("freeze", "embeddings"):  # a random model with frozen embeddings learns slowly
-        assert fit.best_metric is not None and fit.best_metric > 0.3
+        assert fit.best_metric is not None and fit.best_metric > 0.2  # constant predictions: 0.1
     if check == "smoothing":
         assert fit.trainer.args.label_smoothing_factor == 0.2
         assert fit.trainer.label_smoother is not None

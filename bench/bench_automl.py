@@ -130,11 +130,11 @@ def bench_select(rows: int) -> None:
 
 
 def bench_ray(trials: int) -> None:
-    from tests.conftest import make_rows, write_csv
+    from tests.conftest import build_tiny_bert, make_rows, write_csv
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = tiny_model(folder / "tiny")
+        model = build_tiny_bert(folder / "tiny")
         data = write_csv(folder / "data.csv", make_rows(per_class=60))
         timings = {}
         for executor in ({"type": "local"}, {"type": "ray", "num_cpus": 1, "max_concurrent": 1}):
@@ -164,29 +164,6 @@ def bench_ray(trials: int) -> None:
             f"ray: study {ray_study:.1f}s incl. Ray start-up ({ray_study / trials:.2f}s/trial); "
             f"overhead {(ray_study - local_study) / trials:.2f}s per trial (sequential trials, 1 CPU each)"
         )
-
-
-def tiny_model(folder: Path) -> Path:
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    from tests.conftest import FILLER, TOPICS
-
-    words = sorted({w for ws in TOPICS.values() for w in ws} | set(FILLER))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def main() -> None:

@@ -39,29 +39,32 @@ def write_csv(path: Path, rows: list[tuple[Any, ...]], header: tuple[str, ...] =
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide BERT with a word-level vocabulary, saved like a hub model."""
+def build_tiny_bert(folder: Path, *, hidden: int = 32, seed: int = 0) -> Path:
+    """A 2-layer BERT `hidden` wide with a word-level vocabulary, saved like a hub model."""
+    import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     words = sorted({w for ws in TOPICS.values() for w in ws} | set(FILLER))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     config = BertConfig(
         vocab_size=len(vocab),
-        hidden_size=32,
+        hidden_size=hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
-        intermediate_size=64,
+        intermediate_size=2 * hidden,
         max_position_embeddings=64,
     )
-    import torch
-
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT with a word-level vocabulary, saved like a hub model."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture

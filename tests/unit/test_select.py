@@ -10,29 +10,13 @@ import pytest
 from lmforge.config import load_config
 from lmforge.errors import StageError
 from lmforge.pipeline.runner import run_pipeline
-from tests.conftest import TOPICS
+from tests.conftest import TOPICS, build_tiny_bert
 
 
 @pytest.fixture(scope="module")
-def wider_model(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+def wider_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Like `tiny_model` but 64 wide: more parameters, same vocabulary."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    folder = tmp_path_factory.mktemp("wider-bert")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(1)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_tiny_bert(tmp_path_factory.mktemp("wider-bert"), hidden=64, seed=1)
 
 
 def test_picks_a_candidate_and_explains_why(

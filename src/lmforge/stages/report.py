@@ -86,28 +86,16 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
         tuned=summary.get("tuned") or {},
         per_class=evaluate.json("per_class"),
         worst=evaluate.json("worst_errors"),
-        stages=_stage_times(inputs),
+        stages=_stage_times(inputs, ctx.config),
         versions=train.manifest.get("versions", {}),
     )
 
 
-def _stage_times(inputs: Inputs) -> list[dict[str, Any]]:
+def _stage_times(inputs: Inputs, config: Any) -> list[dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
-    order = (
-        "ingest",
-        "validate",
-        "clean",
-        "label",
-        "split",
-        "augment",
-        "baseline",
-        "select",
-        "tune",
-        "train",
-        "evaluate",
-        "crossval",
-        "gate",
-    )
+    from lmforge.pipeline.graph import stages_for
+
+    order = [spec.name for spec in stages_for(config)]
     for artifact in inputs.values():
         seen[artifact.stage] = {
             "name": artifact.stage,

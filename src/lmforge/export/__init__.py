@@ -1,0 +1,1 @@
+"""Export trained models to formats other runtimes load (GGUF for llama.cpp and friends)."""

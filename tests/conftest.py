@@ -61,6 +61,81 @@ def build_tiny_bert(folder: Path, *, hidden: int = 32, seed: int = 0) -> Path:
     return folder
 
 
+OPPOSITES = {
+    "hot": "cold",
+    "big": "small",
+    "fast": "slow",
+    "up": "down",
+    "light": "dark",
+    "happy": "sad",
+    "open": "closed",
+    "early": "late",
+    "full": "empty",
+    "hard": "soft",
+    "old": "new",
+    "rich": "poor",
+}
+ASKS = ("opposite of {}", "what is the opposite of {}", "give the opposite of {}", "the opposite of {} is")
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def make_instructions(seed: int = 0) -> list[dict[str, str]]:
+    """Instruction rows of a learnable task: the opposite of a word, asked four ways."""
+    rows = [
+        {"instruction": ask.format(word), "input": "", "output": opposite}
+        for word, opposite in OPPOSITES.items()
+        for ask in ASKS
+    ]
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+def build_tiny_llama(folder: Path, *, chat: bool = True, hidden: int = 32, seed: int = 0) -> Path:
+    """A 2-layer Llama `hidden` wide with a word-level tokenizer (ChatML template when
+    `chat`), saved like a hub model: fast stand-in for a causal LM in unit tests."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    special = ["<unk>", "<s>", "<|im_end|>", "<|im_start|>", "<pad>"]
+    words = sorted({w for pair in OPPOSITES.items() for w in pair} | {w for a in ASKS for w in a.split()})
+    words += ["system", "user", "assistant", "###", "Instruction:", "Response:", "System:"]
+    vocab = {w: i for i, w in enumerate([*special, *[w for w in words if w != "{}"]])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="<|im_end|>", pad_token="<pad>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
+    if chat:
+        tokenizer.chat_template = CHATML
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=4,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BERT with a word-level vocabulary, saved like a hub model."""

@@ -75,7 +75,8 @@ def init(
         output.write_text(render(data, found, output.parent), encoding="utf-8")
         for reason in found.reasons:
             console.print(f"  [dim]•[/] {reason}")
-        console.print(f"wrote [bold]{output}[/] ({found.task}, {found.rows:,} rows, {found.classes} classes)")
+        classes = f", {found.classes} classes" if found.task == "classification" else ""
+        console.print(f"wrote [bold]{output}[/] ({found.task}, {found.rows:,} rows{classes})")
         console.print(f"next: [bold]lmforge run {output}[/]")
 
 

@@ -44,8 +44,30 @@ class DataConfig(Section):
     test: str | None = Field(None, description="Optional test file; otherwise split from train.")
     text_column: str = Field("text", description="Column holding the input text.")
     label_column: str = Field("label", description="Column holding the class label.")
-    format: Literal["auto", "csv", "jsonl", "parquet"] = Field(
-        "auto", description="File format; `auto` guesses from the extension."
+    instruction_column: str = Field(
+        "instruction", description="Generation: column with the instruction (Alpaca-style rows)."
+    )
+    input_column: str = Field(
+        "input", description="Generation: optional column with the instruction's input."
+    )
+    output_column: str = Field("output", description="Generation: column with the expected answer.")
+    prompt_column: str = Field("prompt", description="Generation: prompt column (prompt/response rows).")
+    response_column: str = Field(
+        "response", description="Generation: response column (prompt/response rows)."
+    )
+    messages_column: str = Field(
+        "messages",
+        description="Generation: column of chat messages (lists of {role, content}; the last is the answer).",
+    )
+    system_prompt: str | None = Field(
+        None, description="Generation: system message put before every instruction or prompt."
+    )
+    format: Literal["auto", "csv", "jsonl", "parquet", "txt"] = Field(
+        "auto",
+        description=(
+            "File format; `auto` guesses from the extension. `txt` (language-modeling): "
+            "paragraphs separated by blank lines are the rows."
+        ),
     )
     encoding: str = Field(
         "auto",
@@ -211,10 +233,14 @@ class BaselineConfig(Section):
 
 
 class TrainConfig(Section):
-    method: Literal["full", "lora"] = Field(
+    method: Literal["full", "lora", "freeze"] = Field(
         "full",
-        description="`full` trains every weight; `lora` trains low-rank adapters (peft) and the head.",
+        description=(
+            "`full` trains every weight; `lora` trains low-rank adapters (peft) and the head; "
+            "`freeze` trains only the top `trainable_layers` blocks (and the head)."
+        ),
     )
+    trainable_layers: int = Field(2, ge=1, description="`method: freeze`: how many top blocks train.")
     lora_r: int = Field(8, ge=1, le=256, description="LoRA rank.")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")
@@ -233,6 +259,17 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps of LR warmup.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Batches per optimizer step.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, ~30% slower."
+    )
+    packing: bool = Field(
+        False,
+        description="Generation / language-modeling: join examples into full `max_length` blocks.",
+    )
+    long_examples: Literal["truncate", "drop"] = Field(
+        "truncate",
+        description="Generation: examples over `max_length` are cut at the right, or left out (counted).",
+    )
     early_stopping_patience: int | None = Field(
         2, ge=1, description="Evaluations without improvement before stopping; null disables."
     )
@@ -433,16 +470,30 @@ class SelectConfig(Section):
     latency_texts: int = Field(16, ge=1, description="Texts timed one at a time to measure latency.")
 
 
+GateMetric = Literal["f1_macro", "f1_weighted", "accuracy", "rouge_l", "exact_match", "perplexity"]
+
+
 class GateConfig(Section):
     enabled: bool = Field(True, description="Check the model before it may become the champion.")
-    metric: Literal["f1_macro", "f1_weighted", "accuracy"] = Field(
-        "f1_macro", description="Test-set metric compared with the baseline and the champion."
+    metric: GateMetric = Field(
+        "f1_macro",
+        description=(
+            "Test-set metric compared with the baseline and the champion; generation defaults to "
+            "rouge_l, language-modeling to perplexity (lower is better)."
+        ),
     )
     min_gain: float = Field(
-        0.0, description="Required gain of `metric` over the best baseline (TF-IDF); may be negative."
+        0.0,
+        description=(
+            "Required gain of `metric` over the best baseline (TF-IDF; the base model for generation); "
+            "for perplexity, the required drop. May be negative."
+        ),
     )
-    min: dict[Literal["f1_macro", "f1_weighted", "accuracy", "precision_macro", "recall_macro"], float] = (
-        Field(default_factory=dict, description="Absolute test-set thresholds, e.g. {f1_macro: 0.8}.")
+    min: dict[GateMetric | Literal["precision_macro", "recall_macro", "rouge1", "rouge2", "bleu"], float] = (
+        Field(
+            default_factory=dict,
+            description="Absolute test-set thresholds, e.g. {f1_macro: 0.8}; perplexity is a ceiling.",
+        )
     )
     champion_tolerance: float = Field(
         0.0, ge=0, description="How much worse than the current champion (same test set) still passes."
@@ -468,6 +519,19 @@ class ExecutorConfig(Section):
 class EvaluateConfig(Section):
     batch_size: int = Field(64, ge=1, description="Batch size for test-set inference.")
     worst_errors: int = Field(20, ge=0, description="How many most-confidently-wrong test examples to list.")
+    generation_rows: int = Field(
+        64, ge=0, description="Generation: test prompts answered by the models and scored (CPU is slow)."
+    )
+    max_new_tokens: int = Field(64, ge=1, description="Generation: longest answer generated, in tokens.")
+    max_length: int = Field(
+        512,
+        ge=16,
+        description="Generation / language-modeling: tokens per test sequence for perplexity and prompts.",
+    )
+    do_sample: bool = Field(False, description="Generation: sample instead of greedy decoding.")
+    temperature: float = Field(0.7, gt=0, description="Generation: sampling temperature (with do_sample).")
+    top_p: float = Field(0.9, gt=0, le=1, description="Generation: nucleus sampling mass (with do_sample).")
+    samples: int = Field(8, ge=0, description="Generation: sample answers shown in the report.")
     cv_folds: int | None = Field(
         None,
         ge=2,
@@ -476,6 +540,22 @@ class EvaluateConfig(Section):
             "Also estimate the metric by k-fold cross-validation over train + validation (small data); "
             "null: off."
         ),
+    )
+
+
+class ExportConfig(Section):
+    gguf: bool = Field(
+        True,
+        description=(
+            "Generation / language-modeling: also write the merged model as one GGUF file "
+            "(llama.cpp, Ollama; llama architectures) and check it against the folder's logits."
+        ),
+    )
+    gguf_dtype: Literal["f16", "f32"] = Field("f16", description="Weight type of the GGUF file.")
+    max_logit_diff: float = Field(
+        0.1,
+        gt=0,
+        description="Fail the export when GGUF and folder logits differ by more (f16 rounding stays below).",
     )
 
 
@@ -501,7 +581,13 @@ class Config(Section):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Names the MLflow experiment and registered model; defaults to the data file's name.",
     )
-    task: Literal["classification"] = Field("classification", description="What the model learns.")
+    task: Literal["classification", "generation", "language-modeling"] = Field(
+        "classification",
+        description=(
+            "`classification` (text -> label), `generation` (instruction tuning of a causal LM) or "
+            "`language-modeling` (continued pretraining on raw text)."
+        ),
+    )
     data: DataConfig = Field(description="Where the data is and which columns to use.")
     validate_: ValidateConfig = Field(
         default_factory=ValidateConfig, alias="validate", description="Data checks."
@@ -528,6 +614,7 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning settings.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Test-set evaluation.")
     gate: GateConfig = Field(default_factory=GateConfig, description="Quality gate before the registry.")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="Exported model files.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking.")
     register_: RegisterConfig = Field(
         default_factory=RegisterConfig, alias="register", description="Model registry."
@@ -541,6 +628,40 @@ class Config(Section):
         if self.project is None:
             stem = Path(self.data.train).stem or "lmforge"
             self.project = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem)
+        return self
+
+    @model_validator(mode="after")
+    def _task_defaults(self) -> Config:
+        """Defaults that depend on the task; an explicit value that cannot work is an error."""
+        if self.task == "classification":
+            return self
+        if "model" not in self.model_fields_set:
+            self.model = "smollm2-135m"
+        problems = []
+        if "metric_for_best_model" not in self.train.model_fields_set:
+            self.train.metric_for_best_model = "loss"
+        elif self.train.metric_for_best_model != "loss":
+            problems.append(
+                f"train.metric_for_best_model: {self.task} picks the best checkpoint by validation loss; "
+                "set it to loss (or leave it out)"
+            )
+        if "metric" not in self.gate.model_fields_set:
+            self.gate.metric = "rouge_l" if self.task == "generation" else "perplexity"
+        allowed = (
+            ("perplexity",) if self.task == "language-modeling" else ("rouge_l", "exact_match", "perplexity")
+        )
+        if self.gate.metric not in allowed:
+            problems.append(
+                f"gate.metric: {self.task} is gated on {' or '.join(allowed)}, not {self.gate.metric}"
+            )
+        if self.tune.enabled:
+            problems.append(
+                f"tune.enabled: hyperparameter search supports classification only so far, not {self.task}"
+            )
+        if self.selects_model:
+            problems.append("model: a list or `auto` (model selection) supports classification only so far")
+        if problems:
+            raise KeyedProblems(problems)
         return self
 
     @field_validator("model")
@@ -699,7 +820,8 @@ def _describe(exc: ValidationError) -> list[str]:
         elif kind == "value_error":
             message = str(ctx.get("error", err["msg"]))
             if isinstance(ctx.get("error"), KeyedProblems):  # one line per sub-key
-                problems.extend(f"{path}.{line}" for line in ctx["error"].problems)
+                prefix = f"{path}." if loc else ""  # a whole-config check names full key paths
+                problems.extend(prefix + line for line in ctx["error"].problems)
                 continue
         else:
             message = err["msg"][0].lower() + err["msg"][1:]

@@ -25,6 +25,8 @@ FORMATS = {
     ".json": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".txt": "txt",
+    ".md": "txt",
 }
 
 
@@ -53,7 +55,7 @@ def read_data_file(path: Path, *, format: str = "auto", encoding: str = "auto") 
         raise DataError(
             f"unknown file type '{path.suffix}'",
             file=path,
-            hint="use .csv, .jsonl or .parquet, or set data.format",
+            hint="use .csv, .jsonl, .parquet or .txt, or set data.format",
         )
     if fmt == "parquet":
         return DataFile(path, _read_parquet(path), fmt, None)
@@ -61,7 +63,8 @@ def read_data_file(path: Path, *, format: str = "auto", encoding: str = "auto") 
     if not raw.strip():
         raise DataError("the file is empty", file=path)
     text, used = _decode(path, raw, encoding)
-    frame = _parse_csv(path, text) if fmt == "csv" else _parse_jsonl(path, text)
+    parse = {"csv": _parse_csv, "txt": _parse_txt}.get(fmt, _parse_jsonl)
+    frame = parse(path, text)
     if frame.empty:
         raise DataError("the file has a header but no rows", file=path)
     return DataFile(path, frame, fmt, used)
@@ -181,6 +184,25 @@ def _parse_jsonl(path: Path, text: str) -> pd.DataFrame:
     return frame
 
 
+def _parse_txt(path: Path, text: str) -> pd.DataFrame:
+    """Plain text: each paragraph (lines up to a blank line) is one row of column `text`;
+    `source_row` is the line the paragraph starts on."""
+    rows: list[int] = []
+    texts: list[str] = []
+    current: list[str] = []
+    start = 0
+    for number, line in enumerate([*text.splitlines(), ""], start=1):
+        if line.strip():
+            if not current:
+                start = number
+            current.append(line.rstrip())
+        elif current:
+            rows.append(start)
+            texts.append("\n".join(current))
+            current = []
+    return pd.DataFrame({"source_row": rows, "text": texts})
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_parquet(path)
@@ -189,8 +211,15 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError("the file has no rows", file=path)
     for column in frame.columns:
-        frame[column] = [
-            None if v is None or (isinstance(v, float) and v != v) else str(v) for v in frame[column]
-        ]
+        frame[column] = [_parquet_value(v) for v in frame[column]]
     frame.insert(0, "source_row", range(1, len(frame) + 1))
     return frame
+
+
+def _parquet_value(value: object) -> object:
+    # Lists (chat messages) stay lists; every other cell is text, like CSV.
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if hasattr(value, "tolist") and not isinstance(value, str) and getattr(value, "ndim", 0) > 0:
+        return value.tolist()
+    return value if isinstance(value, (list, dict)) else str(value)

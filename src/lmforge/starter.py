@@ -24,11 +24,21 @@ class Guess:
     reasons: list[str]
 
 
+GENERATION_LAYOUTS = (("messages",), ("instruction", "output"), ("prompt", "response"))
+
+
 def guess(path: Path) -> Guess:
     """Guess the task and the text / label columns of a data file."""
     data = read_data_file(path)
     frame = data.frame
     columns = data.columns
+    for layout in GENERATION_LAYOUTS:
+        if set(layout) <= set(columns):
+            shown = " + ".join(f"'{c}'" for c in layout)
+            return Guess("generation", "", "", len(frame), 0, [f"task generation: columns {shown}"])
+    if data.format == "txt" or columns == ["text"]:
+        reason = "a plain text file" if data.format == "txt" else "a single text column"
+        return Guess("language-modeling", "text", "", len(frame), 0, [f"task language-modeling: {reason}"])
     if len(columns) < 2:
         raise DataError(
             f"found {len(columns)} column(s); classification needs a text and a label column", file=path
@@ -62,6 +72,8 @@ def render(path: Path, found: Guess, config_dir: Path) -> str:
     except ValueError:
         data_path = str(path.resolve())
     project = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in path.stem) or "lmforge"
+    if found.task != "classification":
+        return _render_causal(data_path, project, path.name, found)
     return f"""\
 # lmforge config written by `lmforge init {path.name}` ({found.rows:,} rows, {found.classes} classes).
 # `lmforge config show` prints every setting with its default; `lmforge config schema` documents them.
@@ -77,5 +89,24 @@ model: minilm-l6              # a zoo name, a local folder or .gguf file, a hub 
 train: {{method: full, epochs: 3, learning_rate: 5.0e-5, batch_size: 32, max_length: 128}}
 tune: {{enabled: false, trials: 20, pruner: median}}   # true: optuna search before training
 gate: {{min_gain: 0.0, required: false}}   # must beat TF-IDF (and the registry's champion) to be champion
+tracking: {{uri: sqlite:///mlruns.db}}
+"""
+
+
+def _render_causal(data_path: str, project: str, name: str, found: Guess) -> str:
+    gate = "rouge_l" if found.task == "generation" else "perplexity"
+    return f"""\
+# lmforge config written by `lmforge init {name}` ({found.rows:,} rows).
+# `lmforge config show` prints every setting with its default; `lmforge config schema` documents them.
+project: {project}            # names the MLflow experiment and the registered model
+task: {found.task}
+data:
+  train: {data_path}
+  test: null                  # a separate test file; otherwise split from train
+split: {{validation: 0.1, test: 0.1, seed: 42}}
+model: smollm2-135m           # a zoo name, a local causal LM folder or .gguf file, a hub id
+train: {{method: lora, epochs: 2, learning_rate: 1.0e-3, batch_size: 4, max_length: 256}}
+evaluate: {{max_new_tokens: 64, generation_rows: 32}}   # answers generated and scored (CPU is slow)
+gate: {{metric: {gate}, min_gain: 0.0, required: false}}   # must beat the base model (and the champion)
 tracking: {{uri: sqlite:///mlruns.db}}
 """

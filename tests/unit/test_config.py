@@ -35,11 +35,17 @@ def test_three_line_config_gets_defaults(tmp_path: Path) -> None:
     [
         ({"train": {"learning_rate": -1}}, "train.learning_rate: must be > 0.0, got -1"),
         ({"train": {"batch_size": "big"}}, "train.batch_size: input should be a valid integer"),
-        ({"train": {"method": "magic"}}, "train.method: must be one of 'full' or 'lora', got 'magic'"),
+        (
+            {"train": {"method": "magic"}},
+            "train.method: must be one of 'full', 'lora' or 'freeze', got 'magic'",
+        ),
         ({"train": {"epoch": 3}}, "train.epoch: unknown key; did you mean 'epochs'?"),
         ({"modle": "x"}, "modle: unknown key; did you mean 'model'?"),
         ({"split": {"validation": 0.5, "test": 0.5}}, "split: validation + test must be < 0.9"),
-        ({"task": "regression"}, "task: must be one of 'classification', got 'regression'"),
+        (
+            {"task": "regression"},
+            "task: must be one of 'classification', 'generation' or 'language-modeling', got 'regression'",
+        ),
     ],
 )
 def test_each_problem_names_its_key_path(data: dict, expected: str) -> None:

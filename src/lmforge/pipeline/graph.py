@@ -34,9 +34,10 @@ class StageSpec:
     files: Callable[[Config], list[Path]] | None = None
     fingerprint: Callable[[Config], dict[str, Any]] | None = None
     still_valid: Callable[[Config], bool] | None = None  # checked on a cache hit
+    module: str | None = None  # module under lmforge.stages when not `name` (task-specific)
 
     def function(self) -> Callable[..., Any]:
-        module = importlib.import_module(f"lmforge.stages.{self.name}")
+        module = importlib.import_module(f"lmforge.stages.{self.module or self.name}")
         return module.run
 
 
@@ -145,6 +146,8 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
     `crossval` when `evaluate.cv_folds` is set; `gate` always runs (never cached: the
     champion it compares with lives outside the run folder).
     """
+    if config.task != "classification":
+        return _causal_stages(config)
     chosen = ("select",) if config.selects_model else ()
     tuned = ("tune",) if config.tune.enabled else ()
     specs = [
@@ -225,6 +228,47 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
             still_valid=_tracking_store_exists,
         )
     )
+    return tuple(specs)
+
+
+def _causal_stages(config: Config) -> tuple[StageSpec, ...]:
+    """generation / language-modeling: no labelling, augmentation or TF-IDF; the baseline is
+    the base model itself, scored on the test split like the fine-tuned one."""
+
+    def own(name: str, inputs: tuple[str, ...], sections: tuple[str, ...], **kw: Any) -> StageSpec:
+        return StageSpec(name, inputs, (*sections, "task"), module=f"generation.{name}", **kw)
+
+    exported = ("export",) if config.export.gguf else ()
+    specs = [
+        own("ingest", (), ("data",), files=_data_files),
+        own("validate", ("ingest",), ("validate",)),
+        own("clean", ("validate",), ("clean",)),
+        own("split", ("clean",), ("split",)),
+        own("baseline", ("split",), ("baseline", "evaluate", "model"), fingerprint=_model_fingerprint),
+        own("train", ("split",), ("train", "model"), fingerprint=_train_fingerprint),
+        own("evaluate", ("split", "train", "baseline"), ("evaluate",)),
+    ]
+    if exported:
+        specs.append(own("export", ("split", "train"), ("export", "model"), fingerprint=_library_versions))
+    specs += [
+        StageSpec(
+            "gate",
+            ("split", "train", "baseline", "evaluate"),
+            ("gate", "tracking", "register"),
+            cacheable=False,
+        ),
+        own(
+            "report",
+            ("ingest", "validate", "clean", "split", "baseline", "train", "evaluate", *exported, "gate"),
+            ("project",),
+        ),
+        StageSpec(
+            "register",
+            ("split", "baseline", "train", "evaluate", *exported, "gate", "report"),
+            ("register", "project", "tracking"),
+            still_valid=_tracking_store_exists,
+        ),
+    ]
     return tuple(specs)
 
 

@@ -68,14 +68,24 @@ def run(ctx: StageContext, cfg: GateConfig, inputs: Inputs) -> StageResult:
     )
 
 
+# Perplexity is the one gate metric where lower is better.
+LOWER_IS_BETTER = {"perplexity"}
+
+
+def _gain(metric: str, value: float, reference: float) -> float:
+    """How much better `value` is than `reference` (a perplexity drop counts as a gain)."""
+    return reference - value if metric in LOWER_IS_BETTER else value - reference
+
+
 def _baseline_check(cfg: GateConfig, value: float, baseline: dict[str, float]) -> Check:
     scores = {
         k.removesuffix(f"_{cfg.metric}"): v for k, v in baseline.items() if k.endswith(f"_{cfg.metric}")
     }
     if not scores:
         return Check("baseline", True, "no baseline was fitted (baseline.enabled is false)")
-    best_name, best = max(scores.items(), key=lambda kv: kv[1])
-    gain = value - best
+    pick = min if cfg.metric in LOWER_IS_BETTER else max
+    best_name, best = pick(scores.items(), key=lambda kv: kv[1])
+    gain = _gain(cfg.metric, value, best)
     passed = gain >= cfg.min_gain - 1e-12
     return Check(
         "baseline",
@@ -86,13 +96,18 @@ def _baseline_check(cfg: GateConfig, value: float, baseline: dict[str, float]) -
 
 
 def _threshold_check(name: str, value: float, floor: float) -> Check:
+    if name in LOWER_IS_BETTER:  # a ceiling
+        passed = value <= floor
+        return Check(f"max {name}", passed, f"{name} {value:.4f} {'<=' if passed else '>'} {floor:.4f}")
     passed = value >= floor
     return Check(f"min {name}", passed, f"{name} {value:.4f} {'>=' if passed else '<'} {floor:.4f}")
 
 
 def testset_hash(test: pd.DataFrame) -> str:
-    """Identifies a test set by its texts and labels, whatever file they came from."""
-    payload = json.dumps([test["text"].tolist(), test["label"].tolist()], ensure_ascii=False)
+    """Identifies a test set by its content (texts and labels, or conversations), whatever
+    file it came from."""
+    columns = [c for c in ("text", "label", "messages") if c in test.columns]
+    payload = json.dumps([test[c].tolist() for c in columns], ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -114,19 +129,22 @@ def _champion_check(ctx: StageContext, cfg: GateConfig, value: float, inputs: In
             return Check(**json.loads(champion.tags[CHECK_TAG]))
         return Check("champion", True, f"this model is the champion ({name} version {champion.version})")
     test = inputs["split"].table("test")
-    labels: list[str] = inputs["split"].json("labels")
     tag = SCORE_TAG.format(test=testset_hash(test), metric=cfg.metric)
     if tag in champion.tags:
         score = float(champion.tags[tag])
     else:
-        score_or_reason = _score_champion(ctx, client, champion, test, labels, cfg.metric)
+        score_or_reason = (
+            _score_champion(ctx, client, champion, test, inputs["split"].json("labels"), cfg.metric)
+            if config.task == "classification"
+            else _score_causal_champion(ctx, champion, test, cfg.metric)
+        )
         if isinstance(score_or_reason, str):
             return Check(
                 "champion", True, f"champion version {champion.version} not comparable: {score_or_reason}"
             )
         score = score_or_reason
         client.set_model_version_tag(name, champion.version, tag, f"{score:.6f}")
-    passed = value >= score - cfg.champion_tolerance - 1e-12
+    passed = _gain(cfg.metric, value, score) >= -cfg.champion_tolerance - 1e-12
     return Check(
         "champion",
         passed,
@@ -175,3 +193,18 @@ def _score_champion(
         )
     predicted = [champion_labels[i] for i in probs.argmax(axis=1)]
     return metrics(test["label"].tolist(), predicted)[metric]
+
+
+def _score_causal_champion(ctx: StageContext, champion: Any, test: pd.DataFrame, metric: str) -> float | str:
+    """A generation / language-modeling champion scored like `evaluate` scores a model."""
+    import mlflow
+
+    from lmforge.stages.generation.scoring import score
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx.log(f"scoring champion version {champion.version} on this test set")
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, dst_path=tmp))
+        if not (folder / "config.json").exists():
+            return "its files are not a transformers model folder"
+        found = score(ctx, str(folder), test, ctx.config.evaluate, "champion").metrics
+    return float(found[metric]) if metric in found else f"it has no {metric}"

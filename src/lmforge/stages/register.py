@@ -15,6 +15,10 @@ from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.stages.gate import CHECK_TAG, HASH_TAG, SCORE_TAG, testset_hash
 from lmforge.tracking import experiment_id, flatten, tracking_uri
 
+# Metrics shown as version tags, and those the gate may compare a later model on.
+HEADLINE = ("accuracy", "f1_macro", "rouge_l", "perplexity")
+GATE_METRICS = ("accuracy", "f1_macro", "f1_weighted", "rouge_l", "exact_match", "perplexity")
+
 
 def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
     if not ctx.config.tracking.enabled:
@@ -108,10 +112,12 @@ def _log(client: Any, run_id: str, ctx: StageContext, inputs: Inputs) -> None:
     for start in range(0, len(param_list), 90):
         client.log_batch(run_id, params=param_list[start : start + 90])
     client.log_artifact(run_id, str(report.path("report.html")))
-    client.log_artifact(run_id, str(report.path("confusion_matrix.png")))
-    client.log_artifact(run_id, str(report.path("training_curves.png")))
+    for png in sorted(report.folder.glob("*.png")):
+        client.log_artifact(run_id, str(png))
     client.log_artifact(run_id, str(ctx.run_dir / "config.yaml"))
     client.log_artifacts(run_id, str(train.path("model")), "model")
+    if "export" in inputs and inputs["export"].has("model.gguf"):
+        client.log_artifact(run_id, str(inputs["export"].path("model.gguf")), "export")
 
 
 def _alias(client: Any, name: str, version: str, ctx: StageContext, inputs: Inputs) -> str:
@@ -152,12 +158,12 @@ def _register(
         "lmforge.run_id": ctx.run_id,
         HASH_TAG: inputs["train"].content_hash,
         "task": ctx.config.task,
-        **{f"test_{k}": f"{v:.4f}" for k, v in metrics.items() if k in ("accuracy", "f1_macro")},
+        **{f"test_{k}": f"{v:.4f}" for k, v in metrics.items() if k in HEADLINE},
         # The gate compares later models with this one on the same test set by these tags.
         **{
             SCORE_TAG.format(test=test, metric=k): f"{v:.6f}"
             for k, v in metrics.items()
-            if test and k in ("accuracy", "f1_macro", "f1_weighted")
+            if test and k in GATE_METRICS
         },
     }
     version = client.create_model_version(name, source=f"{artifact_uri}/model", run_id=run_id, tags=tags)

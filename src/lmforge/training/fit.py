@@ -71,24 +71,23 @@ def fit_classifier(
     the start) with the learning rate times `cfg.restart_lr_factor`, at most
     `cfg.max_restarts` times. Checkpoints in `checkpoints` let a killed run resume.
     """
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, set_seed
+    from transformers import DataCollatorWithPadding, set_seed
 
     from lmforge.models.load import load_classifier
     from lmforge.models.resolve import resolve_model
-    from lmforge.training.regularize import add_lora, freeze
+    from lmforge.training.regularize import add_lora, freeze, train_top_layers
 
     label_id = {label: i for i, label in enumerate(labels)}
     resolved = resolve_model(model_reference, base_dir)
-    restarts: list[dict[str, Any]] = []
-    resume = _last_checkpoint(checkpoints)
-    resumed_from = resume.name if resume else None
-    scale = checkpoint_lr_scale(resume)
-    while True:
+
+    def build(scale: float) -> tuple[Any, Any, int]:
         # The new classification head is initialised at load time, before the Trainer seeds:
         # seed first, or the same parameters give different models (and trials are not comparable).
         set_seed(cfg.seed)
         tokenizer, model = load_classifier(resolved, labels, dropout=cfg.dropout)
         trainable = freeze(model, embeddings=cfg.freeze_embeddings, layers=cfg.freeze_layers)
+        if cfg.method == "freeze":
+            trainable = train_top_layers(model, cfg.trainable_layers)
         if cfg.method == "lora":
             model = add_lora(
                 model,
@@ -104,9 +103,6 @@ def fit_classifier(
         eval_set = EncodedTexts(
             tokenizer, validation["text"].tolist(), [label_id[v] for v in validation["label"]], cfg.max_length
         )
-        extra = callbacks()
-        if cfg.early_stopping_patience:
-            extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
         trainer = trainer_class()(
             model=model,
             args=training_arguments(cfg, checkpoints, cfg.learning_rate * scale, save=save_checkpoints),
@@ -115,11 +111,32 @@ def fit_classifier(
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
             compute_metrics=trainer_metrics,
-            callbacks=extra,
+            callbacks=_with_early_stopping(callbacks(), cfg),
             loss_watch=LossWatch(cfg.explode_factor),
             lr_scale=scale,
             fgm_epsilon=cfg.adversarial_epsilon if cfg.adversarial == "fgm" else None,
         )
+        return trainer, tokenizer, trainable
+
+    return train_with_restarts(build, cfg, checkpoints, log)
+
+
+def train_with_restarts(
+    build: Callable[[float], tuple[Any, Any, int]],
+    cfg: TrainConfig,
+    checkpoints: Path,
+    log: Callable[[str], None],
+) -> FitResult:
+    """Run `build(lr_scale)`'s Trainer; after a divergence, rebuild it at a lower learning
+    rate and resume from the last checkpoint (or the start), at most `cfg.max_restarts` times."""
+    from transformers import PrinterCallback
+
+    restarts: list[dict[str, Any]] = []
+    resume = _last_checkpoint(checkpoints)
+    resumed_from = resume.name if resume else None
+    scale = checkpoint_lr_scale(resume)
+    while True:
+        trainer, tokenizer, trainable = build(scale)
         trainer.remove_callback(PrinterCallback)  # lmforge renders progress itself
         started = time.perf_counter()
         try:
@@ -157,6 +174,14 @@ def fit_classifier(
             resumed_from=resumed_from,
             trainable_parameters=trainable,
         )
+
+
+def _with_early_stopping(callbacks: list[Any], cfg: TrainConfig) -> list[Any]:
+    from transformers import EarlyStoppingCallback
+
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    return callbacks
 
 
 def training_arguments(
@@ -197,7 +222,22 @@ def training_arguments(
         disable_tqdm=True,
         dataloader_num_workers=0,
         use_cpu=not use_cuda,
+        **_checkpointing(cfg.gradient_checkpointing),
     )
+
+
+def _checkpointing(enabled: bool) -> dict[str, Any]:
+    """Activation checkpointing arguments (renamed from gradient_ in transformers 5)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    if not enabled:
+        return {}
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    name = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    # Non-reentrant checkpointing works with frozen inputs (LoRA, frozen embeddings).
+    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 def _end_callbacks(trainer: Any) -> None:

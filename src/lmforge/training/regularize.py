@@ -45,12 +45,44 @@ def freeze(model: Any, *, embeddings: bool, layers: int) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-def add_lora(model: Any, *, r: int, alpha: int, dropout: float, targets: list[str] | None) -> Any:
-    """Wrap `model` with LoRA adapters (peft); the classification head stays fully trainable."""
+def train_top_layers(model: Any, layers: int) -> int:
+    """Freeze everything except the top `layers` blocks and what follows them (final norm,
+    classification head); returns the number of trainable parameters. Tied input/output
+    embeddings stay frozen: training them would move the whole vocabulary."""
+    blocks = transformer_layers(model)
+    if layers > len(blocks):
+        raise ValueError(f"train.trainable_layers is {layers} but the model has {len(blocks)} layers")
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    top = {id(p) for block in blocks[len(blocks) - layers :] for p in block.parameters()}
+    in_blocks = {id(p) for block in blocks for p in block.parameters()}
+    embedding = {id(p) for p in model.get_input_embeddings().parameters()}
+    seen_top = False
+    for parameter in model.parameters():
+        if id(parameter) in top:
+            seen_top = True
+            parameter.requires_grad = True
+        elif seen_top and id(parameter) not in in_blocks | embedding:
+            parameter.requires_grad = True  # final norm / head, registered after the blocks
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def add_lora(
+    model: Any,
+    *,
+    r: int,
+    alpha: int,
+    dropout: float,
+    targets: list[str] | None,
+    causal: bool = False,
+) -> Any:
+    """Wrap `model` with LoRA adapters (peft). For a classifier the new head stays fully
+    trainable; `targets` None takes peft's default modules for the architecture."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,  # also makes the new head (`classifier` / `score`) trainable
+        # SEQ_CLS also makes the new head (`classifier` / `score`) trainable.
+        task_type=TaskType.CAUSAL_LM if causal else TaskType.SEQ_CLS,
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,

@@ -1,0 +1,120 @@
+"""ingest (generation, language-modeling): read the user's files into one shape.
+
+generation: each row becomes a conversation, `messages` (JSON text: a list of
+{role, content}, the last being the answer), from whichever layout the file has:
+chat `messages`, `instruction` / optional `input` / `output`, or `prompt` / `response`
+(column names from `data.*_column`). language-modeling: a `text` column, or paragraphs
+of a .txt file. A row that cannot be read keeps `messages` empty and says why in
+`problem`; the validate stage rejects it with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lmforge.config import DataConfig
+from lmforge.datafiles import read_data_file
+from lmforge.errors import DataError
+from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.tasks.generation import conversation, parse_messages
+
+
+def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
+    result = StageResult()
+    for name, value in {"train": cfg.train, "validation": cfg.validation, "test": cfg.test}.items():
+        if value is None:
+            continue
+        path = ctx.config.resolve_path(value)
+        data = read_data_file(path, format=cfg.format, encoding=cfg.encoding)
+        if ctx.config.task == "language-modeling":
+            table, layout = _texts(data.frame, cfg, path), "text"
+        else:
+            layout = _layout(list(data.frame.columns), cfg, path)
+            table = _conversations(data.frame, cfg, layout)
+        ctx.out.write_table(name, table)
+        result.rows[name] = len(table)
+        result.summary[name] = {"file": str(path), "format": data.format, "layout": layout}
+        ctx.log(f"{path.name}: {len(table):,} rows ({data.format}, {layout})")
+    return result
+
+
+def _texts(frame: pd.DataFrame, cfg: DataConfig, path: Path) -> pd.DataFrame:
+    if cfg.text_column not in frame.columns:
+        columns = ", ".join(c for c in frame.columns if c != "source_row")
+        raise DataError(
+            f"no text column; the file has columns: {columns}",
+            file=path,
+            column=cfg.text_column,
+            hint="set data.text_column to one of them",
+        )
+    texts = [_cell(v) for v in frame[cfg.text_column]]
+    return pd.DataFrame({"source_row": frame["source_row"], "text": texts})
+
+
+def _layout(columns: list[str], cfg: DataConfig, path: Path) -> str:
+    if cfg.messages_column in columns:
+        return "messages"
+    if cfg.instruction_column in columns and cfg.output_column in columns:
+        return "instruction"
+    if cfg.prompt_column in columns and cfg.response_column in columns:
+        return "prompt"
+    shown = ", ".join(c for c in columns if c != "source_row")
+    raise DataError(
+        f"no generation columns; the file has columns: {shown}",
+        file=path,
+        hint=(
+            f"expected `{cfg.messages_column}`, or `{cfg.instruction_column}` + `{cfg.output_column}` "
+            f"(+ optional `{cfg.input_column}`), or `{cfg.prompt_column}` + `{cfg.response_column}`; "
+            "set data.messages_column / instruction_column / output_column / prompt_column / "
+            "response_column to your names"
+        ),
+    )
+
+
+def _conversations(frame: pd.DataFrame, cfg: DataConfig, layout: str) -> pd.DataFrame:
+    messages: list[str | None] = []
+    problems: list[str | None] = []
+    for _, row in frame.iterrows():
+        try:
+            found = _one(row, cfg, layout)
+            messages.append(json.dumps(found, ensure_ascii=False))
+            problems.append(None)
+        except ValueError as exc:
+            messages.append(None)
+            problems.append(str(exc))
+    return pd.DataFrame({"source_row": frame["source_row"], "messages": messages, "problem": problems})
+
+
+def _cell(value: Any) -> Any:
+    """A cell, or None when missing (pandas' string columns hold missing values as NaN)."""
+    if isinstance(value, (list, dict)):
+        return value
+    return None if value is None or pd.isna(value) else value
+
+
+def _one(row: Any, cfg: DataConfig, layout: str) -> list[dict[str, str]]:
+    row = row.map(_cell)
+    if layout == "messages":
+        value = row[cfg.messages_column]
+        if value is None:
+            raise ValueError("missing messages")
+        found = parse_messages(value)
+        if cfg.system_prompt and found[0]["role"] != "system":
+            found = [{"role": "system", "content": cfg.system_prompt}, *found]
+        return found
+    if layout == "instruction":
+        instruction, output = row[cfg.instruction_column], row[cfg.output_column]
+        extra = row[cfg.input_column] if cfg.input_column in row.index else None
+    else:
+        instruction, output, extra = row[cfg.prompt_column], row[cfg.response_column], None
+    if instruction is None or not str(instruction).strip():
+        raise ValueError("missing instruction" if layout == "instruction" else "missing prompt")
+    if output is None:
+        raise ValueError("missing output" if layout == "instruction" else "missing response")
+    return conversation(
+        str(instruction), None if extra is None else str(extra), str(output), cfg.system_prompt
+    )

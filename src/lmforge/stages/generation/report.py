@@ -1,0 +1,105 @@
+"""report (generation, language-modeling): one self-contained HTML page: before vs after
+fine-tuning, sample answers side by side, data handling, training and stage timings."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.report import plots
+from lmforge.stages.report import _stage_times
+
+COLUMNS = [
+    ("perplexity", "perplexity ↓"),
+    ("rouge1", "ROUGE-1"),
+    ("rouge2", "ROUGE-2"),
+    ("rouge_l", "ROUGE-L"),
+    ("bleu", "BLEU"),
+    ("exact_match", "exact match"),
+]
+
+
+def run(ctx: StageContext, cfg: Any, inputs: Inputs) -> StageResult:
+    train = inputs["train"]
+    curves = plots.training_curves(train.json("history"), "loss")
+    ctx.out.path("training_curves.png").write_bytes(curves)
+    html = _render(ctx, inputs, {"training_curves": base64.b64encode(curves).decode()})
+    ctx.out.write_text("report.html", html)
+    ctx.log(f"report: {ctx.run_dir / 'report' / 'report.html'}")
+    return StageResult(summary={"bytes": len(html)})
+
+
+def _fmt(key: str, value: float | None) -> str | None:
+    if value is None:
+        return None
+    return f"{value:.1f}" if key == "bleu" else f"{value:.2f}" if key == "perplexity" else f"{value:.3f}"
+
+
+def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
+    validate, clean, split, baseline, train, evaluate, gate = (
+        inputs[n] for n in ("validate", "clean", "split", "baseline", "train", "evaluate", "gate")
+    )
+    metrics, base = evaluate.metrics, baseline.metrics
+    columns = [(k, label) for k, label in COLUMNS if k in metrics]
+    comparison = []
+    if base:
+        comparison.append(
+            {
+                "name": f"base model {baseline.summary['model']}",
+                **{k: _fmt(k, base.get(f"base_{k}")) for k, _ in columns},
+            }
+        )
+    comparison.append({"name": "fine-tuned", **{k: _fmt(k, metrics.get(k)) for k, _ in columns}})
+    summary, hyper = train.summary, train.manifest["config"]["train"]
+    rejected = validate.summary.get("rejected_reasons", {})
+    env = Environment(
+        loader=PackageLoader("lmforge.report", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
+    evaluate_cfg = ctx.config.evaluate
+    return env.get_template("report_generation.html.j2").render(
+        project=ctx.config.project_name,
+        run_id=ctx.run_id,
+        task=ctx.config.task,
+        model=summary["model"],
+        created=time.strftime("%Y-%m-%d %H:%M"),
+        metrics=metrics,
+        base=base,
+        columns=columns,
+        comparison=comparison,
+        samples=evaluate.json("samples") if evaluate.has("samples.json") else [],
+        sampling=evaluate_cfg.do_sample,
+        max_new_tokens=evaluate_cfg.max_new_tokens,
+        tokens_per_second=evaluate.summary.get("tokens_per_second", 0.0),
+        gate=gate.json("decision") if gate.has("decision.json") else None,
+        rows={k: v for k, v in split.manifest["rows"].items() if k in ("train", "validation", "test")},
+        leaked=split.manifest["rows"].get("leaked", 0),
+        rejected_total=sum(rejected.values()),
+        rejected_reasons=rejected,
+        rejected_examples=validate.summary.get("rejected_examples", []),
+        removed=clean.summary.get("removed", {}),
+        pii=clean.summary.get("pii", {}),
+        lengths=validate.summary.get("lengths", {}),
+        train={
+            **summary,
+            **{
+                k: hyper[k]
+                for k in ("lora_r", "lora_alpha", "lora_dropout", "trainable_layers", "max_length")
+            },
+            "long_examples": hyper["long_examples"],
+            "parameters_m": f"{summary['parameters'] / 1e6:.1f}",
+            "trainable": f"{summary['trainable_parameters'] / 1e6:.2f}M",
+            "trainable_share": f"{summary['trainable_parameters'] / max(summary['parameters'], 1):.1%}",
+            "steps": int(train.metrics["steps"]),
+            "seconds": train.metrics["train_seconds"],
+            "seconds_per_step": train.metrics["seconds_per_step"],
+            "best_validation_perplexity": train.metrics["best_validation_perplexity"],
+        },
+        export=inputs["export"].summary if "export" in inputs else None,
+        images=images,
+        stages=_stage_times(inputs, ctx.config),
+        versions=train.manifest.get("versions", {}),
+    )

@@ -1,0 +1,125 @@
+"""train (generation, language-modeling): fine-tune the causal LM with the Trainer.
+
+Examples are tokenised with the prompt masked (generation) or fully trained (language
+modelling), optionally packed into full blocks; the checkpoint with the lowest
+validation loss is kept. The output `model/` is a plain transformers folder (LoRA
+merged); a LoRA adapter alone is kept in `model-adapter/`. Checkpoints in the work
+folder let a killed run resume; a diverging loss restarts at a lower learning rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from typing import Any
+
+import pandas as pd
+
+from lmforge.config import TrainConfig
+from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.stages.train import _callbacks, _params, _precision, _regularisation
+from lmforge.tasks.generation import Encoded, encode_conversations, encode_texts, encode_texts_packed, pack
+from lmforge.training.causal_fit import fit_causal_lm, load_tokenizer
+from lmforge.training.fit import save_fitted
+
+
+def encode_split(tokenizer: Any, table: pd.DataFrame, cfg: TrainConfig, lm: bool) -> Encoded:
+    """Token ids and masked labels of one split, packed when `cfg.packing`."""
+    drop = cfg.long_examples == "drop"
+    if lm:
+        texts = table["text"].tolist()
+        if cfg.packing:
+            return encode_texts_packed(tokenizer, texts, cfg.max_length)
+        return encode_texts(tokenizer, texts, cfg.max_length, drop_long=drop)
+    conversations = [json.loads(m) for m in table["messages"]]
+    encoded = encode_conversations(tokenizer, conversations, cfg.max_length, drop_long=drop)
+    return pack(encoded, cfg.max_length) if cfg.packing else encoded
+
+
+def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
+    split = inputs["split"]
+    lm = ctx.config.task == "language-modeling"
+    reference = ctx.config.model_name
+    tokenizer = load_tokenizer(reference, ctx.config.base_dir)
+    train, validation = (encode_split(tokenizer, split.table(n), cfg, lm) for n in ("train", "validation"))
+    _report_lengths(ctx, train, len(split.table("train")), cfg)
+    started = time.perf_counter()
+    fit = fit_causal_lm(
+        reference,
+        ctx.config.base_dir,
+        tokenizer,
+        train,
+        validation,
+        cfg,
+        ctx.work_dir / "checkpoints",
+        callbacks=lambda: _callbacks(ctx),
+        log=ctx.warn,
+    )
+    if fit.resumed_from:
+        ctx.log(f"resumed from {fit.resumed_from}")
+    trainer = fit.trainer
+    fit.model.config.use_cache = True  # off for training; generation wants it
+    save_fitted(fit, ctx.out.path("model"))
+    ctx.out.write_json("history", trainer.state.log_history)
+    ctx.out.write_json("hyperparameters", cfg.model_dump(mode="json"))
+    ctx.out.write_json("restarts", fit.restarts)
+    if (ctx.work_dir / "tensorboard").exists():
+        shutil.move(str(ctx.work_dir / "tensorboard"), str(ctx.out.path("tensorboard")))
+    best = fit.best_metric
+    return StageResult(
+        rows={"train": len(train), "validation": len(validation)},
+        metrics={
+            "train_loss": fit.train_loss,
+            "train_seconds": float(time.perf_counter() - started),
+            "steps": float(fit.steps),
+            "restarts": float(len(fit.restarts)),
+            "best_validation_loss": best if best is not None else float("nan"),
+            "best_validation_perplexity": math.exp(min(best, 50.0)) if best is not None else float("nan"),
+            "seconds_per_step": fit.train_seconds / max(fit.steps, 1),
+            "train_target_tokens": float(train.target_tokens),
+        },
+        summary={
+            "model": reference,
+            "method": cfg.method,
+            "parameters": _params(fit.model),
+            "trainable_parameters": fit.trainable_parameters,
+            "lora_target_modules": _lora_targets(fit.model),
+            "best_checkpoint": (trainer.state.best_model_checkpoint or "").rsplit("/", 1)[-1],
+            "epochs_run": float(trainer.state.epoch or 0),
+            "resumed_from": fit.resumed_from,
+            "restarts": fit.restarts,
+            "tuned": {},
+            "device": str(trainer.args.device),
+            "precision": _precision(trainer.args),
+            "regularisation": _regularisation(cfg),
+            "truncated": train.truncated,
+            "dropped_long": len(train.dropped),
+            "packed": cfg.packing,
+        },
+    )
+
+
+def _report_lengths(ctx: StageContext, train: Encoded, rows: int, cfg: TrainConfig) -> None:
+    if train.truncated:
+        ctx.warn(
+            f"{train.truncated} of {rows} training examples cut to train.max_length={cfg.max_length} tokens"
+        )
+    if train.dropped:
+        ctx.warn(
+            f"{len(train.dropped)} of {rows} training examples left out: longer than "
+            f"train.max_length={cfg.max_length} tokens"
+            + (" (long_examples: drop)" if cfg.long_examples == "drop" else " with no answer token left")
+        )
+    if not len(train):
+        from lmforge.errors import DataError
+
+        raise DataError(
+            "no training example fits train.max_length", hint="raise train.max_length or shorten the prompts"
+        )
+
+
+def _lora_targets(model: Any) -> list[str]:
+    config = getattr(model, "peft_config", {}).get("default")
+    return sorted(config.target_modules) if config is not None else []

@@ -1,0 +1,117 @@
+"""validate (generation, language-modeling): reject unusable rows with a reason each.
+
+generation: unreadable rows (the reason from ingest), an empty answer, an empty user
+message. language-modeling: missing or blank text. Rejected rows go to `rejected.csv`;
+too many rejects (likely a wrong column) stop the run naming the file and first row.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from lmforge.config import ValidateConfig
+from lmforge.errors import DataError
+from lmforge.pipeline.context import Inputs, StageContext, StageResult
+
+COLUMNS = ["file", "split", "source_row", "reason", "content"]
+
+
+def conversation_reason(messages: str | None, problem: str | None) -> str:
+    """Why a generation row cannot train ("" when it can). Missing cells may be None or NaN."""
+    if isinstance(problem, str) and problem:
+        return problem
+    if not isinstance(messages, str):
+        return "missing messages"
+    turns = json.loads(messages)
+    if not turns[-1]["content"].strip():
+        return "empty output"
+    if not any(m["content"].strip() for m in turns if m["role"] == "user"):
+        return "empty instruction"
+    return ""
+
+
+def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
+    ingest = inputs["ingest"]
+    lm = ctx.config.task == "language-modeling"
+    result = StageResult()
+    rejected = []
+    for name in ("train", "validation", "test"):
+        if not ingest.has(f"{name}.parquet"):
+            continue
+        table = ingest.table(name)
+        file = ingest.summary[name]["file"]
+        if lm:
+            reasons = pd.Series(
+                [
+                    "missing text" if t is None else "blank text" if not t.strip() else ""
+                    for t in table["text"]
+                ],
+                index=table.index,
+            )
+            content = table["text"]
+        else:
+            reasons = pd.Series(
+                [conversation_reason(m, p) for m, p in zip(table["messages"], table["problem"], strict=True)],
+                index=table.index,
+            )
+            content = table["messages"]
+        bad = pd.DataFrame(
+            {
+                "file": file,
+                "split": name,
+                "source_row": table["source_row"],
+                "reason": reasons,
+                "content": content,
+            }
+        )[reasons != ""]
+        share = len(bad) / max(len(table), 1)
+        if share > cfg.max_rejected_fraction:
+            first = bad.iloc[0]
+            raise DataError(
+                f"{len(bad)} of {len(table)} rows rejected ({share:.0%}); first at row "
+                f"{first.source_row}: {first.reason}",
+                file=file,
+                hint="check the data.*_column settings, or raise validate.max_rejected_fraction",
+            )
+        if len(bad):
+            ctx.warn(f"{name}: {len(bad)} row(s) rejected, see rejected.csv")
+        good = table[reasons == ""].drop(columns=["problem"], errors="ignore")
+        ctx.out.write_table(name, good)
+        result.rows[name] = len(good)
+        result.rows[f"{name}_rejected"] = len(bad)
+        rejected.append(bad)
+        if name == "train":
+            result.summary["lengths"] = _lengths(good, lm)
+    all_bad = pd.concat(rejected) if rejected else pd.DataFrame(columns=COLUMNS)
+    ctx.out.write_csv("rejected", all_bad[COLUMNS])
+    if result.rows.get("train", 0) < 2:
+        raise DataError(
+            f"only {result.rows.get('train', 0)} usable training row(s)", file=ingest.summary["train"]["file"]
+        )
+    result.summary["train_file"] = ingest.summary["train"]["file"]
+    result.summary["rejected_reasons"] = all_bad["reason"].value_counts().to_dict()
+    result.summary["rejected_examples"] = all_bad[COLUMNS].head(10).to_dict("records")
+    return result
+
+
+def _lengths(table: pd.DataFrame, lm: bool) -> dict[str, dict[str, float]]:
+    """Characters of prompts and answers (or texts), for the report."""
+    if lm:
+        parts = {"text": table["text"].str.len()}
+    else:
+        turns = [json.loads(m) for m in table["messages"]]
+        parts = {
+            "prompt": pd.Series([sum(len(m["content"]) for m in t[:-1]) for t in turns], dtype=float),
+            "answer": pd.Series([len(t[-1]["content"]) for t in turns], dtype=float),
+        }
+    return {
+        name: {
+            "mean": float(s.mean()),
+            "p50": float(s.median()),
+            "p95": float(s.quantile(0.95)),
+            "max": float(s.max()),
+        }
+        for name, s in parts.items()
+    }

@@ -1,0 +1,173 @@
+"""The generation and language-modeling pipelines end to end on a tiny random Llama."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from lmforge.config import load_config
+from lmforge.errors import ConfigError
+from lmforge.pipeline.runner import run_pipeline
+from tests.conftest import make_instructions
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def gen_config(folder: Path, data: Path, model: Path, **train: Any) -> dict[str, Any]:
+    return {
+        "project": "gen-test",
+        "task": "generation",
+        "data": {"train": str(data)},
+        "model": str(model),
+        "split": {"validation": 0.15, "test": 0.15, "seed": 1},
+        "train": {
+            "epochs": 12,
+            "batch_size": 8,
+            "learning_rate": 5e-3,
+            "max_length": 32,
+            "logging_steps": 5,
+            "early_stopping_patience": None,
+            **train,
+        },
+        "evaluate": {"max_new_tokens": 4, "generation_rows": 8, "samples": 3},
+        "tracking": {"uri": f"sqlite:///{folder}/mlruns.db", "tensorboard": False},
+        "output_dir": str(folder / "runs"),
+    }
+
+
+def test_instruction_tuning_learns_and_exports_a_plain_model(tmp_path: Path, tiny_llama: Path) -> None:
+    rows = make_instructions()
+    rows[3] = {**rows[3], "output": "  "}  # empty answer
+    rows[7] = {**rows[7], "instruction": None}  # no instruction
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    result = run_pipeline(load_config(data=gen_config(tmp_path, data, tiny_llama)))
+    a = result.artifacts
+    rejected = pd.read_csv(a["validate"].path("rejected.csv"))
+    assert sorted(rejected["reason"]) == ["empty output", "missing instruction"]
+    assert sorted(rejected["source_row"]) == [4, 8]  # JSONL line numbers
+    evaluate, baseline = a["evaluate"].metrics, a["baseline"].metrics
+    assert evaluate["perplexity"] < baseline["base_perplexity"] / 2  # it learnt the answers
+    assert {"rouge1", "rouge2", "rouge_l", "bleu", "exact_match", "gain_rouge_l_vs_base"} <= set(evaluate)
+    samples = a["evaluate"].json("samples")
+    assert len(samples) == 3 and {"question", "reference", "base_answer", "answer"} <= set(samples[0])
+    assert a["gate"].json("decision")["metric"] == "rouge_l"
+    assert a["register"].summary["alias"] == "champion"
+    html = a["report"].path("report.html").read_text()
+    assert "Before vs after fine-tuning" in html and "Sample answers" in html
+
+    # The exported model is a plain transformers folder: same test loss without lmforge.
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(a["train"].path("model"))
+    assert type(model).__name__ == "LlamaForCausalLM"
+
+    again = run_pipeline(load_config(data=gen_config(tmp_path, data, tiny_llama)))
+    assert [k for k, hit in again.cached.items() if not hit] == ["gate"]
+
+
+@pytest.mark.parametrize("method", ["lora", "freeze"])
+def test_parameter_efficient_methods(tmp_path: Path, tiny_llama: Path, method: str) -> None:
+    data = write_jsonl(tmp_path / "data.jsonl", make_instructions())
+    config = gen_config(tmp_path, data, tiny_llama, method=method, epochs=2, trainable_layers=1)
+    config["register"] = {"enabled": False}
+    result = run_pipeline(load_config(data=config), until="train")
+    train = result.artifacts["train"]
+    summary = train.summary
+    assert 0 < summary["trainable_parameters"] < summary["parameters"]
+    if method == "lora":
+        assert train.has("model-adapter/adapter_config.json")
+        assert summary["lora_target_modules"] == ["q_proj", "v_proj"]  # peft's default for llama
+    else:  # one block (4 * 32 * 32 attention + 3 * 32 * 64 MLP + 2 norms) and the final norm
+        assert summary["trainable_parameters"] == (2 * 32 * 32 + 2 * 32 * 16 + 3 * 32 * 64 + 2 * 32) + 32
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(train.path("model")) is not None
+
+
+def test_chat_messages_and_prompt_response_layouts(tmp_path: Path, tiny_llama: Path) -> None:
+    chats = [
+        {
+            "messages": [
+                {"role": "user", "content": r["instruction"]},
+                {"role": "assistant", "content": r["output"]},
+            ]
+        }
+        for r in make_instructions()
+    ]
+    chats.append({"messages": [{"role": "user", "content": "hi"}]})  # no answer: rejected with the reason
+    data = write_jsonl(tmp_path / "chat.jsonl", chats)
+    config = gen_config(tmp_path, data, tiny_llama, epochs=1)
+    result = run_pipeline(load_config(data=config), until="split")
+    reasons = pd.read_csv(result.artifacts["validate"].path("rejected.csv"))["reason"].tolist()
+    assert reasons == ["the last message must be the assistant's answer (the training target)"]
+    assert result.artifacts["ingest"].summary["train"]["layout"] == "messages"
+
+    pairs = pd.DataFrame(
+        {
+            "question": [r["instruction"] for r in make_instructions()],
+            "answer": [r["output"] for r in make_instructions()],
+        }
+    )
+    csv = tmp_path / "pairs.csv"
+    pairs.to_csv(csv, index=False)
+    config = gen_config(tmp_path, csv, tiny_llama)
+    config["data"].update(prompt_column="question", response_column="answer")
+    split = run_pipeline(load_config(data=config), until="split").artifacts["split"]
+    first = json.loads(split.table("train")["messages"][0])
+    assert [m["role"] for m in first] == ["user", "assistant"]
+
+
+def test_missing_generation_columns_name_the_settings(tmp_path: Path, tiny_llama: Path) -> None:
+    data = write_jsonl(tmp_path / "odd.jsonl", [{"q": "a", "a": "b"}] * 4)
+    from lmforge.errors import DataError
+
+    with pytest.raises(DataError, match=r"data\.messages_column") as info:
+        run_pipeline(load_config(data=gen_config(tmp_path, data, tiny_llama)), until="ingest")
+    assert "odd.jsonl" in str(info.value) and "q, a" in str(info.value)
+
+
+def test_language_modeling_on_a_text_file(tmp_path: Path, tiny_llama: Path) -> None:
+    words = [w for r in make_instructions() for w in (r["instruction"] + " " + r["output"]).split()]
+    paragraphs = [" ".join(words[i : i + 12]) for i in range(0, len(words), 12)]
+    text = tmp_path / "domain.txt"
+    text.write_text("\n\n".join(paragraphs), encoding="utf-8")
+    config = gen_config(tmp_path, text, tiny_llama, packing=True, epochs=4)
+    config["task"] = "language-modeling"
+    config["gate"] = {"min": {"perplexity": 1000.0}}
+    result = run_pipeline(load_config(data=config))
+    metrics = result.artifacts["evaluate"].metrics
+    assert metrics["perplexity"] < result.artifacts["baseline"].metrics["base_perplexity"]
+    assert "rouge_l" not in metrics
+    decision = result.artifacts["gate"].json("decision")
+    assert decision["metric"] == "perplexity" and decision["passed"]
+    assert {c["name"] for c in decision["checks"]} >= {"baseline", "max perplexity"}
+
+    # Domain-adaptive pretraining: the adapted model is the base of a later generation run.
+    adapted = result.artifacts["train"].path("model")
+    data = write_jsonl(tmp_path / "data.jsonl", make_instructions())
+    follow = gen_config(tmp_path / "next", data, adapted, epochs=1)
+    trained = run_pipeline(load_config(data=follow), until="train").artifacts["train"]
+    assert trained.summary["model"] == str(adapted)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {"gate": {"metric": "f1_macro"}},
+            "gate.metric: generation is gated on rouge_l or exact_match or perplexity",
+        ),
+        ({"train": {"metric_for_best_model": "accuracy"}}, "train.metric_for_best_model: generation picks"),
+        ({"tune": {"enabled": True}}, "tune.enabled: hyperparameter search supports classification only"),
+    ],
+)
+def test_generation_config_errors_name_the_key(override: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(data={"task": "generation", "data": {"train": "x.jsonl"}, **override})

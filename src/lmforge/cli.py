@@ -104,28 +104,12 @@ def run(
             result = run_pipeline(
                 cfg, force=force, events=EventBus([renderer]), config_file=str(config), until=until
             )
-        _summary(result, time.perf_counter() - started)
+        _summary(result, time.perf_counter() - started, cfg.task)
         _gate_outcome(result)
 
 
-def _summary(result, seconds: float) -> None:
-    table = Table(title=None, box=None, show_header=True, header_style="bold")
-    table.add_column("")
-    for column in ("accuracy", "macro-F1", "weighted-F1"):
-        table.add_column(column, justify="right")
-    baseline = result.artifacts.get("baseline")
-    if baseline is not None and "tfidf_accuracy" in baseline.metrics:
-        b = baseline.metrics
-        table.add_row(
-            "TF-IDF baseline", *(f"{b[f'tfidf_{k}']:.3f}" for k in ("accuracy", "f1_macro", "f1_weighted"))
-        )
-    evaluate = result.artifacts.get("evaluate")
-    if evaluate is not None:
-        m = evaluate.metrics
-        table.add_row(
-            "[bold]fine-tuned model[/]",
-            *(f"[bold]{m[k]:.3f}[/]" for k in ("accuracy", "f1_macro", "f1_weighted")),
-        )
+def _summary(result, seconds: float, task: str) -> None:
+    table = _comparison_table(result, task)
     if table.row_count:  # a run stopped with --until before training has nothing to compare
         console.print()
         console.print(table)
@@ -144,6 +128,41 @@ def _summary(result, seconds: float) -> None:
         console.print(
             f"model    {s['model_name']} version {s['version']}{alias} ({s['tracking_uri']})", soft_wrap=True
         )
+
+
+# (metric key, column title, format) per task, for the end-of-run table.
+SUMMARY_COLUMNS = {
+    "classification": [
+        ("accuracy", "accuracy", ".3f"),
+        ("f1_macro", "macro-F1", ".3f"),
+        ("f1_weighted", "weighted-F1", ".3f"),
+    ],
+    "generation": [
+        ("perplexity", "perplexity", ".2f"),
+        ("rouge_l", "ROUGE-L", ".3f"),
+        ("bleu", "BLEU", ".1f"),
+    ],
+    "language-modeling": [("perplexity", "perplexity", ".2f")],
+}
+
+
+def _comparison_table(result, task: str) -> Table:
+    """Baseline(s) vs the fine-tuned model on the test set, in the task's metrics."""
+    columns = SUMMARY_COLUMNS[task]
+    table = Table(title=None, box=None, show_header=True, header_style="bold")
+    table.add_column("")
+    for _, title, _ in columns:
+        table.add_column(title, justify="right")
+    baseline = result.artifacts.get("baseline")
+    prefix, name = ("tfidf_", "TF-IDF baseline") if task == "classification" else ("base_", "base model")
+    if baseline is not None and all(f"{prefix}{k}" in baseline.metrics for k, _, _ in columns):
+        b = baseline.metrics
+        table.add_row(name, *(format(b[f"{prefix}{k}"], f) for k, _, f in columns))
+    evaluate = result.artifacts.get("evaluate")
+    if evaluate is not None and all(k in evaluate.metrics for k, _, _ in columns):
+        m = evaluate.metrics
+        table.add_row("[bold]fine-tuned model[/]", *(f"[bold]{format(m[k], f)}[/]" for k, _, f in columns))
+    return table
 
 
 def _gate_outcome(result) -> None:
@@ -179,7 +198,7 @@ def runs(
         table = Table(header_style="bold")
         table.add_column("run id", no_wrap=True)
         table.add_column("status", no_wrap=True)
-        for column in ("time", "cached", "acc", "F1", "base F1", "version"):
+        for column in ("time", "cached", "acc", "F1", "base F1", "ppl", "ROUGE-L", "version"):
             table.add_column(column, justify="right", no_wrap=True)
         colour = {"succeeded": "green", "failed": "red", "running": "cyan"}
         for r in found:
@@ -195,13 +214,15 @@ def runs(
                 _num(m.get("accuracy")),
                 _num(m.get("f1_macro")),
                 _num(m.get("baseline_f1_macro")),
+                _num(m.get("perplexity"), ".2f"),
+                _num(m.get("rouge_l")),
                 str(m.get("model_version") or ""),
             )
         console.print(table)
 
 
-def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:.3f}"
+def _num(value: float | None, spec: str = ".3f") -> str:
+    return "" if value is None else format(value, spec)
 
 
 @app.command()

@@ -654,9 +654,9 @@ class Config(Section):
             problems.append(
                 f"gate.metric: {self.task} is gated on {' or '.join(allowed)}, not {self.gate.metric}"
             )
-        if self.tune.enabled:
+        if self.tune.enabled and self.tune.ensemble_top_k > 1:
             problems.append(
-                f"tune.enabled: hyperparameter search supports classification only so far, not {self.task}"
+                "tune.ensemble_top_k: averaging trial models applies to classification only; use 1"
             )
         if self.selects_model:
             problems.append("model: a list or `auto` (model selection) supports classification only so far")

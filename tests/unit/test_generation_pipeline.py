@@ -165,9 +165,27 @@ def test_language_modeling_on_a_text_file(tmp_path: Path, tiny_llama: Path) -> N
             "gate.metric: generation is gated on rouge_l or exact_match or perplexity",
         ),
         ({"train": {"metric_for_best_model": "accuracy"}}, "train.metric_for_best_model: generation picks"),
-        ({"tune": {"enabled": True}}, "tune.enabled: hyperparameter search supports classification only"),
+        (
+            {"tune": {"enabled": True, "ensemble_top_k": 3}},
+            "tune.ensemble_top_k: averaging trial models applies to classification only",
+        ),
     ],
 )
 def test_generation_config_errors_name_the_key(override: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(data={"task": "generation", "data": {"train": "x.jsonl"}, **override})
+
+
+def test_tuning_searches_lora_parameters_for_generation(tmp_path: Path, tiny_llama: Path) -> None:
+    data = write_jsonl(tmp_path / "data.jsonl", make_instructions())
+    config = gen_config(tmp_path, data, tiny_llama, method="lora", epochs=2, eval_steps=2)
+    config["tune"] = {"enabled": True, "trials": 3, "startup_trials": 1, "prune_after": 1}
+    config["register"] = {"enabled": False}
+    result = run_pipeline(load_config(data=config), until="report")
+    tune = result.artifacts["tune"]
+    best = tune.json("best")
+    assert best["metric"] == "loss" and {"learning_rate", "lora_r", "lora_alpha"} <= set(best["params"])
+    assert tune.metrics["trials_complete"] + tune.metrics["trials_pruned"] == 3
+    train = result.artifacts["train"]
+    assert train.summary["tuned"] == best["params"]
+    assert "Hyperparameter search" in result.artifacts["report"].path("report.html").read_text()

@@ -239,13 +239,18 @@ def _causal_stages(config: Config) -> tuple[StageSpec, ...]:
         return StageSpec(name, inputs, (*sections, "task"), module=f"generation.{name}", **kw)
 
     exported = ("export",) if config.export.gguf else ()
+    tuned = ("tune",) if config.tune.enabled else ()
     specs = [
         own("ingest", (), ("data",), files=_data_files),
         own("validate", ("ingest",), ("validate",)),
         own("clean", ("validate",), ("clean",)),
         own("split", ("clean",), ("split",)),
         own("baseline", ("split",), ("baseline", "evaluate", "model"), fingerprint=_model_fingerprint),
-        own("train", ("split",), ("train", "model"), fingerprint=_train_fingerprint),
+        *(
+            StageSpec("tune", ("split",), ("tune", "train", "task"), fingerprint=_tune_fingerprint)
+            for _ in tuned
+        ),
+        own("train", ("split", *tuned), ("train", "model"), fingerprint=_train_fingerprint),
         own("evaluate", ("split", "train", "baseline"), ("evaluate",)),
     ]
     if exported:
@@ -259,7 +264,18 @@ def _causal_stages(config: Config) -> tuple[StageSpec, ...]:
         ),
         own(
             "report",
-            ("ingest", "validate", "clean", "split", "baseline", "train", "evaluate", *exported, "gate"),
+            (
+                "ingest",
+                "validate",
+                "clean",
+                "split",
+                "baseline",
+                *tuned,
+                "train",
+                "evaluate",
+                *exported,
+                "gate",
+            ),
             ("project",),
         ),
         StageSpec(

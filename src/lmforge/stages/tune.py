@@ -33,8 +33,10 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     split = inputs["split"]
-    labels: list[str] = split.json("labels")
-    train, validation = inputs["augment"].table("train"), split.table("validation")
+    causal = ctx.config.task != "classification"  # generation / language-modeling: no labels
+    labels: list[str] = [] if causal else split.json("labels")
+    train = split.table("train") if causal else inputs["augment"].table("train")
+    validation = split.table("validation")
     if cfg.max_train_rows and len(train) > cfg.max_train_rows:
         train = stratified_sample(train, cfg.max_train_rows, cfg.seed)
     train_cfg = ctx.config.train
@@ -88,6 +90,7 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
                             validation=validation,
                             work_dir=str(ctx.work_dir),
                             save_model=cfg.ensemble_top_k > 1,
+                            task=ctx.config.task,
                         )
                     )
                     in_flight += 1
@@ -151,6 +154,8 @@ def stratified_sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame
     """`rows` rows keeping the class proportions (every class keeps at least one row)."""
     from sklearn.model_selection import train_test_split
 
+    if "label" not in frame.columns:  # generation rows: a plain random sample
+        return frame.sample(n=rows, random_state=seed).reset_index(drop=True)
     try:
         kept, _ = train_test_split(frame, train_size=rows, stratify=frame["label"], random_state=seed)
     except ValueError:  # a class too small to stratify

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pandas is only a type here
+    import pandas as pd
 
 IGNORE = -100  # label id the loss skips (PyTorch's cross-entropy ignore_index)
 
@@ -223,3 +226,17 @@ class CausalCollator:
             labels[row, :n] = torch.tensor(feature["labels"])
             mask[row, :n] = 1
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def encode_split(tokenizer: Any, table: pd.DataFrame, cfg: Any, lm: bool) -> Encoded:
+    """Token ids and masked labels of a split (`messages` or `text` rows) for the `train`
+    settings `cfg`: truncated or dropped by `long_examples`, packed when `packing`."""
+    drop = cfg.long_examples == "drop"
+    if lm:
+        texts = table["text"].tolist()
+        if cfg.packing:
+            return encode_texts_packed(tokenizer, texts, cfg.max_length)
+        return encode_texts(tokenizer, texts, cfg.max_length, drop_long=drop)
+    conversations = [json.loads(m) for m in table["messages"]]
+    encoded = encode_conversations(tokenizer, conversations, cfg.max_length, drop_long=drop)
+    return pack(encoded, cfg.max_length) if cfg.packing else encoded

@@ -34,6 +34,7 @@ class TrialRequest:
     work_dir: str
     save_model: bool = False
     num_threads: int | None = None
+    task: str = "classification"
 
 
 @dataclass
@@ -69,7 +70,7 @@ def run_trial(request: TrialRequest) -> TrialOutcome:
     import optuna
 
     from lmforge.config import TrainConfig
-    from lmforge.training.fit import fit_classifier, save_fitted
+    from lmforge.training.fit import save_fitted
 
     if request.num_threads:
         import torch
@@ -87,17 +88,7 @@ def run_trial(request: TrialRequest) -> TrialOutcome:
     reporter = _Reporter(trial, cfg.metric_for_best_model)
     started = time.perf_counter()
     try:
-        fit = fit_classifier(
-            request.model,
-            Path(request.base_dir),
-            request.labels,
-            request.train,
-            request.validation,
-            cfg,
-            folder / "checkpoints",
-            callbacks=lambda: [reporter.callback()],
-            save_checkpoints=False,
-        )
+        fit = _fit(request, cfg, folder / "checkpoints", reporter)
     except Exception as exc:  # a failed trial must not end the study
         shutil.rmtree(folder, ignore_errors=True)
         return TrialOutcome(
@@ -125,6 +116,41 @@ def run_trial(request: TrialRequest) -> TrialOutcome:
         seconds=time.perf_counter() - started,
         evaluations=reporter.values,
         model_dir=model_dir,
+    )
+
+
+def _fit(request: TrialRequest, cfg: Any, checkpoints: Path, reporter: _Reporter) -> Any:
+    """The same fine-tune as the train stage of the task, reporting to the trial."""
+    if request.task == "classification":
+        from lmforge.training.fit import fit_classifier
+
+        return fit_classifier(
+            request.model,
+            Path(request.base_dir),
+            request.labels,
+            request.train,
+            request.validation,
+            cfg,
+            checkpoints,
+            callbacks=lambda: [reporter.callback()],
+            save_checkpoints=False,
+        )
+    from lmforge.tasks.generation import encode_split
+    from lmforge.training.causal_fit import fit_causal_lm, load_tokenizer
+
+    lm = request.task == "language-modeling"
+    tokenizer = load_tokenizer(request.model, Path(request.base_dir))
+    train, validation = (encode_split(tokenizer, t, cfg, lm) for t in (request.train, request.validation))
+    return fit_causal_lm(
+        request.model,
+        Path(request.base_dir),
+        tokenizer,
+        train,
+        validation,
+        cfg,
+        checkpoints,
+        callbacks=lambda: [reporter.callback()],
+        save_checkpoints=False,
     )
 
 

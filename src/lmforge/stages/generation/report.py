@@ -27,7 +27,12 @@ def run(ctx: StageContext, cfg: Any, inputs: Inputs) -> StageResult:
     train = inputs["train"]
     curves = plots.training_curves(train.json("history"), "loss")
     ctx.out.path("training_curves.png").write_bytes(curves)
-    html = _render(ctx, inputs, {"training_curves": base64.b64encode(curves).decode()})
+    images = {"training_curves": curves}
+    if "tune" in inputs:  # the search's own plots, as the tune stage drew them
+        for name in ("hpo_history", "hpo_trials", "hpo_importance"):
+            if inputs["tune"].has(f"{name}.png"):
+                images[name] = inputs["tune"].path(f"{name}.png").read_bytes()
+    html = _render(ctx, inputs, {k: base64.b64encode(v).decode() for k, v in images.items()})
     ctx.out.write_text("report.html", html)
     ctx.log(f"report: {ctx.run_dir / 'report' / 'report.html'}")
     return StageResult(summary={"bytes": len(html)})
@@ -99,7 +104,29 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
             "best_validation_perplexity": train.metrics["best_validation_perplexity"],
         },
         export=inputs["export"].summary if "export" in inputs else None,
+        tune=_tune(inputs),
         images=images,
         stages=_stage_times(inputs, ctx.config),
         versions=train.manifest.get("versions", {}),
     )
+
+
+def _tune(inputs: Inputs) -> dict[str, Any] | None:
+    if "tune" not in inputs:
+        return None
+    import pandas as pd
+
+    tune = inputs["tune"]
+    trials = pd.read_csv(tune.path("trials.csv"))
+    shown = ["number", "state", "value", "steps"] + [c for c in trials if c.startswith("param_")]
+    top = trials[shown].sort_values("value").head(10)  # lowest validation loss first
+    rows = [
+        ["" if pd.isna(v) else round(v, 6) if isinstance(v, float) else v for v in row]
+        for row in top.itertuples(index=False)
+    ]
+    return {
+        **tune.summary,
+        **tune.metrics,
+        "columns": [c.removeprefix("param_") for c in shown],
+        "rows": rows,
+    }

@@ -9,39 +9,27 @@ folder let a killed run resume; a diverging loss restarts at a lower learning ra
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
 from typing import Any
 
-import pandas as pd
-
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
-from lmforge.stages.train import _callbacks, _params, _precision, _regularisation
-from lmforge.tasks.generation import Encoded, encode_conversations, encode_texts, encode_texts_packed, pack
+from lmforge.stages.train import _callbacks, _params, _precision, _regularisation, _short
+from lmforge.tasks.generation import Encoded, encode_split
 from lmforge.training.causal_fit import fit_causal_lm, load_tokenizer
 from lmforge.training.fit import save_fitted
-
-
-def encode_split(tokenizer: Any, table: pd.DataFrame, cfg: TrainConfig, lm: bool) -> Encoded:
-    """Token ids and masked labels of one split, packed when `cfg.packing`."""
-    drop = cfg.long_examples == "drop"
-    if lm:
-        texts = table["text"].tolist()
-        if cfg.packing:
-            return encode_texts_packed(tokenizer, texts, cfg.max_length)
-        return encode_texts(tokenizer, texts, cfg.max_length, drop_long=drop)
-    conversations = [json.loads(m) for m in table["messages"]]
-    encoded = encode_conversations(tokenizer, conversations, cfg.max_length, drop_long=drop)
-    return pack(encoded, cfg.max_length) if cfg.packing else encoded
 
 
 def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     split = inputs["split"]
     lm = ctx.config.task == "language-modeling"
     reference = ctx.config.model_name
+    tuned: dict[str, Any] = inputs["tune"].json("best")["params"] if "tune" in inputs else {}
+    if tuned:
+        cfg = cfg.model_copy(update=tuned)
+        ctx.log("tuned hyperparameters: " + ", ".join(f"{k}={_short(v)}" for k, v in tuned.items()))
     tokenizer = load_tokenizer(reference, ctx.config.base_dir)
     train, validation = (encode_split(tokenizer, split.table(n), cfg, lm) for n in ("train", "validation"))
     _report_lengths(ctx, train, len(split.table("train")), cfg)
@@ -90,7 +78,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
             "epochs_run": float(trainer.state.epoch or 0),
             "resumed_from": fit.resumed_from,
             "restarts": fit.restarts,
-            "tuned": {},
+            "tuned": tuned,
             "device": str(trainer.args.device),
             "precision": _precision(trainer.args),
             "regularisation": _regularisation(cfg),

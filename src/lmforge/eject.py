@@ -65,6 +65,12 @@ def read_run(run_dir: Path, base_dir: Path) -> EjectSpec:
             hint="eject a run that trained a model; `lmforge run` (without --until) trains one",
         )
     manifest = _read_json(manifest_file)
+    task = manifest.get("config", {}).get("task", "classification")
+    if task != "classification":
+        raise LmforgeError(
+            f"run {run_dir.name} is a {task} run; eject writes classification scripts only so far",
+            hint="its train/model/ folder (and model-adapter/ with LoRA) loads with transformers / peft",
+        )
     summary = manifest.get("summary", {})
     hyperparameters = _hyperparameters(run_dir)
     for name in ("split/labels.json", "augment/train.parquet", "split/validation.parquet"):

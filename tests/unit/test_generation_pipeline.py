@@ -58,6 +58,8 @@ def test_instruction_tuning_learns_and_exports_a_plain_model(tmp_path: Path, tin
     samples = a["evaluate"].json("samples")
     assert len(samples) == 3 and {"question", "reference", "base_answer", "answer"} <= set(samples[0])
     assert a["gate"].json("decision")["metric"] == "rouge_l"
+    # A word-level tokenizer cannot be written as GGUF: the export says so and the run goes on.
+    assert a["export"].summary["gguf"] is None and "tokenizer" in a["export"].summary["skipped"]
     assert a["register"].summary["alias"] == "champion"
     html = a["report"].path("report.html").read_text()
     assert "Before vs after fine-tuning" in html and "Sample answers" in html
@@ -67,6 +69,12 @@ def test_instruction_tuning_learns_and_exports_a_plain_model(tmp_path: Path, tin
 
     model = AutoModelForCausalLM.from_pretrained(a["train"].path("model"))
     assert type(model).__name__ == "LlamaForCausalLM"
+
+    from lmforge.eject import eject
+    from lmforge.errors import LmforgeError
+
+    with pytest.raises(LmforgeError, match="generation run; eject writes classification scripts only"):
+        eject(result.run_dir, tmp_path, tmp_path / "train.py")
 
     again = run_pipeline(load_config(data=gen_config(tmp_path, data, tiny_llama)))
     assert [k for k, hit in again.cached.items() if not hit] == ["gate"]

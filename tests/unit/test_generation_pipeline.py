@@ -80,15 +80,27 @@ def test_instruction_tuning_learns_and_exports_a_plain_model(tmp_path: Path, tin
     assert [k for k, hit in again.cached.items() if not hit] == ["gate"]
 
 
-@pytest.mark.parametrize("method", ["lora", "freeze"])
-def test_parameter_efficient_methods(tmp_path: Path, tiny_llama: Path, method: str) -> None:
+@pytest.mark.parametrize(("method", "checkpointing"), [("lora", False), ("lora", True), ("freeze", False)])
+def test_parameter_efficient_methods(
+    tmp_path: Path, tiny_llama: Path, method: str, checkpointing: bool
+) -> None:
     data = write_jsonl(tmp_path / "data.jsonl", make_instructions())
-    config = gen_config(tmp_path, data, tiny_llama, method=method, epochs=2, trainable_layers=1)
+    config = gen_config(
+        tmp_path,
+        data,
+        tiny_llama,
+        method=method,
+        epochs=2,
+        trainable_layers=1,
+        gradient_checkpointing=checkpointing,
+        gradient_accumulation_steps=2,
+    )
     config["register"] = {"enabled": False}
     result = run_pipeline(load_config(data=config), until="train")
     train = result.artifacts["train"]
     summary = train.summary
     assert 0 < summary["trainable_parameters"] < summary["parameters"]
+    assert train.metrics["train_loss"] == pytest.approx(train.metrics["train_loss"])  # finite, not NaN
     if method == "lora":
         assert train.has("model-adapter/adapter_config.json")
         assert summary["lora_target_modules"] == ["q_proj", "v_proj"]  # peft's default for llama

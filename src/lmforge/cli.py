@@ -195,10 +195,12 @@ def runs(
         if not found:
             console.print(f"no runs in {runs_dir}")
             return
+        # Only the metric columns some listed run has (classification and generation differ).
+        shown = [c for c in RUN_COLUMNS if any(r.get("metrics", {}).get(c[1]) is not None for r in found)]
         table = Table(header_style="bold")
         table.add_column("run id", no_wrap=True)
         table.add_column("status", no_wrap=True)
-        for column in ("time", "cached", "acc", "F1", "base F1", "ppl", "ROUGE-L", "version"):
+        for column in ("time", "cached", *(title for title, _, _ in shown), "version"):
             table.add_column(column, justify="right", no_wrap=True)
         colour = {"succeeded": "green", "failed": "red", "running": "cyan"}
         for r in found:
@@ -211,14 +213,20 @@ def runs(
                 f"[{colour.get(r['status'], 'yellow')}]{r['status']}[/]",
                 f"{end - r['started_at']:.1f}s",
                 f"{cached}/{len(stages)}",
-                _num(m.get("accuracy")),
-                _num(m.get("f1_macro")),
-                _num(m.get("baseline_f1_macro")),
-                _num(m.get("perplexity"), ".2f"),
-                _num(m.get("rouge_l")),
+                *(_num(m.get(key), spec) for _, key, spec in shown),
                 str(m.get("model_version") or ""),
             )
         console.print(table)
+
+
+# (title, run metric, format) of `lmforge runs`.
+RUN_COLUMNS = [
+    ("acc", "accuracy", ".3f"),
+    ("F1", "f1_macro", ".3f"),
+    ("base F1", "baseline_f1_macro", ".3f"),
+    ("ppl", "perplexity", ".2f"),
+    ("ROUGE-L", "rouge_l", ".3f"),
+]
 
 
 def _num(value: float | None, spec: str = ".3f") -> str:

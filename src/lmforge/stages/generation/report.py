@@ -59,7 +59,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
             }
         )
     comparison.append({"name": "fine-tuned", **{k: _fmt(k, metrics.get(k)) for k, _ in columns}})
-    summary, hyper = train.summary, train.manifest["config"]["train"]
+    summary, hyper = train.summary, train.json("hyperparameters")  # after tuning
     rejected = validate.summary.get("rejected_reasons", {})
     env = Environment(
         loader=PackageLoader("lmforge.report", "templates"), autoescape=select_autoescape(["html", "j2"])
@@ -124,8 +124,10 @@ def _tune(inputs: Inputs) -> dict[str, Any] | None:
         ["" if pd.isna(v) else round(v, 6) if isinstance(v, float) else v for v in row]
         for row in top.itertuples(index=False)
     ]
+    best = {k: f"{v:.3g}" if isinstance(v, float) else v for k, v in tune.summary["best_params"].items()}
     return {
         **tune.summary,
+        "best_params": best,
         **tune.metrics,
         "columns": [c.removeprefix("param_") for c in shown],
         "rows": rows,

@@ -9,6 +9,7 @@
 3. Ray executor overhead per trial vs local: the same tiny study run both ways.
 
     python bench/bench_automl.py [--part tune select ray] [--trials 12] [--rows 480]
+        [--seeds 1 2 3] [--arms random median hyperband]
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def run_until(config: dict[str, Any], stage: str) -> Any:
     return run_pipeline(load_config(data=config), until=stage).artifacts[stage]
 
 
-def bench_tune(trials: int, rows: int) -> None:
+def bench_tune(trials: int, rows: int, seed: int = 1, only: list[str] | None = None) -> None:
     # Epochs are the pruner's resource, not a searched parameter: every trial may run all
     # 3 epochs and pruning decides which stop early (Hyperband's own framing). Searching
     # epochs as well would let random search save steps by drawing short trials.
@@ -72,6 +73,12 @@ def bench_tune(trials: int, rows: int) -> None:
         "TPE + median pruning": {"sampler": "tpe", "pruner": "median", "startup_trials": 3, "prune_after": 1},
         "TPE + hyperband": {"sampler": "tpe", "pruner": "hyperband", "startup_trials": 3, "prune_after": 1},
     }
+    if only:
+        arms = {
+            name: arm
+            for name, arm in arms.items()
+            if ("random" if arm["sampler"] == "random" else arm["pruner"]) in only
+        }
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -79,7 +86,7 @@ def bench_tune(trials: int, rows: int) -> None:
         for index, (name, tune) in enumerate(arms.items()):
             config = base_config(folder / f"arm{index}", train, validation)
             config["train"].update({"epochs": 3, "eval_steps": 8})
-            config["tune"] = {"enabled": True, "trials": trials, "space": space, "seed": 1, **tune}
+            config["tune"] = {"enabled": True, "trials": trials, "space": space, "seed": seed, **tune}
             started = time.perf_counter()
             artifact = run_until(config, "tune")
             m = artifact.metrics
@@ -93,6 +100,8 @@ def bench_tune(trials: int, rows: int) -> None:
                 f"{results[name][2]:.0f}s",
                 flush=True,
             )
+    if "random, no pruning" not in results:
+        return
     rf, rs, rt = results.pop("random, no pruning")
     for name, (f, s, t) in results.items():
         print(
@@ -178,11 +187,17 @@ def main() -> None:
     parser.add_argument("--part", nargs="+", default=["tune", "select", "ray"])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--rows", type=int, default=480)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="sampler seeds, one study each")
+    parser.add_argument(
+        "--arms", nargs="+", choices=["random", "median", "hyperband"], help="default: every arm"
+    )
     args = parser.parse_args()
     if {"tune", "select"} & set(args.part) and not (DATA / "emotion.csv").exists():
         sys.exit(f"{DATA / 'emotion.csv'} not found: the tune and select parts need ../shared/data")
     if "tune" in args.part:
-        bench_tune(args.trials, args.rows)
+        for seed in args.seeds:
+            print(f"== sampler seed {seed}", flush=True)
+            bench_tune(args.trials, args.rows, seed, args.arms)
     if "select" in args.part:
         bench_select(args.rows)
     if "ray" in args.part:

@@ -209,3 +209,12 @@ def test_tuning_searches_lora_parameters_for_generation(tmp_path: Path, tiny_lla
     train = result.artifacts["train"]
     assert train.summary["tuned"] == best["params"]
     assert "Hyperparameter search" in result.artifacts["report"].path("report.html").read_text()
+
+
+def test_too_few_rows_to_split_names_the_file(tmp_path: Path, tiny_llama: Path) -> None:
+    from lmforge.errors import DataError
+
+    data = write_jsonl(tmp_path / "two.jsonl", make_instructions()[:2])
+    with pytest.raises(DataError, match=r"too few to hold out a validation split") as info:
+        run_pipeline(load_config(data=gen_config(tmp_path, data, tiny_llama)), until="split")
+    assert "two.jsonl" in str(info.value)

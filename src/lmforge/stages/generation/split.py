@@ -40,7 +40,7 @@ def run(ctx: StageContext, cfg: SplitConfig, inputs: Inputs) -> StageResult:
         if len(pool) - count < 1:
             raise DataError(
                 f"{len(pool)} rows are too few to hold out a {name} split",
-                file=inputs["validate"].summary["train_file"],
+                file=ctx.config.resolve_path(ctx.config.data.train),
                 hint=f"add rows or give data.{name}",
             )
         parts[name], pool = pool.iloc[:count], pool.iloc[count:]

@@ -218,3 +218,19 @@ def test_too_few_rows_to_split_names_the_file(tmp_path: Path, tiny_llama: Path) 
     with pytest.raises(DataError, match=r"too few to hold out a validation split") as info:
         run_pipeline(load_config(data=gen_config(tmp_path, data, tiny_llama)), until="split")
     assert "two.jsonl" in str(info.value)
+
+
+def test_gate_scores_the_generation_champion_on_this_test_set(tmp_path: Path, tiny_llama: Path) -> None:
+    data = write_jsonl(tmp_path / "data.jsonl", make_instructions())
+    strong = gen_config(tmp_path, data, tiny_llama)
+    strong["gate"] = {"metric": "perplexity"}
+    strong["evaluate"]["generation_rows"] = 0  # perplexity only: faster
+    first = run_pipeline(load_config(data=strong))
+    assert first.artifacts["register"].summary["alias"] == "champion"
+
+    weak = {**strong, "train": {**strong["train"], "epochs": 1}}
+    second = run_pipeline(load_config(data=weak))
+    decision = second.artifacts["gate"].json("decision")
+    champion = next(c for c in decision["checks"] if c["name"] == "champion")
+    assert not champion["passed"] and "champion version 1" in champion["detail"]
+    assert second.artifacts["register"].summary["alias"] == "challenger"

@@ -234,3 +234,12 @@ def test_gate_scores_the_generation_champion_on_this_test_set(tmp_path: Path, ti
     champion = next(c for c in decision["checks"] if c["name"] == "champion")
     assert not champion["passed"] and "champion version 1" in champion["detail"]
     assert second.artifacts["register"].summary["alias"] == "challenger"
+
+
+def test_nothing_fits_max_length_is_a_clear_error(tmp_path: Path, tiny_llama: Path) -> None:
+    from lmforge.errors import DataError
+
+    data = write_jsonl(tmp_path / "data.jsonl", make_instructions())
+    config = gen_config(tmp_path, data, tiny_llama, max_length=8)  # every prompt is longer
+    with pytest.raises(DataError, match=r"no training example fits train\.max_length"):
+        run_pipeline(load_config(data=config), until="train")

@@ -33,6 +33,13 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     tokenizer = load_tokenizer(reference, ctx.config.base_dir)
     train, validation = (encode_split(tokenizer, split.table(n), cfg, lm) for n in ("train", "validation"))
     _report_lengths(ctx, train, len(split.table("train")), cfg)
+    if not len(validation):
+        from lmforge.errors import DataError
+
+        raise DataError(
+            f"no validation example fits train.max_length={cfg.max_length} tokens",
+            hint="raise train.max_length or shorten the prompts",
+        )
     started = time.perf_counter()
     fit = fit_causal_lm(
         reference,

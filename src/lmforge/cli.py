@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from lmforge.cli_support import console, err_console, errors, state
 from lmforge.errors import LmforgeError
 
 app = typer.Typer(
@@ -26,37 +23,12 @@ app = typer.Typer(
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the config: schema, resolved values, docs.")
 app.add_typer(config_app, name="config")
 
-console = Console()
-err_console = Console(stderr=True)
-_state = {"debug": False}
+_errors = errors
 
 
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of user errors too.")) -> None:
-    _state["debug"] = debug
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """User errors: one line, no traceback, exit 1. Anything else: internal error + traceback."""
-    try:
-        yield
-    except LmforgeError as exc:
-        if _state["debug"]:
-            sys.stderr.write(traceback.format_exc())
-        err_console.print(Text.assemble((f"{exc.headline}: ", "bold red"), str(exc)), soft_wrap=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: run `lmforge run` again to resume")
-        raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as exc:
-        sys.stderr.write(traceback.format_exc())
-        err_console.print(
-            Text.assemble(("internal error: ", "bold red"), f"{type(exc).__name__}: {exc}"), soft_wrap=True
-        )
-        raise typer.Exit(2) from None
+    state["debug"] = debug
 
 
 @app.command()

@@ -544,6 +544,25 @@ class EvaluateConfig(Section):
 
 
 class ExportConfig(Section):
+    onnx: bool = Field(
+        True,
+        description=(
+            "Classification: write the model as ONNX (fp32), checked against torch on the test set; "
+            "`lmforge serve` prefers it."
+        ),
+    )
+    int8: bool = Field(
+        True, description="Classification: also write an int8 dynamically quantized ONNX graph (~4x smaller)."
+    )
+    opset: int = Field(17, ge=14, le=21, description="ONNX opset version.")
+    onnx_max_logit_diff: float = Field(
+        1e-3, gt=0, description="Fail the export when fp32 ONNX and torch logits differ by more."
+    )
+    max_accuracy_drop: float = Field(
+        0.02,
+        ge=0,
+        description="Ship the int8 graph only when its test accuracy is at most this much below torch's.",
+    )
     gguf: bool = Field(
         True,
         description=(

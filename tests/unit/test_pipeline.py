@@ -15,8 +15,8 @@ from lmforge.pipeline.runs import list_runs
 from tests.conftest import fast_config, make_rows, write_csv
 
 ALL = [
-    "ingest", "validate", "clean", "label", "split", "augment", "baseline", "train", "evaluate", "gate",
-    "report", "register",
+    "ingest", "validate", "clean", "label", "split", "augment", "baseline", "train", "evaluate", "export",
+    "gate", "report", "register",
 ]  # fmt: skip
 
 
@@ -75,13 +75,15 @@ def test_changing_one_section_reruns_that_stage_and_dependents(first_run: tuple[
     config, _ = first_run
     changed = {**config, "split": {**config["split"], "seed": 2}}
     result = run_pipeline(load_config(data=changed))
-    assert _ran(result) == ["split", "augment", "baseline", "train", "evaluate", "gate", "report", "register"]
+    assert _ran(result) == [
+        "split", "augment", "baseline", "train", "evaluate", "export", "gate", "report", "register",
+    ]  # fmt: skip
 
 
 def test_force_reruns_a_stage_and_its_dependents(first_run: tuple[dict, Any]) -> None:
     config, _ = first_run
     result = run_pipeline(load_config(data=config), force=["baseline"])
-    assert _ran(result) == ["baseline", "evaluate", "gate", "report", "register"]
+    assert _ran(result) == ["baseline", "evaluate", "export", "gate", "report", "register"]
 
 
 def test_register_is_idempotent_for_the_same_model(first_run: tuple[dict, Any]) -> None:

@@ -120,6 +120,11 @@ def _tracking_store_exists(config: Config) -> bool:
     return store is None or store.exists()
 
 
+def _export_versions(config: Config) -> dict[str, Any]:
+    # The graph and the quantized weights depend on the exporter and quantizer versions.
+    return {**_library_versions(config), "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime")}
+
+
 def _select_fingerprint(config: Config) -> dict[str, Any]:
     from lmforge.models.candidates import candidates
 
@@ -181,6 +186,13 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
         )
     )
     specs.append(StageSpec("evaluate", ("split", "train", "baseline"), ("evaluate",)))
+    exported = ("export",) if config.export.onnx else ()
+    if exported:
+        specs.append(
+            StageSpec(
+                "export", ("split", "train", "evaluate"), ("export", "project"), fingerprint=_export_versions
+            )
+        )
     crossval = ("crossval",) if config.evaluate.cv_folds else ()
     if crossval:
         specs.append(
@@ -215,6 +227,7 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
                 "train",
                 "evaluate",
                 *crossval,
+                *exported,
                 "gate",
             ),
             ("project",),
@@ -223,7 +236,7 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
     specs.append(
         StageSpec(
             "register",
-            ("split", "baseline", "train", "evaluate", "gate", "report"),
+            ("split", "baseline", "train", "evaluate", *exported, "gate", "report"),
             ("register", "project", "tracking"),
             still_valid=_tracking_store_exists,
         )

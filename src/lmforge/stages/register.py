@@ -8,6 +8,7 @@ registered twice; the existing version is reported (and aliased) instead.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from lmforge.config import RegisterConfig
@@ -44,6 +45,7 @@ def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
         run_id = previous[0].info.run_id
         version = _version_of(client, name, run_id) if cfg.enabled else None
         if version is not None or not cfg.enabled:
+            _log_export(client, run_id, inputs)  # a model tracked before it was exported
             ctx.log(
                 f"model already tracked in MLflow run {run_id}"
                 + (f", registered as {name} version {version}" if version else "")
@@ -116,8 +118,17 @@ def _log(client: Any, run_id: str, ctx: StageContext, inputs: Inputs) -> None:
         client.log_artifact(run_id, str(png))
     client.log_artifact(run_id, str(ctx.run_dir / "config.yaml"))
     client.log_artifacts(run_id, str(train.path("model")), "model")
-    if "export" in inputs and inputs["export"].has("model.gguf"):
-        client.log_artifact(run_id, str(inputs["export"].path("model.gguf")), "export")
+    _log_export(client, run_id, inputs)
+
+
+def _log_export(client: Any, run_id: str, inputs: Inputs) -> None:
+    """ONNX graphs, model card, GGUF: every export file but the manifest, once per run."""
+    if "export" not in inputs:
+        return
+    logged = {Path(a.path).name for a in client.list_artifacts(run_id, "export")}
+    for path in sorted(inputs["export"].folder.iterdir()):
+        if path.is_file() and path.name != "manifest.json" and path.name not in logged:
+            client.log_artifact(run_id, str(path), "export")
 
 
 def _alias(client: Any, name: str, version: str, ctx: StageContext, inputs: Inputs) -> str:

@@ -86,6 +86,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
         tuned=summary.get("tuned") or {},
         per_class=evaluate.json("per_class"),
         worst=evaluate.json("worst_errors"),
+        export=inputs["export"].summary.get("check") if "export" in inputs else None,
         stages=_stage_times(inputs, ctx.config),
         versions=train.manifest.get("versions", {}),
     )

@@ -1,0 +1,109 @@
+"""The model card shipped beside an exported classifier: what it was trained on, how good
+it is, what it is for, where it fails, and the hashes that identify every file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lmforge.pipeline.artifacts import file_sha256
+from lmforge.pipeline.context import Inputs, StageContext
+
+
+def model_card(ctx: StageContext, inputs: Inputs, check: dict[str, Any] | None) -> str:
+    """Markdown for `MODEL_CARD.md`; `check` is the ONNX parity report (None: no ONNX)."""
+    config = ctx.config
+    split, train, evaluate = inputs["split"], inputs["train"], inputs["evaluate"]
+    labels: list[str] = split.json("labels")
+    metrics = evaluate.metrics
+    lines = [
+        f"# {config.project_name}",
+        "",
+        f"Text classifier fine-tuned by lmforge from `{train.summary.get('model')}` "
+        f"with method `{train.summary.get('method')}`.",
+        "",
+        "## Intended use",
+        f"Assigns one of {len(labels)} labels to a short text: {', '.join(f'`{x}`' for x in labels)}. "
+        "It was trained for the domain of its training data below; use it on texts of the same kind and "
+        "language, and route low-confidence predictions to a person.",
+        "",
+        "## Data",
+        *_data_lines(ctx, split),
+        "",
+        "## Test-set metrics",
+        "| metric | value |",
+        "| --- | --- |",
+        *(f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, (int, float))),
+        "",
+        "| label | precision | recall | F1 | support |",
+        "| --- | --- | --- | --- | --- |",
+        *(
+            f"| {c['label']} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+            for c in evaluate.json("per_class")
+        ),
+        "",
+        "## Limitations",
+        f"- Texts longer than {train.manifest['config']['train']['max_length']} tokens are truncated.",
+        "- The label set is closed: a text about anything else still gets one of the labels above.",
+        "- Confidence is the softmax probability; it is not calibrated and is overconfident out of domain.",
+        "- The test set comes from the same source as the training data; real traffic may differ "
+        "(watch it with `lmforge monitor`).",
+        "",
+        "## Files",
+        "| file | sha256 | MB |",
+        "| --- | --- | --- |",
+        *_file_lines(train.path("model"), ctx.out.folder, check),
+        "",
+        "Weights are safetensors and ONNX only: nothing in this model is pickled. Loading it needs no "
+        "`trust_remote_code`.",
+    ]
+    if check:
+        lines += ["", "## Export checks", *_check_lines(check)]
+    return "\n".join(lines) + "\n"
+
+
+def _data_lines(ctx: StageContext, split: Any) -> list[str]:
+    config = ctx.config
+    lines = []
+    for role in ("train", "validation", "test"):
+        name = getattr(config.data, role)
+        if name:
+            path = config.resolve_path(name)
+            digest = file_sha256(path) if path.exists() else "missing"
+            lines.append(f"- `{role}` file `{Path(name).name}`, sha256 `{digest}`")
+    rows = split.manifest.get("rows", {})
+    lines.append(
+        f"- Split rows: train {rows.get('train', 0)}, validation {rows.get('validation', 0)}, "
+        f"test {rows.get('test', 0)}"
+    )
+    counts = split.summary.get("label_counts", {}).get("train", {})
+    if counts:
+        lines.append("- Train label counts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return lines
+
+
+def _file_lines(model_dir: Path, export_dir: Path, check: dict[str, Any] | None) -> list[str]:
+    files = [p for p in sorted(model_dir.iterdir()) if p.is_file()]
+    if check:
+        files += [export_dir / "model.onnx"]
+        if check.get("int8", {}).get("shipped"):
+            files.append(export_dir / "model.int8.onnx")
+    return [f"| {p.name} | `{file_sha256(p)}` | {p.stat().st_size / 1e6:.1f} |" for p in files]
+
+
+def _check_lines(check: dict[str, Any]) -> list[str]:
+    fp32 = check["fp32"]
+    lines = [
+        f"- ONNX fp32 vs torch on {check['texts']} test texts: "
+        f"max |logit diff| {fp32['max_logit_diff']:.2e}, "
+        f"argmax agreement {fp32['argmax_agreement']:.1%}.",
+    ]
+    int8 = check.get("int8")
+    if int8:
+        verdict = "shipped" if int8["shipped"] else "not shipped (accuracy drop above the bound)"
+        lines.append(
+            f"- ONNX int8: accuracy {int8['accuracy']:.4f} vs torch {check['torch']['accuracy']:.4f} "
+            f"(drop {int8['accuracy_drop']:+.4f}), {int8['megabytes']:.1f} MB vs {fp32['megabytes']:.1f} MB; "
+            f"{verdict}."
+        )
+    return lines

@@ -547,7 +547,8 @@ class ExportConfig(Section):
     onnx: bool = Field(
         True,
         description=(
-            "Classification: write the model as ONNX (fp32), checked against torch on the test set; "
+            "Classification: write the model as ONNX (fp32), checked against torch on the test set (the "
+            "model card is written either way); "
             "`lmforge serve` prefers it."
         ),
     )

@@ -11,7 +11,6 @@ import pytest
 from lmforge.config import load_config
 from lmforge.errors import LmforgeError
 from lmforge.pipeline.artifacts import file_sha256
-from lmforge.pipeline.graph import stages_for
 from lmforge.pipeline.runner import run_pipeline
 from tests.conftest import fast_config, make_rows, write_csv
 
@@ -99,7 +98,10 @@ def test_a_graph_that_disagrees_with_torch_fails_the_stage(tmp_path: Path, tiny_
     assert not (runs[-1] / "export" / "manifest.json").exists()  # no half artifact that looks whole
 
 
-def test_onnx_false_removes_the_stage(tmp_path: Path, tiny_model: Path) -> None:
+def test_onnx_false_still_writes_the_card_and_serving_facts(tmp_path: Path, tiny_model: Path) -> None:
     config = fast_config(tmp_path, write_csv(tmp_path / "data.csv", make_rows()), tiny_model)
     config["export"] = {"onnx": False}
-    assert "export" not in [s.name for s in stages_for(load_config(data=config))]
+    export = run_pipeline(load_config(data=config)).artifacts["export"]
+    assert not export.has("model.onnx") and export.has("MODEL_CARD.md")
+    serving = export.json("serving")
+    assert serving["onnx"] is None and serving["max_length"] == config["train"]["max_length"]

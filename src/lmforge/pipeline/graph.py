@@ -186,13 +186,13 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
         )
     )
     specs.append(StageSpec("evaluate", ("split", "train", "baseline"), ("evaluate",)))
-    exported = ("export",) if config.export.onnx else ()
-    if exported:
-        specs.append(
-            StageSpec(
-                "export", ("split", "train", "evaluate"), ("export", "project"), fingerprint=_export_versions
-            )
+    # Always: the model card and serving facts are written even when ONNX is off.
+    exported = ("export",)
+    specs.append(
+        StageSpec(
+            "export", ("split", "train", "evaluate"), ("export", "project"), fingerprint=_export_versions
         )
+    )
     crossval = ("crossval",) if config.evaluate.cv_folds else ()
     if crossval:
         specs.append(

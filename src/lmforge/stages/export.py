@@ -33,16 +33,17 @@ class ExportCheckFailed(LmforgeError):
 def run(ctx: StageContext, cfg: ExportConfig, inputs: Inputs) -> StageResult:
     from lmforge.export.onnx import OnnxClassifier, export_classifier, quantize_int8
 
+    split, train = inputs["split"], inputs["train"]
+    labels: list[str] = split.json("labels")
+    max_length = int(train.manifest["config"]["train"]["max_length"])
     if not cfg.onnx:
         ctx.log("export.onnx is false: only the model card is written")
         ctx.out.write_text("MODEL_CARD.md", model_card(ctx, inputs, None))
+        _serving(ctx, labels, max_length, None)
         return StageResult(summary={"onnx": None})
-    split, train = inputs["split"], inputs["train"]
     model_dir = train.path("model")
     test = split.table("test")
     texts, truth = test["text"].tolist(), test["label"].tolist()
-    labels: list[str] = split.json("labels")
-    max_length = int(train.manifest["config"]["train"]["max_length"])
     if train.has("ensemble.json") and train.json("ensemble").get("used"):
         ctx.warn("the ONNX files hold the best single model; the ensemble is not exported")
 
@@ -85,7 +86,17 @@ def run(ctx: StageContext, cfg: ExportConfig, inputs: Inputs) -> StageResult:
         )
     ctx.out.write_json("onnx_check", check)
     ctx.out.write_text("MODEL_CARD.md", model_card(ctx, inputs, check))
-    return StageResult(metrics=_metrics(check), summary=_summary(check))
+    summary = _summary(check)
+    _serving(ctx, labels, max_length, summary["serving_file"])
+    return StageResult(metrics=_metrics(check), summary=summary)
+
+
+def _serving(ctx: StageContext, labels: list[str], max_length: int, onnx_file: str | None) -> None:
+    """What `lmforge serve` needs beside the files: the label order and the token limit the
+    model was trained with, and which graph to run."""
+    ctx.out.write_json(
+        "serving", {"task": "classification", "labels": labels, "max_length": max_length, "onnx": onnx_file}
+    )
 
 
 def _int8(

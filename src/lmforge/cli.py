@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from lmforge.cli_keys import keys_app
 from lmforge.cli_support import console, err_console, errors, state
 from lmforge.errors import LmforgeError
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the config: schema, resolved values, docs.")
 app.add_typer(config_app, name="config")
+app.add_typer(keys_app, name="keys", help="API keys for `lmforge serve`: create, list, revoke.")
 
 _errors = errors
 
@@ -355,6 +357,64 @@ def config_docs() -> None:
     from lmforge.config_docs import markdown
 
     sys.stdout.write(markdown())
+
+
+@app.command()
+def serve(
+    ref: str = typer.Argument(..., help="Registered model: NAME@champion, NAME@challenger or NAME@3."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Read the serve: and tracking: sections."
+    ),
+    host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="TCP port (default 8000)."),
+    workers: int | None = typer.Option(None, "--workers", help="uvicorn worker processes."),
+    runtime: str | None = typer.Option(None, "--runtime", help="auto | onnx | torch (classification)."),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow registry (default: the config's)."
+    ),
+    no_auth: bool = typer.Option(False, "--no-auth", help="No API keys; binds 127.0.0.1 only."),
+) -> None:
+    """Serve a registered model over HTTP (FastAPI + uvicorn) with API keys and metrics."""
+    import os
+
+    import uvicorn
+
+    from lmforge.config import ServeConfig, load_config
+    from lmforge.registry import default_uri
+    from lmforge.serve.app import ENV_SETTINGS
+
+    with _errors():
+        cfg_file = load_config(config) if config else None
+        base = cfg_file.serve if cfg_file else ServeConfig()
+        overrides = {"host": host, "port": port, "workers": workers, "runtime": runtime}
+        cfg = ServeConfig(**{**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+        if no_auth and cfg.host not in ("127.0.0.1", "localhost", "::1"):
+            raise LmforgeError(
+                f"--no-auth refuses to bind {cfg.host}: without keys anyone who can reach it may use it",
+                hint="drop --host, or create keys with `lmforge keys create`",
+            )
+        if cfg_file and tracking_uri is None:
+            from lmforge.tracking import tracking_uri as configured_uri
+
+            tracking_uri = configured_uri(cfg_file)
+        uri = tracking_uri or default_uri()
+        if no_auth:
+            err_console.print(
+                "[bold yellow]WARNING: --no-auth: every route is open to anyone on this machine; "
+                "bound to 127.0.0.1 only.[/]"
+            )
+        os.environ[ENV_SETTINGS] = json.dumps(
+            {"ref": ref, "tracking_uri": uri, "serve": cfg.model_dump(), "auth": not no_auth}
+        )
+        console.print(f"serving [bold]{ref}[/] from {uri} on http://{cfg.host}:{cfg.port} (docs: /docs)")
+        uvicorn.run(
+            "lmforge.serve.app:app_from_env",
+            factory=True,
+            host=cfg.host,
+            port=cfg.port,
+            workers=cfg.workers,
+            log_level="warning",
+        )
 
 
 def main() -> None:

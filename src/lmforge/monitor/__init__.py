@@ -1,0 +1,1 @@
+"""Monitoring served models: drift of recent traffic against the training data."""

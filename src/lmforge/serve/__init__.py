@@ -1,0 +1,1 @@
+"""Serving: FastAPI app, API keys, micro-batching, feedback and prediction stores, metrics."""

@@ -360,6 +360,78 @@ def config_docs() -> None:
 
 
 @app.command()
+def monitor(
+    name: str = typer.Argument(..., help="Registered model name (its champion) or NAME@VERSION."),
+    config: Path = typer.Option(Path("lmforge.yaml"), "--config", "-c", help="The project's config."),
+    hours: float = typer.Option(24.0, "--hours", help="Compare the last HOURS of traffic (0: all)."),
+    embeddings: bool = typer.Option(True, "--embeddings/--no-embeddings", help="minilm-l6 embedding drift."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow registry URI."),
+) -> None:
+    """Compare recent traffic with the training data; exit 3 when a drift alert fires."""
+    from lmforge.config import load_config
+    from lmforge.monitor.run import monitor as run_monitor
+    from lmforge.tracking import tracking_uri as configured_uri
+
+    with _errors():
+        cfg = load_config(config)
+        result = run_monitor(
+            cfg,
+            name,
+            tracking_uri=tracking_uri or configured_uri(cfg),
+            hours=hours,
+            use_embeddings=embeddings,
+        )
+        report = result.report
+        table = Table(title=f"{result.model} version {result.version}: {report.status}")
+        for column in ("metric", "value", "threshold"):
+            table.add_column(column)
+        for metric, value in report.metrics.items():
+            limit = getattr(report.thresholds, metric, None)
+            shown = "skipped: " + report.skipped.get(metric, "") if value is None else f"{value:.3f}"
+            table.add_row(metric, shown, "" if limit is None else f"{limit:g}")
+        console.print(table)
+        for note in report.notes:
+            console.print(f"  [dim]{note}[/]")
+        for alert in report.alerts:
+            err_console.print(f"[bold red]ALERT[/] {alert}")
+        console.print(f"page   {result.html}\njson   {result.json} (read by the server's /metrics)")
+        if report.alerts:
+            raise typer.Exit(3)
+
+
+@app.command()
+def retrain(
+    config: Path = typer.Argument(Path("lmforge.yaml"), help="The project's config."),
+    accept_all: bool = typer.Option(
+        False, "--accept-all", help="Accept every pending label correction first."
+    ),
+    feedback_url: str | None = typer.Option(
+        None, "--feedback-url", help="Feedback store (default: serve's)."
+    ),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a config key (repeatable)."),
+) -> None:
+    """Merge accepted feedback into the training data, rerun, and promote only if the gate passes."""
+    from lmforge.console import RichRenderer
+    from lmforge.pipeline.events import EventBus
+    from lmforge.retrain import retrain as run_retrain
+
+    with _errors():
+        started = time.perf_counter()
+        with RichRenderer(console) as renderer:
+            result = run_retrain(
+                config,
+                overrides=set_,
+                accept_all=accept_all,
+                store_url=feedback_url,
+                events=EventBus([renderer]),
+            )
+        console.print(f"{result.feedback_rows} feedback rows merged into {result.merged_file}")
+        cfg_task = result.pipeline.artifacts["train"].manifest["config"]["task"]
+        _summary(result.pipeline, time.perf_counter() - started, cfg_task)
+        _gate_outcome(result.pipeline)
+
+
+@app.command()
 def serve(
     ref: str = typer.Argument(..., help="Registered model: NAME@champion, NAME@challenger or NAME@3."),
     config: Path | None = typer.Option(

@@ -593,6 +593,49 @@ class RegisterConfig(Section):
     model_name: str | None = Field(None, description="Registered model name; defaults to `project`.")
 
 
+class ServeConfig(Section):
+    """`lmforge serve`: read from the config given with `--config`; flags override."""
+
+    host: str = Field(
+        "127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the server to the network."
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (each loads the model).")
+    runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="Classification: the exported ONNX graph when there is one (auto), or torch."
+    )
+    threads: int | None = Field(None, ge=1, description="Intra-op threads per worker; default: all cores.")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="Most texts per model call (micro-batching).")
+    max_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="Longest a text waits for others to batch with."
+    )
+    max_queue: int = Field(
+        1024, ge=1, description="Texts waiting for the model before new requests get 503 (bounded memory)."
+    )
+    max_texts: int = Field(64, ge=1, description="Most texts in one /v1/classify request (413 above).")
+    max_chars: int = Field(10_000, ge=1, description="Longest text or prompt in characters (413 above).")
+    max_new_tokens: int = Field(512, ge=1, description="Most tokens a completion may ask for (422 above).")
+    max_generations: int = Field(
+        8, ge=1, description="Generation requests waiting or running before new ones get 503."
+    )
+    log_inputs: bool = Field(
+        False,
+        description="Store the request texts (PII-masked) with each logged prediction; off: hashes only.",
+    )
+    state_dir: str = Field(
+        "lmforge-state",
+        description="API keys, downloaded models and drift reports, relative to the current folder.",
+    )
+    feedback_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the prediction log and feedback store; default sqlite in state_dir.",
+    )
+    reload_seconds: float = Field(
+        30.0, ge=0, description="How often to check the registry for a new champion (0: never; hot swap)."
+    )
+    metrics_public: bool = Field(False, description="Serve /metrics without a key (for an internal scraper).")
+
+
 class Config(Section):
     """A whole lmforge run. The YAML file mirrors this model key for key."""
 
@@ -639,6 +682,7 @@ class Config(Section):
     register_: RegisterConfig = Field(
         default_factory=RegisterConfig, alias="register", description="Model registry."
     )
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="Model server (`lmforge serve`).")
     output_dir: str = Field("runs", description="Folder of run folders, relative to the config file.")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

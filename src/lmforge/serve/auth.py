@@ -1,0 +1,75 @@
+"""FastAPI dependencies that check the Bearer key, its scope and its rate on every route.
+
+Denied attempts and admin actions go to the audit log; a key's use updates its
+`last_used_at` (an audit row per prediction would make the log the bottleneck).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+log = logging.getLogger("lmforge.serve")
+
+
+class Anonymous:
+    """The caller when auth is off (`--no-auth`, loopback only)."""
+
+    id = None
+    name = "anonymous"
+    scope = "admin"
+
+
+class Authorizer:
+    def __init__(self, keys_db: Path, *, enabled: bool = True) -> None:
+        from lmforge.serve.keys import KeyStore, RateLimiter
+
+        self.enabled = enabled
+        self.keys = KeyStore(keys_db)
+        self.limiter = RateLimiter()
+
+    def require(self, scope: str) -> Callable[[Request], Awaitable[Any]]:
+        async def dependency(request: Request) -> Any:
+            if not self.enabled:
+                return Anonymous()
+            header = request.headers.get("authorization", "")
+            secret = header[7:].strip() if header[:7].lower() == "bearer " else ""
+            route = request.url.path
+            if not secret:
+                await self._deny(None, route, "no key")
+                raise HTTPException(
+                    401,
+                    "missing API key: send 'Authorization: Bearer <key>'",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            key = await asyncio.to_thread(self.keys.authenticate, secret)
+            if key is None:
+                await self._deny(None, route, "unknown or revoked key")
+                raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+            if not self.keys.allows(key, scope):
+                await self._deny(key, route, f"scope {key.scope} lacks {scope}")
+                raise HTTPException(403, f"this key has scope '{key.scope}'; {route} needs '{scope}'")
+            wait = self.limiter.check(key)
+            if wait is not None:
+                raise HTTPException(
+                    429,
+                    f"rate limit of key '{key.name}' ({key.rate}) exceeded",
+                    headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+                )
+            return key
+
+        return dependency
+
+    async def _deny(self, key: Any, route: str, why: str) -> None:
+        await asyncio.to_thread(self.keys.audit, "denied", key, route, why)
+
+    def audit(self, action: str, key: Any, target: str, detail: str = "") -> None:
+        self.keys.audit(action, None if isinstance(key, Anonymous) else key, target, detail)
+
+    def audit_log(self, limit: int) -> list[dict[str, Any]]:
+        return list(self.keys.audit_log(limit))

@@ -1,0 +1,150 @@
+"""OpenAI-compatible `/v1/chat/completions` and `/v1/completions` for generation models,
+with server-sent-event streaming (`"stream": true`), so OpenAI client libraries work as-is.
+
+Generation is not micro-batched: a semaphore bounds requests waiting or running to
+`serve.max_generations`; beyond it a request gets 503 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
+
+from lmforge.config import ServeConfig
+from lmforge.serve.schemas import ChatRequest, CompletionRequest, ErrorResponse
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    c: {"model": ErrorResponse} for c in (401, 403, 413, 422, 429, 503)
+}
+
+
+def generation_routes(
+    app: FastAPI, serving: Callable[[], Any], predict: Any, cfg: ServeConfig, predlog: Any, metrics: Any
+) -> None:
+    slots = threading.BoundedSemaphore(cfg.max_generations)
+
+    def prepare(prompt: str, max_tokens: int | None) -> tuple[Any, int]:
+        loaded = serving()
+        if loaded.task == "classification":
+            raise HTTPException(422, f"{loaded.name} is a classifier: use /v1/classify")
+        if len(prompt) > cfg.max_chars:
+            raise HTTPException(
+                413, f"the prompt has {len(prompt)} characters; limit serve.max_chars={cfg.max_chars}"
+            )
+        wanted = max_tokens or min(256, cfg.max_new_tokens)
+        if wanted > cfg.max_new_tokens:
+            raise HTTPException(422, f"max_tokens={wanted} exceeds serve.max_new_tokens={cfg.max_new_tokens}")
+        if not slots.acquire(blocking=False):
+            raise HTTPException(503, "server busy: too many generations", headers={"Retry-After": "2"})
+        return loaded, wanted
+
+    async def respond(body: ChatRequest | CompletionRequest, prompt: str, chat: bool) -> Any:
+        loaded, wanted = prepare(prompt, body.max_tokens)
+        kind = "chat.completion" if chat else "text_completion"
+        rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        pieces = loaded.predictor.stream(
+            prompt, max_new_tokens=wanted, temperature=body.temperature, top_p=body.top_p
+        )
+        started = time.perf_counter()
+
+        def finish(text: str) -> None:
+            slots.release()
+            predlog.add(
+                loaded,
+                [prompt],
+                [text],
+                [rid],
+                (time.perf_counter() - started) * 1000,
+                route="/v1/chat/completions" if chat else "/v1/completions",
+            )
+
+        if body.stream:
+            return StreamingResponse(
+                _sse(pieces, rid, kind, loaded, chat, finish), media_type="text/event-stream"
+            )
+        try:
+            text = "".join(await asyncio.to_thread(list, pieces))
+        except Exception:
+            slots.release()
+            raise
+        finish(text)
+        usage = {
+            "prompt_tokens": loaded.predictor.count_tokens(prompt),
+            "completion_tokens": loaded.predictor.count_tokens(text),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+        choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+        return {
+            "id": rid,
+            "object": kind,
+            "created": int(time.time()),
+            "model": loaded.name,
+            "choices": [choice],
+            "usage": usage,
+            "system_fingerprint": f"{loaded.name}-v{loaded.version}",
+        }
+
+    @app.post("/v1/chat/completions", responses=ERRORS, tags=["predict"])
+    async def chat_completions(body: ChatRequest, key: Any = Depends(predict)) -> Any:
+        """Answer a conversation (OpenAI chat completions format)."""
+        loaded = serving()
+        prompt = (
+            loaded.predictor.chat_prompt([m.model_dump() for m in body.messages])
+            if loaded.task != "classification"
+            else ""
+        )
+        return await respond(body, prompt, chat=True)
+
+    @app.post("/v1/completions", responses=ERRORS, tags=["predict"])
+    async def completions(body: CompletionRequest, key: Any = Depends(predict)) -> Any:
+        """Continue a raw prompt (OpenAI completions format)."""
+        return await respond(body, body.prompt, chat=False)
+
+
+async def _sse(
+    pieces: Iterator[str], rid: str, kind: str, loaded: Any, chat: bool, finish: Callable[[str], None]
+) -> AsyncIterator[str]:
+    text: list[str] = []
+    chunk_kind = "chat.completion.chunk" if chat else "text_completion"
+    try:
+        async for piece in iterate_in_threadpool(pieces):
+            if not piece:
+                continue
+            text.append(piece)
+            delta = {"delta": {"content": piece}} if chat else {"text": piece}
+            yield _event(
+                {
+                    "id": rid,
+                    "object": chunk_kind,
+                    "created": int(time.time()),
+                    "model": loaded.name,
+                    "choices": [{"index": 0, "finish_reason": None, **delta}],
+                }
+            )
+        end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
+        yield _event(
+            {
+                "id": rid,
+                "object": chunk_kind,
+                "created": int(time.time()),
+                "model": loaded.name,
+                "choices": [{"index": 0, "finish_reason": "stop", **end}],
+            }
+        )
+        yield "data: [DONE]\n\n"
+    finally:
+        finish("".join(text))
+
+
+def _event(obj: dict[str, Any]) -> str:
+    return f"data: {json.dumps(obj)}\n\n"

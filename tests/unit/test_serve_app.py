@@ -1,0 +1,259 @@
+"""`lmforge serve` on a registered tiny classifier: auth matrix, limits, overload, rate
+limits, feedback durability, prediction log, metrics, hot swap, and fuzzed bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lmforge.config import ServeConfig, load_config
+from lmforge.pipeline.runner import run_pipeline
+from lmforge.serve.app import create_app
+from lmforge.serve.keys import KeyStore
+from tests.conftest import fast_config, make_rows, write_csv
+
+NAME = "test-project"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("serve")
+    config = fast_config(folder, write_csv(folder / "data.csv", make_rows()), tiny_model)
+    result = run_pipeline(load_config(data=config))
+    assert result.artifacts["register"].summary["alias"] == "champion"
+    return {"config": config, "uri": config["tracking"]["uri"], "folder": folder, "result": result}
+
+
+def _keys(state: Path) -> dict[str, str]:
+    store = KeyStore(state / "keys.db")
+    keys = {scope: store.create(scope, name=scope).secret for scope in ("predict", "feedback", "admin")}
+    revoked = store.create("admin", name="old")
+    store.revoke("old")
+    keys["revoked"] = revoked.secret
+    return keys
+
+
+@pytest.fixture
+def server(registry: dict[str, Any], tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], Path]]:
+    state = tmp_path / "state"
+    state.mkdir()
+    keys = _keys(state)
+    cfg = ServeConfig(state_dir=str(state), reload_seconds=0, max_texts=4, max_chars=200)
+    with TestClient(create_app(f"{NAME}@champion", registry["uri"], cfg)) as client:
+        yield client, keys, state
+
+
+def _auth(secret: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"} if secret else {}
+
+
+ROUTES = [
+    ("POST", "/v1/classify", {"texts": ["hello"]}, "predict"),
+    ("POST", "/v1/feedback", {"text": "hello", "label": "LABEL"}, "feedback"),
+    ("GET", "/v1/models", None, "predict"),
+    ("GET", "/metrics", None, "admin"),
+    ("POST", "/v1/admin/reload", None, "admin"),
+    ("GET", "/v1/admin/audit", None, "admin"),
+]
+ALLOWED = {"predict": {"predict", "feedback", "admin"}, "feedback": {"feedback", "admin"}, "admin": {"admin"}}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "needed"), ROUTES)
+def test_auth_matrix(
+    server: tuple[TestClient, dict[str, str], Path], method: str, path: str, body: dict | None, needed: str
+) -> None:
+    client, keys, _ = server
+    labels = client.get("/v1/models", headers=_auth(keys["admin"])).json()["data"][0]["labels"]
+    if body and body.get("label") == "LABEL":
+        body = {**body, "label": labels[0]}
+    cases = {None: 401, "lmf_wrong_key": 401, keys["revoked"]: 401}
+    for scope in ("predict", "feedback", "admin"):
+        cases[keys[scope]] = 200 if scope in ALLOWED[needed] else 403
+    for secret, expected in cases.items():
+        response = client.request(method, path, json=body, headers=_auth(secret))
+        assert response.status_code == expected, (path, secret, response.text)
+        if expected == 401:
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_health_needs_no_key(server: tuple[TestClient, dict[str, str], Path]) -> None:
+    client, _, _ = server
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+
+
+def test_classify_logs_predictions_and_feedback_is_stored(
+    server: tuple[TestClient, dict[str, str], Path],
+) -> None:
+    client, keys, state = server
+    texts = ["the first text", "another one"]
+    reply = client.post("/v1/classify", json={"texts": texts}, headers=_auth(keys["predict"])).json()
+    assert reply["model"] == NAME and reply["version"] == "1"
+    assert len(reply["predictions"]) == 2
+    for p in reply["predictions"]:
+        assert abs(sum(p["probabilities"].values()) - 1) < 1e-4
+        assert p["label"] == max(p["probabilities"], key=p["probabilities"].get)
+    first = reply["predictions"][0]
+    other = next(label for label in first["probabilities"] if label != first["label"])
+    sent = client.post(
+        "/v1/feedback", json={"prediction_id": first["id"], "label": other}, headers=_auth(keys["feedback"])
+    )
+    assert sent.status_code == 200, sent.text
+
+    from lmforge.serve.store import ServeStore
+
+    store = ServeStore(f"sqlite:///{state / 'feedback.db'}")  # a fresh handle: it was committed
+    stored = store.feedback()
+    assert [(f.prediction_id, f.label, f.kind, f.key_name) for f in stored] == [
+        (first["id"], other, "label", "feedback")
+    ]
+    logged = store.get_prediction(first["id"])
+    assert logged is not None and logged.label == first["label"] and logged.text is None  # log_inputs off
+    assert logged.text_length == len(texts[0])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"texts": ["a"] * 5}, 413, "serve.max_texts=4"),
+        ({"texts": ["x" * 201]}, 413, "serve.max_chars=200"),
+        ({"texts": []}, 422, ""),
+        ({"text": "not the field"}, 422, ""),
+        ({"texts": "not a list"}, 422, ""),
+    ],
+)
+def test_limits(
+    server: tuple[TestClient, dict[str, str], Path], body: dict, status: int, message: str
+) -> None:
+    client, keys, _ = server
+    response = client.post("/v1/classify", json=body, headers=_auth(keys["predict"]))
+    assert response.status_code == status
+    assert message in response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"prediction_id": "nope"}, 422),  # no label / rating / correction
+        ({"prediction_id": "nope", "label": "x", "rating": 1}, 422),  # two kinds
+        ({"prediction_id": "no-such-id", "rating": 1}, 404),  # unknown id, no text
+        ({"text": "some text", "label": "not-a-label"}, 422),
+        ({"text": "some text", "rating": 9}, 422),
+    ],
+)
+def test_feedback_errors(server: tuple[TestClient, dict[str, str], Path], body: dict, status: int) -> None:
+    client, keys, _ = server
+    assert client.post("/v1/feedback", json=body, headers=_auth(keys["feedback"])).status_code == status
+
+
+def test_rate_limit_answers_429_with_retry_after(registry: dict[str, Any], tmp_path: Path) -> None:
+    secret = KeyStore(tmp_path / "keys.db").create("predict", name="slow", rate="2/m").secret
+    cfg = ServeConfig(state_dir=str(tmp_path), reload_seconds=0)
+    with TestClient(create_app(f"{NAME}@champion", registry["uri"], cfg)) as client:
+        codes = [client.get("/v1/models", headers=_auth(secret)) for _ in range(3)]
+    assert [c.status_code for c in codes] == [200, 200, 429]
+    assert int(codes[2].headers["retry-after"]) >= 1
+
+
+def test_a_full_queue_answers_503_and_the_server_recovers(registry: dict[str, Any], tmp_path: Path) -> None:
+    cfg = ServeConfig(state_dir=str(tmp_path), reload_seconds=0, max_queue=2, max_wait_ms=300)
+    app = create_app(f"{NAME}@champion", registry["uri"], cfg, auth=False)
+
+    async def burst() -> list[int]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                replies = await asyncio.gather(
+                    *(client.post("/v1/classify", json={"texts": ["a", "b"]}) for _ in range(4))
+                )
+                after = await client.post("/v1/classify", json={"texts": ["c"]})
+        return [r.status_code for r in replies] + [after.status_code]
+
+    codes = asyncio.run(burst())
+    assert codes[:4].count(200) >= 1 and codes[:4].count(503) >= 1
+    assert codes[4] == 200
+
+
+def test_metrics_count_requests_and_show_the_version(server: tuple[TestClient, dict[str, str], Path]) -> None:
+    client, keys, _ = server
+    client.post("/v1/classify", json={"texts": ["one", "two"]}, headers=_auth(keys["predict"]))
+    text = client.get("/metrics", headers=_auth(keys["admin"])).text
+    assert 'lmforge_requests_total{route="/v1/classify",status="200"} 1.0' in text
+    assert f'lmforge_model_version{{name="{NAME}",runtime="onnx",version="1"}} 1.0' in text
+    assert "lmforge_batch_size_count" in text and "lmforge_request_latency_seconds_bucket" in text
+
+
+def test_hot_swap_under_concurrent_requests(registry: dict[str, Any], tmp_path: Path) -> None:
+    """A second version becomes champion while requests run: none fails, both versions answer."""
+    cfg = ServeConfig(state_dir=str(tmp_path), reload_seconds=0, max_wait_ms=1)
+    app = create_app(f"{NAME}@champion", registry["uri"], cfg, auth=False)
+    config = {**registry["config"], "train": {**registry["config"]["train"], "seed": 7}}
+    config["gate"] = {"min_gain": -1.0, "champion_tolerance": 1.0}
+
+    async def scenario() -> tuple[list[int], set[str]]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                stop = asyncio.Event()
+                codes: list[int] = []
+                versions: set[str] = set()
+
+                async def hammer() -> None:
+                    while not stop.is_set():
+                        r = await client.post("/v1/classify", json={"texts": ["swap me"]})
+                        codes.append(r.status_code)
+                        if r.status_code == 200:
+                            versions.add(r.json()["version"])
+
+                workers = [asyncio.create_task(hammer()) for _ in range(4)]
+                await asyncio.to_thread(run_pipeline, load_config(data=config))  # registers version 2
+                swapped = await client.post("/v1/admin/reload")
+                assert swapped.json()["swapped"] is True and swapped.json()["version"] == "2"
+                await asyncio.sleep(0.3)
+                stop.set()
+                await asyncio.gather(*workers)
+        return codes, versions
+
+    codes, versions = asyncio.run(scenario())
+    assert codes and set(codes) == {200}
+    assert versions == {"1", "2"}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.one_of(
+        st.fixed_dictionaries({"texts": st.lists(st.text(max_size=300), max_size=6)}),
+        st.dictionaries(
+            st.sampled_from(["texts", "prediction_id", "label", "rating", "text", "x"]),
+            st.one_of(st.none(), st.integers(), st.text(max_size=50), st.lists(st.text(max_size=5))),
+        ),
+    ),
+    path=st.sampled_from(["/v1/classify", "/v1/feedback"]),
+)
+def test_fuzzed_bodies_never_cause_a_server_error(
+    fuzz_client: tuple[TestClient, str], body: dict, path: str
+) -> None:
+    client, secret = fuzz_client
+    response = client.post(path, json=body, headers=_auth(secret))
+    assert response.status_code < 500, (path, body, response.text)
+    json.loads(response.text)  # every answer, error or not, is JSON
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(
+    registry: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, str]]:
+    state = tmp_path_factory.mktemp("fuzz")
+    secret = KeyStore(state / "keys.db").create("admin", name="fuzz").secret
+    cfg = ServeConfig(state_dir=str(state), reload_seconds=0, max_texts=4, max_chars=200)
+    with TestClient(create_app(f"{NAME}@champion", registry["uri"], cfg)) as client:
+        yield client, secret

@@ -43,19 +43,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(ref: str, uri: str, state: Path, port: int, serve: dict) -> subprocess.Popen[bytes]:
+def _start(
+    ref: str, uri: str, state: Path, port: int, serve: dict, auth: bool = False
+) -> subprocess.Popen[bytes]:
     code = (
         "import sys, json, uvicorn\n"
         "from lmforge.config import ServeConfig\n"
         "from lmforge.serve.app import create_app\n"
         "a = json.loads(sys.argv[1])\n"
-        "app = create_app(a['ref'], a['uri'], ServeConfig(**a['serve']), auth=False)\n"
+        "app = create_app(a['ref'], a['uri'], ServeConfig(**a['serve']), auth=a['auth'])\n"
         "uvicorn.run(app, host='127.0.0.1', port=a['port'], log_level='error')\n"
     )
     args = {
         "ref": ref,
         "uri": uri,
         "port": port,
+        "auth": auth,
         "serve": {"state_dir": str(state), "reload_seconds": 0, **serve},
     }
     proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)])
@@ -73,7 +76,9 @@ def _start(ref: str, uri: str, state: Path, port: int, serve: dict) -> subproces
     raise SystemExit("server did not become ready")
 
 
-async def _load(port: int, clients: int, requests: int, seconds: float) -> dict[str, float]:
+async def _load(
+    port: int, clients: int, requests: int, seconds: float, key: str | None = None
+) -> dict[str, float]:
     """`clients` concurrent loops posting one short text each; aiohttp, because httpx's
     connection pool itself caps out near 300 req/s at 32 connections on this machine."""
     import aiohttp
@@ -83,7 +88,10 @@ async def _load(port: int, clients: int, requests: int, seconds: float) -> dict[
     done = 0
     stop_at = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", connector=connector) as client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with aiohttp.ClientSession(
+        f"http://127.0.0.1:{port}", connector=connector, headers=headers
+    ) as client:
 
         async def worker(i: int) -> None:
             nonlocal done, errors
@@ -111,18 +119,24 @@ async def _load(port: int, clients: int, requests: int, seconds: float) -> dict[
 
 def throughput(args: argparse.Namespace) -> None:
     arms = {
-        "torch, 1 at a time": {"runtime": "torch", "max_batch_size": 1, "max_wait_ms": 0},
-        "ONNX int8, micro-batched": {"runtime": "onnx", "max_batch_size": 32, "max_wait_ms": 5},
+        "torch, 1 at a time": ({"runtime": "torch", "max_batch_size": 1, "max_wait_ms": 0}, False),
+        "ONNX int8, micro-batched": ({"runtime": "onnx", "max_batch_size": 32, "max_wait_ms": 5}, False),
+        "  same, with API key": ({"runtime": "onnx", "max_batch_size": 32, "max_wait_ms": 5}, True),
     }
     results: dict[str, dict[int, dict[str, float]]] = {}
-    for name, serve in arms.items():
+    for name, (serve, auth) in arms.items():
         port = _free_port()
         with tempfile.TemporaryDirectory() as state:
-            proc = _start(args.model, args.uri, Path(state), port, serve)
+            key = None
+            if auth:
+                from lmforge.serve.keys import KeyStore
+
+                key = KeyStore(Path(state) / "keys.db").create("predict", name="bench").secret
+            proc = _start(args.model, args.uri, Path(state), port, serve, auth=auth)
             try:
-                asyncio.run(_load(port, 4, 40, 10))  # warm-up
+                asyncio.run(_load(port, 4, 40, 10, key))  # warm-up
                 results[name] = {
-                    c: asyncio.run(_load(port, c, args.requests, args.seconds)) for c in args.clients
+                    c: asyncio.run(_load(port, c, args.requests, args.seconds, key)) for c in args.clients
                 }
             finally:
                 proc.terminate()
@@ -134,7 +148,7 @@ def throughput(args: argparse.Namespace) -> None:
                 f"{name:28} {c:7d} {r['rps']:8.1f} {r['p50']:8.1f} {r['p99']:8.1f} "
                 f"{r['n']:6.0f} {r['errors']:6.0f}"
             )
-    base, fast = results.values()
+    base, fast, _ = results.values()
     for c in args.clients:
         print(
             f"ratio at {c:2d} clients: {fast[c]['rps'] / base[c]['rps']:.2f}x req/s "

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import JSONResponse
 
 from lmforge.config import ServeConfig
@@ -82,16 +82,7 @@ def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = Tr
     app.state.holder, app.state.store, app.state.metrics, app.state.batcher = holder, store, metrics, batcher
     app.state.authorizer = authorizer
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        metrics.queue_depth.set(batcher.queued_texts)
-        return response
+    app.add_middleware(_Observe, metrics=metrics, batcher=batcher)
 
     predict, feedback, admin = (authorizer.require(s) for s in ("predict", "feedback", "admin"))
 
@@ -223,6 +214,35 @@ def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = Tr
 
     generation_routes(app, serving, predict, cfg, predlog, metrics)
     return app
+
+
+class _Observe:
+    """Request counts and latency by route template and status. A plain ASGI middleware:
+    Starlette's `@app.middleware("http")` wraps every response in a stream and costs
+    several ms per request under load."""
+
+    def __init__(self, app: Any, metrics: ServeMetrics, batcher: MicroBatcher) -> None:
+        self.app, self.metrics, self.batcher = app, metrics, batcher
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(path, str(status[0])).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+            self.metrics.queue_depth.set(self.batcher.queued_texts)
 
 
 def _publish(metrics: ServeMetrics, holder: ModelHolder) -> None:

@@ -232,7 +232,7 @@ class ServeStore:
             if logged is None and text is None:
                 raise FeedbackError(
                     f"unknown prediction id '{item.prediction_id}'",
-                    hint="send the 'text' the feedback is about, or an id returned by /predict",
+                    hint="send the 'text' the feedback is about, or a prediction id returned by the server",
                 )
             if text is None and logged is not None:
                 text = logged.text

@@ -36,6 +36,8 @@ def generation_routes(
         loaded = serving()
         if loaded.task == "classification":
             raise HTTPException(422, f"{loaded.name} is a classifier: use /v1/classify")
+        if not prompt.strip():  # no token to continue: generate() would fail on an empty input
+            raise HTTPException(422, "the prompt is empty")
         if len(prompt) > cfg.max_chars:
             raise HTTPException(
                 413, f"the prompt has {len(prompt)} characters; limit serve.max_chars={cfg.max_chars}"

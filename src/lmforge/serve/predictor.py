@@ -139,7 +139,9 @@ class GenerationPredictor:
 
         from lmforge.tasks.generation import prompt_ids
 
-        ids = torch.tensor([prompt_ids(self.tokenizer, prompt)])
+        ids = torch.tensor([prompt_ids(self.tokenizer, prompt)], dtype=torch.long)
+        if ids.shape[1] == 0:
+            raise ServeError("the prompt has no tokens", hint="send a non-empty prompt")
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {}
@@ -150,11 +152,22 @@ class GenerationPredictor:
             "pad_token_id": self.tokenizer.pad_token_id,
             **sampling,
         }
+        failed: list[BaseException] = []
+
+        def generate() -> None:
+            try:
+                self.model.generate(**kwargs)
+            except BaseException as exc:  # end the stream, or the reader below waits forever
+                failed.append(exc)
+                streamer.end()
+
         with self._lock:
-            worker = threading.Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
+            worker = threading.Thread(target=generate, daemon=True)
             worker.start()
             yield from streamer
             worker.join()
+        if failed:
+            raise ServeError(f"generation failed: {failed[0]}") from failed[0]
 
 
 def load_predictor(folder: Path, *, runtime: Runtime = "auto", threads: int | None = None) -> Any:

@@ -1,10 +1,13 @@
-"""`lmforge retrain`: users' accepted label corrections become training rows, and the
-pipeline runs again; the gate decides whether the result replaces the champion.
+"""`lmforge retrain`: users' accepted corrections become training rows, and the pipeline
+runs again; the gate decides whether the result replaces the champion.
 
-The feedback is merged into a copy of the training file, `<config dir>/<stem>.with-feedback.csv`,
-with provenance columns (`source` = data | feedback, `feedback_id`, `prediction_id`), and the
-run reads that file instead of `data.train`. The merge is deterministic (feedback by id), so a
-retrain with no new feedback reproduces the same file and every stage is reused.
+Classification learns from label feedback (the text and its correct label); generation from
+corrected answers (what the user asked and the answer they wanted). The feedback is merged
+into a copy of the training file, `<config dir>/<stem>.with-feedback.csv` (`.jsonl` for
+generation, so chat messages stay lists), with provenance columns (`source` = data |
+feedback, `feedback_id`, `prediction_id`), and the run reads that file instead of
+`data.train`. The merge is deterministic (feedback by id), so a retrain with no new feedback
+reproduces the same file and every stage is reused.
 """
 
 from __future__ import annotations
@@ -48,28 +51,97 @@ def retrain(
     from lmforge.serve.store import ServeStore, accepted_training_rows
 
     config = load_config(config_file, overrides=overrides)
-    if config.task != "classification":
+    if config.task == "language-modeling":
         raise LmforgeError(
-            "retrain learns from label feedback, which only classification models receive "
-            f"(task: {config.task})",
-            hint="add corrected answers to your data file and run `lmforge run`",
+            "retrain learns from corrections of answers or labels; a language-modeling run has neither",
+            hint="add the new text to your data file and run `lmforge run`",
         )
     url = store_url or feedback_url(config)
     store = ServeStore(url)
+    kind = "label" if config.task == "classification" else "correction"
     if accept_all:
-        store.accept_pending("label")
-    rows = accepted_training_rows(store, config.data.text_column, config.data.label_column)
-    pending = store.count_feedback("pending")
+        store.accept_pending(kind)
+    rows = (
+        accepted_training_rows(store, config.data.text_column, config.data.label_column)
+        if kind == "label"
+        else _corrections(store)
+    )
+    pending = len(store.feedback(status="pending", kind=kind))
     if rows.empty:
         hint = f"{pending} pending: review them or pass --accept-all" if pending else "collect some first"
-        raise LmforgeError(f"no accepted label feedback in {url}", hint=hint)
-    merged = _merge(config, rows)
+        raise LmforgeError(f"no accepted {kind} feedback with its text in {url}", hint=hint)
+    merged = _merge(config, rows) if kind == "label" else _merge_answers(config, rows)
+    fmt = "csv" if kind == "label" else "jsonl"
     config = load_config(
-        config_file, overrides=[*(overrides or []), f"data.train={merged}", "data.format=csv"]
+        config_file, overrides=[*(overrides or []), f"data.train={merged}", f"data.format={fmt}"]
     )
     result = run_pipeline(config, events=events, config_file=str(config_file))
     store.mark_used([int(i) for i in rows["feedback_id"]], result.run_id)
     return RetrainResult(len(rows), merged, result)
+
+
+def _corrections(store: Any) -> pd.DataFrame:
+    """Accepted corrected answers whose question is known; the latest wins per question."""
+    items = [f for f in store.feedback(status="accepted", kind="correction") if f.text is not None]
+    latest = {f.text: f for f in items}
+    return pd.DataFrame(
+        [
+            {
+                "asked": f.text,
+                "answer": f.corrected_output,
+                "feedback_id": f.id,
+                "prediction_id": f.prediction_id,
+            }
+            for f in sorted(latest.values(), key=lambda f: f.id or 0)
+        ],
+        columns=["asked", "answer", "feedback_id", "prediction_id"],
+    )
+
+
+def _merge_answers(config: Config, feedback: pd.DataFrame) -> Path:
+    """Corrections in the data file's own layout: instruction/output, prompt/response or messages."""
+    import json
+
+    d = config.data
+    source = config.resolve_path(d.train)
+    data = read_data_file(source, format=d.format, encoding=d.encoding).frame.drop(
+        columns=["source_row"], errors="ignore"
+    )
+    if d.messages_column in data.columns:
+        new = [
+            {d.messages_column: [{"role": "user", "content": a}, {"role": "assistant", "content": b}]}
+            for a, b in zip(feedback["asked"], feedback["answer"], strict=True)
+        ]
+    elif d.prompt_column in data.columns:
+        new = [
+            {d.prompt_column: a, d.response_column: b}
+            for a, b in zip(feedback["asked"], feedback["answer"], strict=True)
+        ]
+    elif d.instruction_column in data.columns:
+        new = [
+            {d.instruction_column: a, d.output_column: b}
+            for a, b in zip(feedback["asked"], feedback["answer"], strict=True)
+        ]
+    else:
+        raise LmforgeError(f"{source.name}: no instruction, prompt or messages column to add corrections to")
+    rows = [{**r, "source": "data"} for r in data.to_dict("records")]
+    for item, fid, pid in zip(new, feedback["feedback_id"], feedback["prediction_id"], strict=True):
+        rows.append({**item, "source": "feedback", "feedback_id": int(fid), "prediction_id": pid})
+    out = config.resolve_path(f"{source.stem}.with-feedback.jsonl")
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            clean = {k: (None if _missing(v) else v) for k, v in row.items()}
+            handle.write(json.dumps(clean, ensure_ascii=False, default=str) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists (messages) are never missing
+        return False
 
 
 def _merge(config: Config, feedback: pd.DataFrame) -> Path:

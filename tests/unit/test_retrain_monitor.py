@@ -103,3 +103,50 @@ def test_monitor_writes_a_page_raises_alerts_and_feeds_the_gauges(project: dict[
 def test_no_auth_refuses_a_public_interface(project: dict[str, Any]) -> None:
     result = CliRunner().invoke(cli_app, ["serve", f"{NAME}@champion", "--no-auth", "--host", "0.0.0.0"])
     assert result.exit_code == 1 and "--no-auth refuses to bind 0.0.0.0" in result.output
+
+
+def test_generation_retrains_on_corrected_answers(tmp_path: Path, tiny_llama: Path) -> None:
+    from lmforge.serve.store import FeedbackItem
+    from tests.conftest import make_instructions
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in make_instructions()), encoding="utf-8")
+    config = {
+        "project": NAME,
+        "task": "generation",
+        "data": {"train": str(data)},
+        "model": str(tiny_llama),
+        "split": {"validation": 0.15, "test": 0.15, "seed": 1},
+        "train": {"epochs": 1, "batch_size": 8, "learning_rate": 5e-3, "max_length": 32},
+        "evaluate": {"max_new_tokens": 2, "generation_rows": 2, "samples": 1},
+        "gate": {"min_gain": -1.0, "champion_tolerance": 1.0},
+        "export": {"gguf": False},
+        "serve": {"state_dir": str(tmp_path / "state")},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlruns.db", "tensorboard": False},
+        "output_dir": str(tmp_path / "runs"),
+    }
+    path = tmp_path / "lmforge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_pipeline(load_config(path))
+    store = ServeStore(f"sqlite:///{tmp_path / 'state' / 'feedback.db'}")
+    store.add_feedback(
+        FeedbackItem(kind="correction", text="tell me the reverse of up", corrected_output="down")
+    )
+    store.add_feedback(FeedbackItem(kind="rating", text="tell me the reverse of up", rating=-1))
+
+    result = retrain(path, accept_all=True)
+    assert result.feedback_rows == 1 and result.merged_file is not None
+    rows = [json.loads(line) for line in result.merged_file.read_text().splitlines()]
+    fed = [r for r in rows if r["source"] == "feedback"]
+    assert fed == [
+        {
+            "instruction": "tell me the reverse of up",
+            "output": "down",
+            "source": "feedback",
+            "feedback_id": 1,
+            "prediction_id": None,
+        }
+    ]
+    assert len(rows) == len(make_instructions()) + 1
+    assert result.pipeline.artifacts["register"].summary["version"] == "2"
+    assert [f.status for f in store.feedback(kind="rating")] == ["pending"]  # ratings are not training rows

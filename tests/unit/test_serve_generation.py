@@ -314,9 +314,9 @@ def test_completions_are_logged_and_take_feedback(
 
     # The id a client sees is the id the prediction was logged under.
     row = _logged(server.state, rid)
-    assert row.route == path and row.output == text
-    assert row.model_name == NAME and row.label is None
-    assert row.text is None and row.text_length > 0  # log_inputs is off: the prompt's hash only
+    assert row.route == path and row.model_name == NAME and row.label is None
+    # log_inputs is off: the prompt's hash and length only, and no answer (it may echo the prompt)
+    assert row.text is None and row.output is None and row.text_length > 0
 
     sent = server.post("/v1/feedback", {"prediction_id": rid, **feedback}, key="admin")
     assert sent.status_code == 200, sent.text
@@ -341,3 +341,21 @@ def test_models_lists_the_generation_model(server: Server) -> None:
     model = response.json()["data"][0]
     assert model["id"] == NAME and model["task"] == "generation" and model["runtime"] == "torch"
     assert model["labels"] == []
+
+
+def test_log_inputs_keeps_what_the_user_asked_and_the_answer_masked(server: Server, tmp_path: Path) -> None:
+    models = server.client.get("/v1/models", headers={"Authorization": f"Bearer {server.keys['predict']}"})
+    version = models.json()["data"][0]["version"]
+    uri = f"sqlite:///{server.state.parent}/mlruns.db"
+    cfg = ServeConfig(state_dir=str(tmp_path), reload_seconds=0, log_inputs=True)
+    messages = [
+        *MESSAGES[:-1],
+        {"role": "user", "content": MESSAGES[-1]["content"] + " mail bob@example.com"},
+    ]
+    with TestClient(create_app(f"{NAME}@{version}", uri, cfg, auth=False)) as client:
+        reply = client.post(CHAT, json={"messages": messages, "max_tokens": 4}).json()
+    row = ServeStore(f"sqlite:///{tmp_path / 'feedback.db'}").get_prediction(reply["id"])
+    assert row is not None
+    # The user's last message, not the rendered chat template, with its e-mail address masked.
+    assert row.text == MESSAGES[-1]["content"] + " mail <EMAIL>"
+    assert row.output == reply["choices"][0]["message"]["content"]

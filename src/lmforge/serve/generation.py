@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from lmforge.config import ServeConfig
+from lmforge.serve.predictor import ServeError
 from lmforge.serve.schemas import ChatRequest, CompletionRequest, ErrorResponse
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -49,34 +50,37 @@ def generation_routes(
             raise HTTPException(503, "server busy: too many generations", headers={"Retry-After": "2"})
         return loaded, wanted
 
-    async def respond(body: ChatRequest | CompletionRequest, prompt: str, chat: bool) -> Any:
+    async def respond(body: ChatRequest | CompletionRequest, prompt: str, chat: bool, asked: str) -> Any:
+        """`asked` is what the user wrote (the last user message, or the raw prompt): it is what
+        the prediction log keeps and what a correction retrains on, not the rendered template."""
         loaded, wanted = prepare(prompt, body.max_tokens)
         kind = "chat.completion" if chat else "text_completion"
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-        pieces = loaded.predictor.stream(
-            prompt, max_new_tokens=wanted, temperature=body.temperature, top_p=body.top_p
-        )
         started = time.perf_counter()
+        released = threading.Event()
+
+        def release() -> None:  # idempotent: called by every path that may end the request
+            if not released.is_set():
+                released.set()
+                slots.release()
 
         def finish(text: str) -> None:
-            slots.release()
-            predlog.add(
-                loaded,
-                [prompt],
-                [text],
-                [rid],
-                (time.perf_counter() - started) * 1000,
-                route="/v1/chat/completions" if chat else "/v1/completions",
-            )
+            release()
+            route = "/v1/chat/completions" if chat else "/v1/completions"
+            predlog.add(loaded, [asked], [text], [rid], (time.perf_counter() - started) * 1000, route=route)
 
-        if body.stream:
-            return StreamingResponse(
-                _sse(pieces, rid, kind, loaded, chat, finish), media_type="text/event-stream"
-            )
         try:
+            pieces = loaded.predictor.stream(
+                prompt, max_new_tokens=wanted, temperature=body.temperature, top_p=body.top_p
+            )
+            if body.stream:
+                return _SlotStream(_sse(pieces, rid, kind, loaded, chat, finish), release)
             text = "".join(await asyncio.to_thread(list, pieces))
-        except Exception:
-            slots.release()
+        except ServeError as exc:
+            release()
+            raise HTTPException(500, str(exc)) from None
+        except BaseException:
+            release()
             raise
         finish(text)
         usage = {
@@ -105,12 +109,30 @@ def generation_routes(
             if loaded.task != "classification"
             else ""
         )
-        return await respond(body, prompt, chat=True)
+        asked = next(
+            (m.content for m in reversed(body.messages) if m.role == "user"), body.messages[-1].content
+        )
+        return await respond(body, prompt, chat=True, asked=asked)
 
     @app.post("/v1/completions", responses=ERRORS, tags=["predict"])
     async def completions(body: CompletionRequest, key: Any = Depends(predict)) -> Any:
         """Continue a raw prompt (OpenAI completions format)."""
-        return await respond(body, body.prompt, chat=False)
+        return await respond(body, body.prompt, chat=False, asked=body.prompt)
+
+
+class _SlotStream(StreamingResponse):
+    """Gives the generation slot back however the response ends: a client that disconnects
+    before the body starts never runs the stream generator's own `finally`."""
+
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], None]) -> None:
+        super().__init__(content, media_type="text/event-stream")
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 async def _sse(

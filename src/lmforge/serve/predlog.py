@@ -59,7 +59,8 @@ class PredictionLog:
                 label=getattr(result, "label", None),
                 confidence=getattr(result, "confidence", None),
                 probabilities=getattr(result, "probabilities", None),
-                output=result if isinstance(result, str) else None,
+                # Answers can echo personal data from the prompt: kept under the same rule as texts.
+                output=self._masker.mask(result)[0] if self._masker and isinstance(result, str) else None,
                 latency_ms=latency_ms,
             )
             for pid, text, result in zip(ids, texts, results, strict=True)

@@ -57,3 +57,26 @@ def test_minilm_fine_tune_is_tracked_registered_and_reported(config_dict: dict, 
         "minilm-l6",
     ):
         assert section in html
+
+    # The export of the real model: ONNX matches torch, int8 is measured, and the server runs it.
+    check = result.artifacts["export"].json("onnx_check")
+    assert check["fp32"]["max_logit_diff"] < 1e-3 and check["fp32"]["argmax_agreement"] == 1.0
+    assert check["int8"]["megabytes"] < check["fp32"]["megabytes"] / 3  # ~91 -> ~23 MB
+    assert "export/model.onnx" in {a.path for a in client.list_artifacts(version.run_id, "export")}
+
+    from fastapi.testclient import TestClient
+
+    from lmforge.config import ServeConfig
+    from lmforge.serve.app import create_app
+
+    serve = ServeConfig(state_dir=str(tmp_path / "state"), reload_seconds=0)
+    with TestClient(create_app("test-project@champion", tracking_uri(config), serve, auth=False)) as http:
+        model = http.get("/v1/models").json()["data"][0]
+        assert (
+            model["runtime"] == "onnx" and model["file"] == result.artifacts["export"].summary["serving_file"]
+        )
+        texts = result.artifacts["split"].table("test")["text"].tolist()[:8]
+        served = http.post("/v1/classify", json={"texts": texts}).json()["predictions"]
+    predicted = result.artifacts["evaluate"].table("predictions").set_index("text")["predicted"]
+    agree = sum(p["label"] == predicted[t] for p, t in zip(served, texts, strict=True))
+    assert agree >= len(texts) - 1  # int8 may flip a near-tie; the export bounds the accuracy drop

@@ -434,6 +434,29 @@ def retrain(
 
 
 @app.command()
+def ui(
+    config: Path = typer.Option(Path("lmforge.yaml"), "--config", "-c", help="The project's config."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+    port: int = typer.Option(8080, "--port", help="TCP port."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow registry URI."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="No login; binds 127.0.0.1 only."),
+) -> None:
+    """A web app over the project: runs, reports, registry, monitoring. Log in with an API key."""
+    import uvicorn
+
+    from lmforge.ui.app import create_ui_app, project_for
+
+    with _errors():
+        if no_auth and host not in ("127.0.0.1", "localhost", "::1"):
+            raise LmforgeError(f"--no-auth refuses to bind {host}", hint="drop --host, or log in with keys")
+        if no_auth:
+            err_console.print("[bold yellow]WARNING: --no-auth: anyone on this machine is admin.[/]")
+        app_ = create_ui_app(project_for(config, tracking_uri), auth=not no_auth)
+        console.print(f"lmforge ui for [bold]{config}[/] on http://{host}:{port}")
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
 def serve(
     ref: str = typer.Argument(..., help="Registered model: NAME@champion, NAME@challenger or NAME@3."),
     config: Path | None = typer.Option(

@@ -1,0 +1,1 @@
+"""`lmforge ui`: a web app over the project: runs, reports, registry, playground, review, monitoring."""

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
 
 from lmforge.config import Config
 from lmforge.ui.session import COOKIE, SESSION_SECONDS, Forbidden, LoginRequired, Sessions
@@ -46,7 +47,11 @@ def project_for(config_file: Path, tracking_uri: str | None = None) -> Project:
     )
 
 
-templates = Jinja2Templates(directory=str(HERE / "templates"))
+# Autoescape everything: the `.html.j2` names are not in Jinja's default list, and pages show
+# user data (texts, labels, error messages) that must never become markup.
+templates = Jinja2Templates(
+    env=Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True)
+)
 
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -1,0 +1,131 @@
+"""The UI's permission checks and pages on a tiny finished run: who may see and do what."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from lmforge.config import load_config
+from lmforge.pipeline.runner import run_pipeline
+from lmforge.serve.keys import KeyStore
+from lmforge.ui.app import create_ui_app, project_for
+from tests.conftest import fast_config, make_rows, write_csv
+
+NAME = "test-project"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("ui")
+    config = fast_config(folder, write_csv(folder / "data.csv", make_rows()), tiny_model)
+    config["serve"] = {"state_dir": str(folder / "state")}
+    config["gate"] = {"min_gain": -1.0, "champion_tolerance": 1.0}
+    path = folder / "lmforge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    first = run_pipeline(load_config(path))
+    config["train"]["seed"] = 3  # a second version to promote
+    path.write_text(yaml.safe_dump(config))
+    run_pipeline(load_config(path))
+    store = KeyStore(folder / "state" / "keys.db")
+    keys = {
+        scope: store.create(scope, name=f"{scope}-user").secret for scope in ("predict", "feedback", "admin")
+    }
+    revoked = store.create("admin", name="gone")
+    store.revoke("gone")
+    keys["revoked"] = revoked.secret
+    return {"path": path, "keys": keys, "run_id": first.run_id, "folder": folder}
+
+
+def _client(project: dict[str, Any], who: str | None) -> TestClient:
+    client = TestClient(create_ui_app(project_for(project["path"])))
+    if who:
+        response = client.post("/login", data={"key": project["keys"][who]}, follow_redirects=False)
+        assert response.status_code == 303, response.text
+    return client
+
+
+READ = ["/runs", "/runs/{run}", "/runs/{run}/report", "/models", "/monitor"]
+ACT = [f"/models/{NAME}/versions/1/promote", f"/models/{NAME}/versions/2/archive", f"/models/{NAME}/rollback"]
+
+
+@pytest.mark.parametrize("path", READ)
+@pytest.mark.parametrize(
+    ("who", "expected"), [(None, 303), ("predict", 200), ("feedback", 200), ("admin", 200)]
+)
+def test_read_only_pages_need_a_login(
+    project: dict[str, Any], path: str, who: str | None, expected: int
+) -> None:
+    client = _client(project, who)
+    response = client.get(path.format(run=project["run_id"]), follow_redirects=False)
+    assert response.status_code == expected, response.text
+    if expected == 303:
+        assert response.headers["location"].startswith("/login?next=")
+
+
+@pytest.mark.parametrize("path", ACT)
+@pytest.mark.parametrize("who", [None, "predict", "feedback"])
+def test_actions_need_admin(project: dict[str, Any], path: str, who: str | None) -> None:
+    response = _client(project, who).post(path, follow_redirects=False)
+    assert response.status_code == (303 if who is None else 403)
+    if who:
+        assert "needs a key with scope &#39;admin&#39;" in response.text
+
+
+def test_a_wrong_or_revoked_key_cannot_log_in(project: dict[str, Any]) -> None:
+    client = TestClient(create_ui_app(project_for(project["path"])))
+    for secret in ("lmf_not_a_key", project["keys"]["revoked"]):
+        response = client.post("/login", data={"key": secret}, follow_redirects=False)
+        assert response.status_code == 401 and "Unknown or revoked key" in response.text
+    assert client.get("/runs", follow_redirects=False).status_code == 303
+
+
+def test_login_cookie_is_http_only_and_next_stays_on_site(project: dict[str, Any]) -> None:
+    client = TestClient(create_ui_app(project_for(project["path"])))
+    response = client.post(
+        "/login", data={"key": project["keys"]["predict"], "next": "//evil.example/x"}, follow_redirects=False
+    )
+    assert response.headers["location"] == "/runs"
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert (
+        project["keys"]["predict"] not in response.headers["set-cookie"]
+    )  # the key never reaches the browser
+    client.post("/logout")
+    assert client.get("/runs", follow_redirects=False).status_code == 303
+
+
+def test_pages_show_the_runs_the_registry_and_the_report(project: dict[str, Any]) -> None:
+    client = _client(project, "predict")
+    runs = client.get("/runs").text
+    assert project["run_id"] in runs and "succeeded" in runs
+    run = client.get(f"/runs/{project['run_id']}").text
+    for part in ("Stages", "export", "Data issues", "Open the HTML report", "run_start"):
+        assert part in run
+    assert "Quality gate" in client.get(f"/runs/{project['run_id']}/report").text
+    models = client.get("/models").text
+    assert "champion" in models and "Promote" not in models  # no action buttons for read-only users
+    assert client.get("/runs/..%2F..%2Fetc").status_code == 404
+
+
+def test_admin_promotes_and_rolls_back_and_it_is_audited(project: dict[str, Any]) -> None:
+    client = _client(project, "admin")
+    assert "Promote" in client.get("/models").text
+    promoted = client.post(f"/models/{NAME}/versions/1/promote")
+    assert "test-project version 1 is the champion" in promoted.text
+    rolled = client.post(f"/models/{NAME}/rollback")
+    assert "test-project version 2 is the champion again" in rolled.text
+    refused = client.post(f"/models/{NAME}/versions/2/archive")
+    assert "promote another version first" in refused.text
+    trail = [
+        (e["action"], e["target"]) for e in KeyStore(project["folder"] / "state" / "keys.db").audit_log()
+    ]
+    assert ("rollback", f"{NAME}@2") in trail and ("promote", f"{NAME}@1") in trail
+
+
+def test_pages_escape_what_they_show(project: dict[str, Any]) -> None:
+    page = TestClient(create_ui_app(project_for(project["path"]))).get('/login?next=/"><script>x()</script>').text
+    assert "<script>x()</script>" not in page and "&lt;script&gt;" in page

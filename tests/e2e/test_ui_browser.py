@@ -1,0 +1,114 @@
+"""The UI in a real headless Chromium (Playwright driving /usr/bin/chromium) against a server
+on 127.0.0.1: log in, read runs and the report, promote a version; a screenshot of every page
+at 1280x800 lands in the test's tmp folder (look at them when the layout changes)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lmforge.config import load_config
+from lmforge.pipeline.runner import run_pipeline
+from lmforge.serve.keys import KeyStore
+from tests.conftest import fast_config, make_rows, write_csv
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+playwright = pytest.importorskip("playwright.sync_api")
+if CHROMIUM is None:
+    pytest.skip("no chromium on this machine (apt-get install chromium)", allow_module_level=True)
+NAME = "test-project"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[dict[str, Any]]:
+    import uvicorn
+
+    from lmforge.ui.app import create_ui_app, project_for
+
+    folder = tmp_path_factory.mktemp("ui-browser")
+    config = fast_config(folder, write_csv(folder / "data.csv", make_rows()), tiny_model)
+    config["serve"] = {"state_dir": str(folder / "state")}
+    config["gate"] = {"min_gain": -1.0, "champion_tolerance": 1.0}
+    path = folder / "lmforge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    first = run_pipeline(load_config(path))
+    config["train"]["seed"] = 3
+    path.write_text(yaml.safe_dump(config))
+    run_pipeline(load_config(path))  # version 2 becomes champion
+    keys = KeyStore(folder / "state" / "keys.db")
+    admin = keys.create("admin", name="browser-admin").secret
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_ui_app(project_for(path)), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline, "UI server did not start"
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}", "admin": admin, "run_id": first.run_id, "folder": folder}
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def test_login_runs_report_and_promote(site: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    page.goto(f"{site['url']}/models")
+    assert "/login" in page.url  # not logged in: sent to the login page, coming back after
+    page.screenshot(path=str(shots / "login.png"))
+    page.fill("#key", site["admin"])
+    page.click("#login")
+    page.wait_for_url("**/models")
+
+    page.goto(f"{site['url']}/runs")
+    assert page.locator("#runs tr").count() == 3  # header + 2 runs
+    page.screenshot(path=str(shots / "runs.png"))
+    page.click(f"text={site['run_id']}")
+    page.wait_for_url(f"**/runs/{site['run_id']}")
+    assert page.locator("#stages tr").count() > 10
+    page.screenshot(path=str(shots / "run.png"), full_page=True)
+
+    report = page.locator("#report-link").get_attribute("href")
+    page.goto(f"{site['url']}{report}")
+    assert "Quality gate" in page.content()
+    page.screenshot(path=str(shots / "report.png"))
+
+    page.goto(f"{site['url']}/models")
+    page.screenshot(path=str(shots / "models.png"))
+    page.click(f"#{NAME}-v1 button:has-text('Promote')")
+    page.wait_for_selector("#message")
+    assert "version 1 is the champion" in page.inner_text("#message")
+    assert "champion" in page.inner_text(f"#{NAME}-v1")
+
+    page.goto(f"{site['url']}/monitor")
+    page.screenshot(path=str(shots / "monitor.png"))
+    for shot in shots.iterdir():  # every page rendered something at 1280x800
+        assert shot.stat().st_size > 10_000, shot.name
+    # Nothing in the layout overflows 1280 px horizontally.
+    for path in ("/runs", f"/runs/{site['run_id']}", "/models", "/monitor"):
+        page.goto(f"{site['url']}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280, path

@@ -67,7 +67,7 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
 
 
 def create_ui_app(project: Project, *, auth: bool = True) -> FastAPI:
-    from lmforge.ui import views_models, views_monitor, views_runs
+    from lmforge.ui import views_models, views_monitor, views_playground, views_review, views_runs
 
     app = FastAPI(title="lmforge ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.project = project
@@ -108,7 +108,7 @@ def create_ui_app(project: Project, *, auth: bool = True) -> FastAPI:
     async def home() -> Response:
         return RedirectResponse("/runs", status_code=303)
 
-    for module in (views_runs, views_models, views_monitor):
+    for module in (views_runs, views_models, views_monitor, views_playground, views_review):
         app.include_router(module.router)
     return app
 

@@ -1,6 +1,7 @@
 """The UI in a real headless Chromium (Playwright driving /usr/bin/chromium) against a server
-on 127.0.0.1: log in, read runs and the report, promote a version; a screenshot of every page
-at 1280x800 lands in the test's tmp folder (look at them when the layout changes)."""
+on 127.0.0.1: log in, read runs and the report, promote a version, answer two review items,
+send playground feedback; a screenshot of every page at 1280x800 lands in the test's tmp
+folder (look at them when the layout changes)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,12 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator
     from lmforge.ui.app import create_ui_app, project_for
 
     folder = tmp_path_factory.mktemp("ui-browser")
-    config = fast_config(folder, write_csv(folder / "data.csv", make_rows()), tiny_model)
+    unlabeled = ["invoice refund charge please", "password login locked again", "parcel delivery courier why"]
+    rows = [*make_rows(), *((text, "") for text in unlabeled)]
+    config = fast_config(folder, write_csv(folder / "data.csv", rows), tiny_model)
+    # At min_confidence 1.0 every auto-label waits for a person: the review queue is not empty.
+    config["label"].update(method="embeddings", min_confidence=1.0)
+    config["clean"] = {"label_noise": "off"}
     config["serve"] = {"state_dir": str(folder / "state")}
     config["gate"] = {"min_gain": -1.0, "champion_tolerance": 1.0}
     path = folder / "lmforge.yaml"
@@ -59,7 +65,13 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator
     while not server.started:
         assert time.time() < deadline, "UI server did not start"
         time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "admin": admin, "run_id": first.run_id, "folder": folder}
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "admin": admin,
+        "run_id": first.run_id,
+        "folder": folder,
+        "config": load_config(path),
+    }
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -104,11 +116,43 @@ def test_login_runs_report_and_promote(site: dict[str, Any], browser: Any, tmp_p
     assert "version 1 is the champion" in page.inner_text("#message")
     assert "champion" in page.inner_text(f"#{NAME}-v1")
 
+    # Review queue: two items answered with the keyboard, written where the next run reads them.
+    page.goto(f"{site['url']}/review")
+    page.screenshot(path=str(shots / "review.png"))
+    left = int(page.inner_text("#left").split()[0])
+    page.keyboard.press("a")  # accept the suggestion
+    page.wait_for_selector("#message")
+    page.keyboard.press("2")  # the second label
+    page.wait_for_selector("#message")
+    assert int(page.inner_text("#left").split()[0]) == left - 2
+    from lmforge.data.review import read_answers
+
+    answers = read_answers(site["config"].resolve_path(site["config"].label.reviewed))
+    assert len(answers) == 2
+
+    # Playground: classify, say it is wrong, send a correction; it is in the feedback store.
+    page.goto(f"{site['url']}/playground")
+    page.fill("#text", "where is my parcel")
+    page.click("#run")
+    page.wait_for_selector("#feedback:not([hidden])")
+    page.screenshot(path=str(shots / "playground.png"))
+    page.click("#down")
+    page.wait_for_selector("#sent:not([hidden])")
+    page.select_option("#correction", index=1)
+    page.click("#correct")
+    page.wait_for_function("document.querySelector('#sent').innerText.length > 0")
+    from lmforge.retrain import feedback_url
+    from lmforge.serve.store import ServeStore
+
+    stored = ServeStore(feedback_url(site["config"])).feedback()
+    assert {f.kind for f in stored} >= {"rating", "label"}
+    assert all(f.text == "where is my parcel" and f.key_name == "browser-admin" for f in stored)
+
     page.goto(f"{site['url']}/monitor")
     page.screenshot(path=str(shots / "monitor.png"))
     for shot in shots.iterdir():  # every page rendered something at 1280x800
         assert shot.stat().st_size > 10_000, shot.name
     # Nothing in the layout overflows 1280 px horizontally.
-    for path in ("/runs", f"/runs/{site['run_id']}", "/models", "/monitor"):
+    for path in ("/runs", f"/runs/{site['run_id']}", "/models", "/monitor", "/playground", "/review"):
         page.goto(f"{site['url']}{path}")
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280, path

@@ -67,7 +67,15 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
 
 
 def create_ui_app(project: Project, *, auth: bool = True) -> FastAPI:
-    from lmforge.ui import views_models, views_monitor, views_playground, views_review, views_runs
+    from lmforge.ui import (
+        views_compare,
+        views_models,
+        views_monitor,
+        views_playground,
+        views_review,
+        views_runs,
+        views_start,
+    )
 
     app = FastAPI(title="lmforge ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.project = project
@@ -108,7 +116,16 @@ def create_ui_app(project: Project, *, auth: bool = True) -> FastAPI:
     async def home() -> Response:
         return RedirectResponse("/runs", status_code=303)
 
-    for module in (views_runs, views_models, views_monitor, views_playground, views_review):
+    pages = (
+        views_runs,
+        views_start,
+        views_compare,
+        views_models,
+        views_playground,
+        views_review,
+        views_monitor,
+    )
+    for module in pages:
         app.include_router(module.router)
     return app
 

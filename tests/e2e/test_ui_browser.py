@@ -71,6 +71,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator
         "run_id": first.run_id,
         "folder": folder,
         "config": load_config(path),
+        "tiny_model": str(tiny_model),
     }
     server.should_exit = True
     thread.join(timeout=10)
@@ -136,11 +137,12 @@ def test_login_runs_report_and_promote(site: dict[str, Any], browser: Any, tmp_p
     page.click("#run")
     page.wait_for_selector("#feedback:not([hidden])")
     page.screenshot(path=str(shots / "playground.png"))
-    page.click("#down")
-    page.wait_for_selector("#sent:not([hidden])")
-    page.select_option("#correction", index=1)
-    page.click("#correct")
-    page.wait_for_function("document.querySelector('#sent').innerText.length > 0")
+    for button in ("#down", "#correct"):  # a thumbs-down, then the right label
+        if button == "#correct":
+            page.select_option("#correction", index=1)
+        with page.expect_response("**/playground/feedback") as sent:
+            page.click(button)
+        assert sent.value.status == 200
     from lmforge.retrain import feedback_url
     from lmforge.serve.store import ServeStore
 
@@ -150,6 +152,25 @@ def test_login_runs_report_and_promote(site: dict[str, Any], browser: Any, tmp_p
 
     page.goto(f"{site['url']}/monitor")
     page.screenshot(path=str(shots / "monitor.png"))
+
+    # Start a run from the browser on a tiny dataset and watch it finish.
+    upload = tmp_path / "tickets.csv"
+    write_csv(upload, make_rows())
+    page.goto(f"{site['url']}/start")
+    page.set_input_files("input[name=file]", str(upload))
+    page.click("button:has-text('Upload')")
+    page.wait_for_selector("#start-form")
+    fields = {"model": site["tiny_model"], "train.epochs": "3", "train.max_length": "16",
+              "train.batch_size": "8", "train.learning_rate": "0.005"}  # fmt: skip
+    for name, value in fields.items():
+        page.fill(f'[name="{name}"]', value)
+    page.screenshot(path=str(shots / "start.png"), full_page=True)
+    page.click("button:has-text('Validate and start the run')")
+    page.wait_for_url("**/runs/2*", timeout=120_000)
+    page.wait_for_function(
+        "document.querySelector('#run-status').innerText === 'succeeded'", timeout=180_000, polling=1000
+    )
+    assert page.locator("#report-link").count() == 1
     for shot in shots.iterdir():  # every page rendered something at 1280x800
         assert shot.stat().st_size > 10_000, shot.name
     # Nothing in the layout overflows 1280 px horizontally.

@@ -127,5 +127,31 @@ def test_admin_promotes_and_rolls_back_and_it_is_audited(project: dict[str, Any]
 
 
 def test_pages_escape_what_they_show(project: dict[str, Any]) -> None:
-    page = TestClient(create_ui_app(project_for(project["path"]))).get('/login?next=/"><script>x()</script>').text
+    page = (
+        TestClient(create_ui_app(project_for(project["path"])))
+        .get('/login?next=/"><script>x()</script>')
+        .text
+    )
     assert "<script>x()</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_a_tuned_run_shows_its_trials_and_search_plots(tmp_path: Path, tiny_model: Path) -> None:
+    from tests.unit.test_tune import tune_config
+
+    config = tune_config(tmp_path, tiny_model, trials=3, pruner="none")
+    config["serve"] = {"state_dir": str(tmp_path / "state")}
+    path = tmp_path / "lmforge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = run_pipeline(load_config(path))
+    secret = KeyStore(tmp_path / "state" / "keys.db").create("predict", name="viewer").secret
+    client = TestClient(create_ui_app(project_for(path)))
+    client.post("/login", data={"key": secret})
+    page = client.get(f"/runs/{run.run_id}").text
+    assert "Hyperparameter trials" in page and page.count("<tr>") > 3
+    plots = [p.name for p in (run.run_dir / "tune").glob("hpo_*.png")]
+    assert plots
+    for plot in plots:
+        assert f"/runs/{run.run_id}/tune/{plot}" in page
+        response = client.get(f"/runs/{run.run_id}/tune/{plot}")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert client.get(f"/runs/{run.run_id}/tune/trials.csv").status_code == 404  # PNGs only

@@ -74,6 +74,7 @@ async def run_page(request: Request, run_id: str, user: User = Depends(needs("pr
         metrics={k: v for k, v in run.get("metrics", {}).items() if isinstance(v, (int, float))},
         data=_data_issues(folder),
         trials=_trials(folder),
+        hpo_plots=sorted(p.name for p in (folder / "tune").glob("hpo_*.png")),
         has_report=(folder / "report" / "report.html").exists(),
         log=_tail(folder / "run.log", 200),
     )
@@ -85,6 +86,17 @@ async def report(request: Request, run_id: str, user: User = Depends(needs("pred
     if not path.exists():
         raise HTTPException(404, f"run {run_id} has no report yet")
     return FileResponse(path, media_type="text/html")
+
+
+@router.get("/runs/{run_id}/tune/{name}")
+async def tune_plot(
+    request: Request, run_id: str, name: str, user: User = Depends(needs("predict"))
+) -> Response:
+    """The search's plots (history, importances, curves, steps): PNGs of the tune stage only."""
+    path = _run_dir(request, run_id) / "tune" / name
+    if not (name.startswith("hpo_") and name.endswith(".png") and "/" not in name and path.is_file()):
+        raise HTTPException(404, f"no plot {name}")
+    return FileResponse(path, media_type="image/png")
 
 
 def _manifest(folder: Path, stage: str) -> dict[str, Any]:

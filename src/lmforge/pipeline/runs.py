@@ -69,13 +69,14 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        if data.get("status") == "running" and not _alive(int(data.get("pid") or 0)):
+        if data.get("status") == "running" and not process_alive(int(data.get("pid") or 0)):
             data["status"] = "killed"
         runs.append(data)
     return runs
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a `running` run whose process is gone was killed)."""
     if pid <= 0:
         return False
     try:

@@ -22,6 +22,7 @@ from typing import IO, Any
 import yaml
 
 from lmforge.datafiles import FORMATS
+from lmforge.pipeline.runs import process_alive
 
 UPLOADS = "uploads"
 LOGS = "ui-logs"
@@ -168,7 +169,7 @@ def progress(folder: Path) -> dict[str, Any]:
     """
     run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     status = run.get("status", "unknown")
-    if status == "running" and not _alive(int(run.get("pid") or 0)):
+    if status == "running" and not process_alive(int(run.get("pid") or 0)):
         status = "killed"  # as `list_runs` says: the process died without finishing the record
     stages = {name: dict(info) for name, info in run.get("stages", {}).items()}
     for name in _planned_stages(folder):
@@ -200,15 +201,3 @@ def _planned_stages(folder: Path) -> list[str]:
     except (OSError, yaml.YAMLError, LmforgeError):
         return []
     return [spec.name for spec in stages_for(config)]
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

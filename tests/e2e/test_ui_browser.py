@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from lmforge.config import load_config
-from lmforge.pipeline.runner import run_pipeline
-from lmforge.serve.keys import KeyStore
-from tests.conftest import fast_config, make_rows, write_csv
+from tests.conftest import make_rows, write_csv
+from tests.ui_support import ui_project
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -35,23 +33,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator
 
     from lmforge.ui.app import create_ui_app, project_for
 
-    folder = tmp_path_factory.mktemp("ui-browser")
-    unlabeled = ["invoice refund charge please", "password login locked again", "parcel delivery courier why"]
-    rows = [*make_rows(), *((text, "") for text in unlabeled)]
-    config = fast_config(folder, write_csv(folder / "data.csv", rows), tiny_model)
-    # At min_confidence 1.0 every auto-label waits for a person: the review queue is not empty.
-    config["label"].update(method="embeddings", min_confidence=1.0)
-    config["clean"] = {"label_noise": "off"}
-    config["serve"] = {"state_dir": str(folder / "state")}
-    config["gate"] = {"min_gain": -1.0, "champion_tolerance": 1.0}
-    path = folder / "lmforge.yaml"
-    path.write_text(yaml.safe_dump(config))
-    first = run_pipeline(load_config(path))
-    config["train"]["seed"] = 3
-    path.write_text(yaml.safe_dump(config))
-    run_pipeline(load_config(path))  # version 2 becomes champion
-    keys = KeyStore(folder / "state" / "keys.db")
-    admin = keys.create("admin", name="browser-admin").secret
+    project = ui_project(tmp_path_factory.mktemp("ui-browser"), tiny_model, review_queue=True)
+    path, folder = project["path"], project["folder"]  # version 2 is champion
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -67,8 +50,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator
         time.sleep(0.05)
     yield {
         "url": f"http://127.0.0.1:{port}",
-        "admin": admin,
-        "run_id": first.run_id,
+        "admin": project["keys"]["admin"],
+        "run_id": project["runs"][0].run_id,
         "folder": folder,
         "config": load_config(path),
         "tiny_model": str(tiny_model),
@@ -148,7 +131,7 @@ def test_login_runs_report_and_promote(site: dict[str, Any], browser: Any, tmp_p
 
     stored = ServeStore(feedback_url(site["config"])).feedback()
     assert {f.kind for f in stored} >= {"rating", "label"}
-    assert all(f.text == "where is my parcel" and f.key_name == "browser-admin" for f in stored)
+    assert all(f.text == "where is my parcel" and f.key_name == "admin-user" for f in stored)
 
     page.goto(f"{site['url']}/monitor")
     page.screenshot(path=str(shots / "monitor.png"))

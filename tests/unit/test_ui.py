@@ -13,39 +13,19 @@ from lmforge.config import load_config
 from lmforge.pipeline.runner import run_pipeline
 from lmforge.serve.keys import KeyStore
 from lmforge.ui.app import create_ui_app, project_for
-from tests.conftest import fast_config, make_rows, write_csv
+from tests.ui_support import logged_in, ui_project
 
 NAME = "test-project"
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str, Any]:
-    folder = tmp_path_factory.mktemp("ui")
-    config = fast_config(folder, write_csv(folder / "data.csv", make_rows()), tiny_model)
-    config["serve"] = {"state_dir": str(folder / "state")}
-    config["gate"] = {"min_gain": -1.0, "champion_tolerance": 1.0}
-    path = folder / "lmforge.yaml"
-    path.write_text(yaml.safe_dump(config))
-    first = run_pipeline(load_config(path))
-    config["train"]["seed"] = 3  # a second version to promote
-    path.write_text(yaml.safe_dump(config))
-    run_pipeline(load_config(path))
-    store = KeyStore(folder / "state" / "keys.db")
-    keys = {
-        scope: store.create(scope, name=f"{scope}-user").secret for scope in ("predict", "feedback", "admin")
-    }
-    revoked = store.create("admin", name="gone")
-    store.revoke("gone")
-    keys["revoked"] = revoked.secret
-    return {"path": path, "keys": keys, "run_id": first.run_id, "folder": folder}
+    project = ui_project(tmp_path_factory.mktemp("ui"), tiny_model)
+    return {**project, "run_id": project["runs"][0].run_id}
 
 
 def _client(project: dict[str, Any], who: str | None) -> TestClient:
-    client = TestClient(create_ui_app(project_for(project["path"])))
-    if who:
-        response = client.post("/login", data={"key": project["keys"][who]}, follow_redirects=False)
-        assert response.status_code == 303, response.text
-    return client
+    return logged_in(create_ui_app(project_for(project["path"])), who and project["keys"][who])
 
 
 READ = ["/runs", "/runs/{run}", "/runs/{run}/report", "/models", "/monitor"]

@@ -9,57 +9,32 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
-from lmforge.config import load_config
 from lmforge.data import review
-from lmforge.pipeline.runner import run_pipeline
-from lmforge.serve.keys import KeyStore
 from lmforge.serve.store import ServeStore
-from lmforge.ui import views_playground, views_review
+from lmforge.ui import views_playground
 from lmforge.ui.app import create_ui_app, project_for
-from tests.conftest import build_tiny_llama, fast_config, make_rows, write_csv
+from tests.conftest import build_tiny_llama
+from tests.ui_support import UNLABELED, logged_in, ui_project
 
 NAME = "test-project"
 LABELS = ["billing", "bug", "login", "shipping"]
-UNLABELED = ["invoice refund charge please", "password login locked again", "parcel delivery courier why"]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str, Any]:
-    folder = tmp_path_factory.mktemp("ui-play")
-    rows = [*make_rows(), *((text, "") for text in UNLABELED)]
-    config = fast_config(folder, write_csv(folder / "data.csv", rows), tiny_model)
-    # At min_confidence 1.0 every auto-label waits for a person: the queue holds UNLABELED.
-    config["label"].update(method="embeddings", min_confidence=1.0)
-    config["clean"] = {"label_noise": "off"}
-    config["serve"] = {"state_dir": str(folder / "state")}
-    config["gate"] = {"min_gain": -1.0, "champion_tolerance": 1.0}
-    path = folder / "lmforge.yaml"
-    path.write_text(yaml.safe_dump(config))
-    run = run_pipeline(load_config(path))
-    store = KeyStore(folder / "state" / "keys.db")
-    keys = {s: store.create(s, name=f"{s}-user").secret for s in ("predict", "feedback", "admin")}
-    app = create_ui_app(project_for(path))
-    routes = {getattr(r, "path", "") for r in app.routes}
-    for module, route in ((views_playground, "/playground"), (views_review, "/review")):
-        if route not in routes:  # until app.py includes the routers itself
-            app.include_router(module.router)
+    project = ui_project(tmp_path_factory.mktemp("ui-play"), tiny_model, seeds=(42,), review_queue=True)
     return {
-        "app": app,
-        "keys": keys,
-        "folder": folder,
-        "queue": run.run_dir / "label" / review.QUEUE_FILE,
-        "answers": Path(config["label"]["reviewed"]),
+        **project,
+        "app": create_ui_app(project_for(project["path"])),
+        "queue": project["runs"][0].run_dir / "label" / review.QUEUE_FILE,
+        "answers": Path(project["config"]["label"]["reviewed"]),
     }
 
 
 def _client(project: dict[str, Any], who: str) -> TestClient:
-    client = TestClient(project["app"])
-    response = client.post("/login", data={"key": project["keys"][who]}, follow_redirects=False)
-    assert response.status_code == 303, response.text
-    return client
+    return logged_in(project["app"], project["keys"][who])
 
 
 def _store(project: dict[str, Any]) -> ServeStore:

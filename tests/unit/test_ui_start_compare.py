@@ -11,52 +11,26 @@ from typing import Any
 
 import pytest
 import yaml
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lmforge.config import load_config
-from lmforge.pipeline.runner import run_pipeline
-from lmforge.serve.keys import KeyStore
 from lmforge.ui import views_compare, views_start
 from lmforge.ui.app import create_ui_app, project_for
-from tests.conftest import fast_config, make_rows, write_csv
+from tests.conftest import make_rows
+from tests.ui_support import logged_in, ui_project
 
 RUN_TIMEOUT = 180  # seconds for a whole `lmforge run` of the tiny model in a subprocess
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str, Any]:
-    """A project with two finished runs that differ in train.seed, and one key per scope."""
-    folder = tmp_path_factory.mktemp("ui-start")
-    config = fast_config(folder, write_csv(folder / "data.csv", make_rows()), tiny_model)
-    config["serve"] = {"state_dir": str(folder / "state")}
-    config["gate"] = {"min_gain": -1.0, "champion_tolerance": 1.0}
-    path = folder / "lmforge.yaml"
-    path.write_text(yaml.safe_dump(config))
-    first = run_pipeline(load_config(path))
-    config["train"]["seed"] = 7
-    path.write_text(yaml.safe_dump(config))
-    second = run_pipeline(load_config(path))
-    store = KeyStore(folder / "state" / "keys.db")
-    keys = {scope: store.create(scope, name=f"{scope}-user").secret for scope in ("predict", "admin")}
-    return {"path": path, "folder": folder, "keys": keys, "runs": (first.run_id, second.run_id)}
-
-
-def _app(project: dict[str, Any]) -> FastAPI:
-    app = create_ui_app(project_for(project["path"]))
-    have = {getattr(route, "path", None) for route in app.routes}
-    for module in (views_start, views_compare):  # until app.py includes them itself
-        if not {getattr(r, "path", None) for r in module.router.routes} <= have:
-            app.include_router(module.router)
-    return app
+    """A project with two finished runs that differ in train.seed (42, 3), one key per scope."""
+    project = ui_project(tmp_path_factory.mktemp("ui-start"), tiny_model)
+    return {**project, "runs": tuple(run.run_id for run in project["runs"])}
 
 
 def _client(project: dict[str, Any], who: str | None) -> TestClient:
-    client = TestClient(_app(project))
-    if who:
-        response = client.post("/login", data={"key": project["keys"][who]}, follow_redirects=False)
-        assert response.status_code == 303, response.text
-    return client
+    return logged_in(create_ui_app(project_for(project["path"])), who and project["keys"][who])
 
 
 def _upload(
@@ -202,7 +176,7 @@ def test_compare_shows_changed_keys_and_both_runs_metrics(project: dict[str, Any
     a, b = project["runs"]
     page = client.get(f"/compare?a={a}&b={b}").text
     changed = page.split('<table id="changed">')[1].split("</table>")[0]
-    assert re.search(r'<td class="key">train\.seed</td><td>42</td><td>7</td>', changed)
+    assert re.search(r'<td class="key">train\.seed</td><td>42</td><td>3</td>', changed)
     assert "data.train" not in changed  # unchanged keys are in the collapsed table
     assert '<td class="key">data.text_column</td>' in page.split('<table class="same"')[1]
     metrics = page.split('<table id="metrics">')[1].split("</table>")[0]

@@ -16,10 +16,16 @@ from typing import Any
 
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
-from lmforge.stages.train import _callbacks, _params, _precision, _regularisation, _short
 from lmforge.tasks.generation import Encoded, encode_split
 from lmforge.training.causal_fit import fit_causal_lm, load_tokenizer
 from lmforge.training.fit import save_fitted
+from lmforge.training.stage_support import (
+    count_params,
+    precision_name,
+    regularisation_summary,
+    short_value,
+    stage_callbacks,
+)
 
 
 def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
@@ -29,7 +35,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     tuned: dict[str, Any] = inputs["tune"].json("best")["params"] if "tune" in inputs else {}
     if tuned:
         cfg = cfg.model_copy(update=tuned)
-        ctx.log("tuned hyperparameters: " + ", ".join(f"{k}={_short(v)}" for k, v in tuned.items()))
+        ctx.log("tuned hyperparameters: " + ", ".join(f"{k}={short_value(v)}" for k, v in tuned.items()))
     tokenizer = load_tokenizer(reference, ctx.config.base_dir)
     train, validation = (encode_split(tokenizer, split.table(n), cfg, lm) for n in ("train", "validation"))
     _report_lengths(ctx, train, len(split.table("train")), cfg)
@@ -49,7 +55,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         validation,
         cfg,
         ctx.work_dir / "checkpoints",
-        callbacks=lambda: _callbacks(ctx),
+        callbacks=lambda: stage_callbacks(ctx),
         log=ctx.warn,
     )
     if fit.resumed_from:
@@ -78,7 +84,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         summary={
             "model": reference,
             "method": cfg.method,
-            "parameters": _params(fit.model),
+            "parameters": count_params(fit.model),
             "trainable_parameters": fit.trainable_parameters,
             "lora_target_modules": _lora_targets(fit.model),
             "best_checkpoint": (trainer.state.best_model_checkpoint or "").rsplit("/", 1)[-1],
@@ -87,8 +93,8 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
             "restarts": fit.restarts,
             "tuned": tuned,
             "device": str(trainer.args.device),
-            "precision": _precision(trainer.args),
-            "regularisation": _regularisation(cfg),
+            "precision": precision_name(trainer.args),
+            "regularisation": regularisation_summary(cfg),
             "truncated": train.truncated,
             "dropped_long": len(train.dropped),
             "packed": cfg.packing,

@@ -1,0 +1,88 @@
+"""What the classification and generation train stages share: the Trainer callbacks that turn
+steps into lmforge progress events (and TensorBoard), and the small summaries the report shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmforge.config import TrainConfig
+from lmforge.pipeline.context import StageContext
+
+
+def stage_callbacks(ctx: StageContext) -> list[Any]:
+    callbacks: list[Any] = [progress_callback(ctx)]
+    if ctx.config.tracking.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        callbacks.append(TensorBoardCallback(SummaryWriter(str(ctx.work_dir / "tensorboard"))))
+    return callbacks
+
+
+def progress_callback(ctx: StageContext) -> Any:
+    from transformers import TrainerCallback
+
+    class RichProgress(TrainerCallback):
+        """Turns Trainer steps and evaluations into lmforge progress events."""
+
+        def __init__(self) -> None:
+            self.bar: Any = None
+            self.loss: float | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.cm = ctx.progress("training", total=state.max_steps)
+            self.bar = self.cm.__enter__()
+            self.bar.update(state.global_step, total=state.max_steps)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            info = {"epoch": round(state.epoch or 0, 2)}
+            if self.loss is not None:
+                info["loss"] = round(self.loss, 4)
+            self.bar.update(state.global_step, **info)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs:
+                self.loss = float(logs["loss"])
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any) -> None:
+            shown = {
+                k.removeprefix("eval_"): round(v, 4)
+                for k, v in (metrics or {}).items()
+                if k in ("eval_loss", "eval_accuracy", "eval_f1_macro")
+            }
+            ctx.log(f"epoch {state.epoch:.2f} validation " + " ".join(f"{k} {v}" for k, v in shown.items()))
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.cm.__exit__(None, None, None)
+                self.bar = None
+
+    return RichProgress()
+
+
+def regularisation_summary(cfg: TrainConfig) -> dict[str, Any]:
+    """The regularisation switches that are on, for the report."""
+    on: dict[str, Any] = {}
+    if cfg.label_smoothing:
+        on["label_smoothing"] = cfg.label_smoothing
+    if cfg.dropout is not None:
+        on["dropout"] = cfg.dropout
+    if cfg.freeze_embeddings or cfg.freeze_layers:
+        on["frozen"] = f"embeddings + {cfg.freeze_layers} layers"
+    if cfg.adversarial != "off":
+        on["adversarial"] = f"{cfg.adversarial} (epsilon {cfg.adversarial_epsilon})"
+    if cfg.early_stopping_patience:
+        on["early_stopping_patience"] = cfg.early_stopping_patience
+    return on
+
+
+def short_value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def count_params(model: Any) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def precision_name(args: Any) -> str:
+    return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"

@@ -48,12 +48,14 @@ def as_predictions(
     texts: list[str], labels: list[str], confidence: float, keep_text: bool = True
 ) -> pd.DataFrame:
     """The shape `ServeStore.recent_predictions` returns (only the columns drift reads)."""
-    return pd.DataFrame({
-        "text": texts if keep_text else [None] * len(texts),
-        "text_length": [len(t) for t in texts],
-        "label": labels,
-        "confidence": [confidence] * len(texts),
-    })
+    return pd.DataFrame(
+        {
+            "text": texts if keep_text else [None] * len(texts),
+            "text_length": [len(t) for t in texts],
+            "label": labels,
+            "confidence": [confidence] * len(texts),
+        }
+    )
 
 
 def unshifted(n_per_class: int = 100) -> pd.DataFrame:
@@ -148,7 +150,10 @@ def test_compare_not_enough_traffic_raises_no_alert() -> None:
 @pytest.mark.parametrize("per_class", [10, 100])  # 40 predictions: small-sample noise must not alert
 def test_compare_unshifted_traffic_has_no_alerts(per_class: int) -> None:
     report = compare(
-        training_frame(), unshifted(per_class), embed=hashed_bow, reference_confidence=np.full(50, 0.9),
+        training_frame(),
+        unshifted(per_class),
+        embed=hashed_bow,
+        reference_confidence=np.full(50, 0.9),
         thresholds=DriftThresholds(),
     )
     assert report.alerts == [], report.metrics

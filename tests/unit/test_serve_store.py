@@ -114,7 +114,10 @@ def test_valid_feedback_is_saved_pending(db: str, item: FeedbackItem) -> None:
     (saved,) = store.feedback()
     assert saved.id == new_id and saved.status == "pending"
     assert (saved.kind, saved.label, saved.rating, saved.corrected_output) == (
-        item.kind, item.label, item.rating, item.corrected_output
+        item.kind,
+        item.label,
+        item.rating,
+        item.corrected_output,
     )
 
 
@@ -223,12 +226,27 @@ def test_accepted_training_rows_keep_provenance(db: str) -> None:
     assert list(rows.columns) == ["body", "topic", "feedback_id", "source", "prediction_id"]
     records = rows.astype(object).where(rows.notna(), None).to_dict("records")  # pandas 3: NaN for None
     assert records == [
-        {"body": "my card was charged twice", "topic": "billing", "feedback_id": from_prediction,
-         "source": "feedback", "prediction_id": logged.id},
-        {"body": "cannot sign in", "topic": "login", "feedback_id": from_client,
-         "source": "feedback", "prediction_id": None},
-        {"body": "app freezes", "topic": "login", "feedback_id": relabel_new,  # latest label wins
-         "source": "feedback", "prediction_id": None},
+        {
+            "body": "my card was charged twice",
+            "topic": "billing",
+            "feedback_id": from_prediction,
+            "source": "feedback",
+            "prediction_id": logged.id,
+        },
+        {
+            "body": "cannot sign in",
+            "topic": "login",
+            "feedback_id": from_client,
+            "source": "feedback",
+            "prediction_id": None,
+        },
+        {
+            "body": "app freezes",
+            "topic": "login",
+            "feedback_id": relabel_new,  # latest label wins
+            "source": "feedback",
+            "prediction_id": None,
+        },
     ]
     assert pending not in set(rows["feedback_id"])
     assert accepted_training_rows(ServeStore(db.replace("store.db", "empty.db")), "t", "l").empty

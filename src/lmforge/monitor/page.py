@@ -116,8 +116,16 @@ def _metric_rows(report: DriftReport) -> list[dict[str, str]]:
             css, state, shown = "over", "ALERT", f"{value:.3f}"
         else:
             css, state, shown = "under", "ok", f"{value:.3f}"
-        rows.append({"name": name, "label": label, "value": shown, "threshold": f"{limit:.3f}",
-                     "state": state, "css": css})
+        rows.append(
+            {
+                "name": name,
+                "label": label,
+                "value": shown,
+                "threshold": f"{limit:.3f}",
+                "state": state,
+                "css": css,
+            }
+        )
     return rows
 
 
@@ -131,8 +139,12 @@ def render_html(report: DriftReport, title: str) -> str:
         summary, summary_class = "OK: no drift above the thresholds", "ok"
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(
-        title=title, report=report, summary=summary, summary_class=summary_class,
-        metrics=_metric_rows(report), charts=_charts(report),
+        title=title,
+        report=report,
+        summary=summary,
+        summary_class=summary_class,
+        metrics=_metric_rows(report),
+        charts=_charts(report),
     )
 
 

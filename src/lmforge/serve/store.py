@@ -164,9 +164,7 @@ class ServeStore:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             # timeout: threads and processes writing at once wait for the lock, not fail.
-            self.engine = sa.create_engine(
-                url, connect_args={"timeout": 30, "check_same_thread": False}
-            )
+            self.engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             sa.event.listen(self.engine, "connect", _sqlite_durable)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)

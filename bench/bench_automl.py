@@ -58,7 +58,14 @@ def run_until(config: dict[str, Any], stage: str) -> Any:
     return run_pipeline(load_config(data=config), until=stage).artifacts[stage]
 
 
-def bench_tune(trials: int, rows: int, seed: int = 1, only: list[str] | None = None) -> None:
+def bench_tune(
+    trials: int,
+    rows: int,
+    seed: int = 1,
+    only: list[str] | None = None,
+    prune_after: int = 1,
+    prune_on: str = "metric",
+) -> None:
     # Epochs are the pruner's resource, not a searched parameter: every trial may run all
     # 3 epochs and pruning decides which stop early (Hyperband's own framing). Searching
     # epochs as well would let random search save steps by drawing short trials.
@@ -70,9 +77,14 @@ def bench_tune(trials: int, rows: int, seed: int = 1, only: list[str] | None = N
     }
     arms = {
         "random, no pruning": {"sampler": "random", "pruner": "none"},
-        "TPE + median pruning": {"sampler": "tpe", "pruner": "median", "startup_trials": 3, "prune_after": 1},
-        "TPE + hyperband": {"sampler": "tpe", "pruner": "hyperband", "startup_trials": 3, "prune_after": 1},
+        "TPE + median pruning": {"sampler": "tpe", "pruner": "median"},
+        "TPE + hyperband": {"sampler": "tpe", "pruner": "hyperband"},
+        "TPE + successive halving": {"sampler": "tpe", "pruner": "successive_halving"},
     }
+    for arm in arms.values():
+        arm["prune_on"] = prune_on  # without a pruner it only decides what the curves record
+        if arm["pruner"] != "none":
+            arm.update({"startup_trials": 3, "prune_after": prune_after})
     if only:
         arms = {
             name: arm
@@ -86,7 +98,16 @@ def bench_tune(trials: int, rows: int, seed: int = 1, only: list[str] | None = N
         for index, (name, tune) in enumerate(arms.items()):
             config = base_config(folder / f"arm{index}", train, validation)
             config["train"].update({"epochs": 3, "eval_steps": 8})
-            config["tune"] = {"enabled": True, "trials": trials, "space": space, "seed": seed, **tune}
+            # The study outside the stage's scratch folder (removed when the stage succeeds).
+            study_db = folder / f"arm{index}-study.db"
+            config["tune"] = {
+                "enabled": True,
+                "trials": trials,
+                "space": space,
+                "seed": seed,
+                "storage": f"sqlite:///{study_db}",
+                **tune,
+            }
             started = time.perf_counter()
             artifact = run_until(config, "tune")
             m = artifact.metrics
@@ -94,6 +115,8 @@ def bench_tune(trials: int, rows: int, seed: int = 1, only: list[str] | None = N
             shown = ["number", "state", "value", "steps"] + [c for c in table if c.startswith("param_")]
             print(table[shown].round(5).to_string(index=False), flush=True)
             results[name] = (m["best_validation_f1_macro"], m["total_steps"], time.perf_counter() - started)
+            if tune["pruner"] == "none":
+                print(early_rank_correlation(study_db), flush=True)
             print(
                 f"{name:22s} best validation macro-F1 {m['best_validation_f1_macro']:.4f}  "
                 f"steps {m['total_steps']:.0f}  pruned {m['trials_pruned']:.0f}/{trials}  "
@@ -108,6 +131,26 @@ def bench_tune(trials: int, rows: int, seed: int = 1, only: list[str] | None = N
             f"{name} vs random: best {100 * (f - rf):+.2f} pt, steps ratio {s / rs:.2f}, "
             f"time ratio {t / rt:.2f}  (goal: within +-0.5 pt with <= 0.40 of the steps)"
         )
+
+
+def early_rank_correlation(study_db: Path) -> str:
+    """How well each early evaluation ranks the unpruned trials by their final best macro-F1
+    (Spearman), for the metric itself and for what the study's trials reported to the pruner
+    (the same metric, or minus the validation loss with prune_on: loss)."""
+    import optuna
+
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{study_db}")
+    complete = [t for t in study.trials if t.value is not None]
+    final = pd.Series([t.value for t in complete])
+    lines = ["evaluation  spearman(metric, final)  spearman(pruner signal, final)"]
+    for k in range(1, 6):
+        metric = pd.Series([t.user_attrs["metric_curve"][k - 1] for t in complete])
+        signal = pd.Series([t.intermediate_values[k] for t in complete])
+        lines.append(
+            f"{k:10d}  {metric.corr(final, method='spearman'):23.2f}  "
+            f"{signal.corr(final, method='spearman'):30.2f}"
+        )
+    return "\n".join(lines)
 
 
 def bench_select(rows: int) -> None:
@@ -189,15 +232,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=480)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="sampler seeds, one study each")
     parser.add_argument(
-        "--arms", nargs="+", choices=["random", "median", "hyperband"], help="default: every arm"
+        "--arms",
+        nargs="+",
+        choices=["random", "median", "hyperband", "successive_halving"],
+        help="default: every arm",
     )
+    parser.add_argument("--prune-after", type=int, default=1, help="tune.prune_after of the pruned arms")
+    parser.add_argument("--prune-on", choices=["metric", "loss"], default="metric", help="tune.prune_on")
     args = parser.parse_args()
     if {"tune", "select"} & set(args.part) and not (DATA / "emotion.csv").exists():
         sys.exit(f"{DATA / 'emotion.csv'} not found: the tune and select parts need ../shared/data")
     if "tune" in args.part:
         for seed in args.seeds:
             print(f"== sampler seed {seed}", flush=True)
-            bench_tune(args.trials, args.rows, seed, args.arms)
+            bench_tune(args.trials, args.rows, seed, args.arms, args.prune_after, args.prune_on)
     if "select" in args.part:
         bench_select(args.rows)
     if "ray" in args.part:

@@ -372,8 +372,21 @@ class TuneConfig(Section):
         None, gt=0, description="Stop starting new trials after this long; null: no time limit."
     )
     sampler: Literal["tpe", "random"] = Field("tpe", description="optuna sampler.")
-    pruner: Literal["median", "hyperband", "none"] = Field(
-        "median", description="Stops unpromising trials at their validation evaluations."
+    pruner: Literal["median", "hyperband", "successive_halving", "none"] = Field(
+        "median",
+        description=(
+            "Stops unpromising trials at their validation evaluations: median (below the median "
+            "of earlier trials), hyperband, or successive_halving (ASHA: only the top third "
+            "goes on at evaluations r, 3r, 9r ...; the most aggressive)."
+        ),
+    )
+    prune_on: Literal["metric", "loss"] = Field(
+        "metric",
+        description=(
+            "What each evaluation reports to the pruner: train.metric_for_best_model, or the "
+            "validation loss, which ranks trials earlier (macro-F1 sits at chance for the first "
+            "steps). The best trial is chosen by the metric either way."
+        ),
     )
     startup_trials: int = Field(
         5, ge=0, description="Trials sampled at random (TPE) and never pruned (median) at the start."

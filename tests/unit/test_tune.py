@@ -37,8 +37,11 @@ def tune_config(folder: Path, model: Path, **tune: Any) -> dict[str, Any]:
     return config
 
 
-def test_study_prunes_and_train_uses_the_best_parameters(tmp_path: Path, tiny_model: Path) -> None:
-    config = tune_config(tmp_path, tiny_model)
+@pytest.mark.parametrize("pruner", ["median", "successive_halving"])
+def test_study_prunes_and_train_uses_the_best_parameters(
+    tmp_path: Path, tiny_model: Path, pruner: str
+) -> None:
+    config = tune_config(tmp_path, tiny_model, pruner=pruner)
     # Validation loss separates weak trials from good ones early (macro-F1 ties at chance).
     config["train"]["metric_for_best_model"] = "loss"
     result = run_pipeline(load_config(data=config))
@@ -57,6 +60,30 @@ def test_study_prunes_and_train_uses_the_best_parameters(tmp_path: Path, tiny_mo
     assert all(tune.has(f"hpo_{name}.png") for name in ("history", "curves", "trials"))
     html = (result.run_dir / "report" / "report.html").read_text()
     assert "Hyperparameter search" in html and "pruned" in html
+
+
+def test_pruning_on_the_loss_still_picks_the_best_trial_by_the_metric(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    config = tune_config(
+        tmp_path, tiny_model, trials=3, pruner="successive_halving", prune_on="loss", storage=storage
+    )
+    tune = run_pipeline(load_config(data=config), until="tune").artifacts["tune"]
+    study = optuna.load_study(study_name=None, storage=storage)
+    assert study.direction.name == "MAXIMIZE"  # macro-F1
+    table = pd.read_csv(tune.path("trials.csv")).set_index("number")
+    for trial in study.trials:
+        curve = trial.user_attrs["metric_curve"]
+        # The pruner saw minus the validation loss; the trial's value is its best macro-F1.
+        assert all(value < 0 for value in trial.intermediate_values.values())
+        assert len(trial.intermediate_values) == len(curve)
+        assert table.loc[trial.number, "value"] == pytest.approx(max(curve))
+        if trial.state.name == "COMPLETE":
+            assert trial.value == pytest.approx(max(curve))
+    assert tune.json("best")["value"] == pytest.approx(study.best_value)
 
 
 def test_killed_study_resumes_where_it_stopped(tmp_path: Path, tiny_model: Path) -> None:

@@ -22,6 +22,7 @@ from lmforge.config import TuneConfig
 from lmforge.errors import StageError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.classification import GREATER_IS_BETTER
+from lmforge.training.stage_support import short_value
 from lmforge.tuning.executors import make_executor
 from lmforge.tuning.objective import TrialOutcome, TrialRequest
 from lmforge.tuning.space import default_space, distributions
@@ -46,7 +47,12 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     storage = cfg.storage or f"sqlite:///{(ctx.work_dir / 'study.db').resolve()}"
     study_name = f"{ctx.config.project_name}-{ctx.work_dir.name}"  # same inputs, same study
-    pruner_spec = {"kind": cfg.pruner, "startup_trials": cfg.startup_trials, "prune_after": cfg.prune_after}
+    pruner_spec = {
+        "kind": cfg.pruner,
+        "startup_trials": cfg.startup_trials,
+        "prune_after": cfg.prune_after,
+        "signal": cfg.prune_on,
+    }
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
@@ -119,14 +125,14 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
     )
     ctx.out.write_csv("trials", trials)
     ctx.out.write_json("space", {k: v.model_dump(exclude_none=True) for k, v in space.items()})
-    _plots(study, ctx.out.folder)
+    _plots(study, ctx.out.folder, _signal_label(cfg.prune_on, metric))
     _steps_plot(trials, ctx.out.folder / "hpo_trials.png", metric)
     if cfg.ensemble_top_k > 1:
         _keep_top_models(ctx, study, cfg.ensemble_top_k)
     counts = trials["state"].value_counts()
     ctx.log(
         f"best trial {best.number}: validation {metric} {best.value:.4f} with "
-        + ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
+        + ", ".join(f"{k}={short_value(v)}" for k, v in best.params.items())
     )
     return StageResult(
         rows={"train": len(train), "validation": len(validation)},
@@ -226,7 +232,10 @@ def _trials_table(study: Any, outcomes: dict[int, TrialOutcome]) -> pd.DataFrame
             {
                 "number": trial.number,
                 "state": trial.state.name,
-                "value": trial.value if trial.value is not None else _last(trial.intermediate_values),
+                # optuna gives a pruned trial its last reported value, which may be a loss.
+                "value": trial.value
+                if trial.state.name == "COMPLETE"
+                else trial.user_attrs.get("best_metric", trial.value),
                 "steps": trial.user_attrs.get(
                     "steps", outcomes[trial.number].steps if trial.number in outcomes else None
                 ),
@@ -240,11 +249,13 @@ def _trials_table(study: Any, outcomes: dict[int, TrialOutcome]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def _last(values: dict[int, float]) -> float | None:
-    return values[max(values)] if values else None
+def _signal_label(prune_on: str, metric: str) -> str:
+    if prune_on == "loss" and GREATER_IS_BETTER[metric]:
+        return "minus validation loss (what the pruner compared)"
+    return f"validation {'loss' if prune_on == 'loss' else metric}"
 
 
-def _plots(study: Any, folder: Path) -> None:
+def _plots(study: Any, folder: Path, curves_label: str) -> None:
     """History, parameter importances and learning curves (pruned vs complete)."""
     import matplotlib
 
@@ -265,6 +276,9 @@ def _plots(study: Any, folder: Path) -> None:
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # e.g. importances need two complete trials with varied parameters
             figure = axes.figure if hasattr(axes, "figure") else axes
+            if name == "hpo_curves.png":
+                axes.set_ylabel(curves_label)
+                axes.set_xlabel("validation evaluation")
             figure.set_size_inches(7, 4)
             figure.tight_layout()
             figure.savefig(folder / name, dpi=110)
@@ -320,7 +334,3 @@ def _keep_top_models(ctx: StageContext, study: Any, k: int) -> None:
         shutil.copytree(source, ctx.out.path(f"ensemble/rank-{rank}"))
         if rank == k:
             break
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -63,6 +63,12 @@ def make_pruner(spec: dict[str, Any]) -> Any:
         return optuna.pruners.HyperbandPruner(
             min_resource=spec["prune_after"] + 1, max_resource="auto", reduction_factor=3
         )
+    if kind == "successive_halving":
+        # Asynchronous successive halving (ASHA): rungs at evaluations r, 3r, 9r, ...; a trial
+        # goes on past a rung only if it is in the top third of the trials that reached it.
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=spec["prune_after"] + 1, reduction_factor=3, min_early_stopping_rate=0
+        )
     return optuna.pruners.NopPruner()
 
 
@@ -85,7 +91,7 @@ def run_trial(request: TrialRequest) -> TrialOutcome:
         {**request.train_config, **request.params, "early_stopping_patience": None}
     )
     folder = Path(request.work_dir) / f"trial-{request.number}"
-    reporter = _Reporter(trial, cfg.metric_for_best_model)
+    reporter = _Reporter(trial, cfg.metric_for_best_model, request.pruner.get("signal", "metric"))
     started = time.perf_counter()
     try:
         fit = _fit(request, cfg, folder / "checkpoints", reporter)
@@ -102,6 +108,9 @@ def run_trial(request: TrialRequest) -> TrialOutcome:
         )
     steps = fit.steps
     trial.set_user_attr("steps", steps)
+    # The pruner may have read the loss: the trial's metric is kept apart for the trials table.
+    trial.set_user_attr("best_metric", reporter.best)
+    trial.set_user_attr("metric_curve", reporter.values)
     trial.set_user_attr("pid", os.getpid())  # which process (local or Ray worker) ran it
     model_dir = None
     if request.save_model and not reporter.pruned:
@@ -155,13 +164,19 @@ def _fit(request: TrialRequest, cfg: Any, checkpoints: Path, reporter: _Reporter
 
 
 class _Reporter:
-    """Reports every validation evaluation to the trial; asks the pruner after each."""
+    """Reports every validation evaluation to the trial; asks the pruner after each.
 
-    def __init__(self, trial: Any, metric: str) -> None:
+    The pruner reads the metric, or with `signal="loss"` the validation loss, signed so that
+    it points the study's way (minus the loss when the study maximises a metric). Early in
+    training the loss already ranks trials while macro-F1 still sits at chance."""
+
+    def __init__(self, trial: Any, metric: str, signal: str = "metric") -> None:
         from lmforge.tasks.classification import GREATER_IS_BETTER
 
         self.trial, self.key = trial, f"eval_{metric}"
         self.greater = GREATER_IS_BETTER[metric]
+        self.signal_key = "eval_loss" if signal == "loss" else self.key
+        self.signal_sign = -1.0 if signal == "loss" and self.greater else 1.0
         self.values: list[float] = []
         self.pruned = False
         self.steps = 0
@@ -184,10 +199,11 @@ class _Reporter:
             def on_evaluate(
                 self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any
             ) -> None:
-                value = float((metrics or {})[reporter.key])
-                reporter.values.append(value)
+                metrics = metrics or {}
+                reporter.values.append(float(metrics[reporter.key]))
+                signal = reporter.signal_sign * float(metrics[reporter.signal_key])
                 # Step = evaluation index, so Hyperband's resource is "evaluations done".
-                reporter.trial.report(value, step=len(reporter.values))
+                reporter.trial.report(signal, step=len(reporter.values))
                 # Pruning at the last evaluation saves nothing and would discard a finished trial.
                 last = state.global_step >= state.max_steps
                 if not last and reporter.trial.should_prune():

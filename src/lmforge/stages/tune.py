@@ -251,7 +251,7 @@ def _trials_table(study: Any, outcomes: dict[int, TrialOutcome]) -> pd.DataFrame
 
 def _signal_label(prune_on: str, metric: str) -> str:
     if prune_on == "loss" and GREATER_IS_BETTER[metric]:
-        return "minus validation loss (what the pruner compared)"
+        return "minus validation loss"  # what the pruner compared, in the study's direction
     return f"validation {'loss' if prune_on == 'loss' else metric}"
 
 

@@ -384,8 +384,8 @@ class TuneConfig(Section):
         "metric",
         description=(
             "What each evaluation reports to the pruner: train.metric_for_best_model, or the "
-            "validation loss, which ranks trials earlier (macro-F1 sits at chance for the first "
-            "steps). The best trial is chosen by the metric either way."
+            "validation loss (on some data it ranks trials earlier; bench/bench_automl.py "
+            "prints which one does). The best trial is chosen by the metric either way."
         ),
     )
     startup_trials: int = Field(

@@ -167,8 +167,8 @@ class _Reporter:
     """Reports every validation evaluation to the trial; asks the pruner after each.
 
     The pruner reads the metric, or with `signal="loss"` the validation loss, signed so that
-    it points the study's way (minus the loss when the study maximises a metric). Early in
-    training the loss already ranks trials while macro-F1 still sits at chance."""
+    it points the study's way (minus the loss when the study maximises a metric). Which of the
+    two ranks trials better early depends on the data (docs/decisions.md)."""
 
     def __init__(self, trial: Any, metric: str, signal: str = "metric") -> None:
         from lmforge.tasks.classification import GREATER_IS_BETTER

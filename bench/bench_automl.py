@@ -9,8 +9,8 @@
 3. Ray executor overhead per trial vs local: the same tiny study run both ways.
 
     python bench/bench_automl.py [--part tune select ray] [--trials 12] [--rows 480]
-        [--seeds 1 2 3] [--arms random median hyperband successive_halving]
-        [--prune-on metric|loss] [--prune-after 1]
+        [--seeds 1 2 3] [--arms random median successive_halving:loss:1 ...]
+        [--prune-on metric|loss] [--prune-after 1] [--epochs 3]
 """
 
 from __future__ import annotations
@@ -59,16 +59,35 @@ def run_until(config: dict[str, Any], stage: str) -> Any:
     return run_pipeline(load_config(data=config), until=stage).artifacts[stage]
 
 
+PRUNERS = {"median": "median pruning", "hyperband": "hyperband", "successive_halving": "successive halving"}
+
+
+def parse_arm(spec: str, prune_on: str, prune_after: int) -> tuple[str, dict[str, Any]]:
+    """`random`, or `PRUNER[:metric|loss[:PRUNE_AFTER]]` for a TPE arm with that pruner; the
+    parts left out take --prune-on / --prune-after."""
+    if spec == "random":
+        # Without a pruner prune_on only decides what the curves record.
+        return "random, no pruning", {"sampler": "random", "pruner": "none", "prune_on": prune_on}
+    pruner, *rest = spec.split(":")
+    if pruner not in PRUNERS or len(rest) > 2 or (rest and rest[0] not in ("metric", "loss")):
+        raise argparse.ArgumentTypeError(f"arm {spec!r}: expected random or PRUNER[:metric|loss[:N]]")
+    on = rest[0] if rest else prune_on
+    after = int(rest[1]) if len(rest) == 2 else prune_after
+    tune = {"sampler": "tpe", "pruner": pruner, "prune_on": on, "startup_trials": 3, "prune_after": after}
+    return f"TPE + {PRUNERS[pruner]} ({on}, prune_after {after})", tune
+
+
 def bench_tune(
     trials: int,
     rows: int,
+    arm_specs: list[str],
     seed: int = 1,
-    only: list[str] | None = None,
     prune_after: int = 1,
     prune_on: str = "metric",
+    epochs: int = 3,
 ) -> None:
     # Epochs are the pruner's resource, not a searched parameter: every trial may run all
-    # 3 epochs and pruning decides which stop early (Hyperband's own framing). Searching
+    # its epochs and pruning decides which stop early (Hyperband's own framing). Searching
     # epochs as well would let random search save steps by drawing short trials.
     space = {
         "learning_rate": {"low": 1e-5, "high": 3e-3, "log": True},
@@ -76,29 +95,14 @@ def bench_tune(
         "weight_decay": {"low": 0.0, "high": 0.1},
         "warmup_ratio": {"low": 0.0, "high": 0.2},
     }
-    arms = {
-        "random, no pruning": {"sampler": "random", "pruner": "none"},
-        "TPE + median pruning": {"sampler": "tpe", "pruner": "median"},
-        "TPE + hyperband": {"sampler": "tpe", "pruner": "hyperband"},
-        "TPE + successive halving": {"sampler": "tpe", "pruner": "successive_halving"},
-    }
-    for arm in arms.values():
-        arm["prune_on"] = prune_on  # without a pruner it only decides what the curves record
-        if arm["pruner"] != "none":
-            arm.update({"startup_trials": 3, "prune_after": prune_after})
-    if only:
-        arms = {
-            name: arm
-            for name, arm in arms.items()
-            if ("random" if arm["sampler"] == "random" else arm["pruner"]) in only
-        }
+    arms = dict(parse_arm(spec, prune_on, prune_after) for spec in arm_specs)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         train, validation = emotion_subset(folder, rows, 400)
         for index, (name, tune) in enumerate(arms.items()):
             config = base_config(folder / f"arm{index}", train, validation)
-            config["train"].update({"epochs": 3, "eval_steps": 8})
+            config["train"].update({"epochs": epochs, "eval_steps": 8})
             # The study outside the stage's scratch folder (removed when the stage succeeds).
             study_db = folder / f"arm{index}-study.db"
             config["tune"] = {
@@ -124,7 +128,7 @@ def bench_tune(
             if tune["pruner"] == "none":
                 print(early_rank_correlation(study_db), flush=True)
             print(
-                f"{name:22s} best validation macro-F1 {m['best_validation_f1_macro']:.4f}  "
+                f"{name} best validation macro-F1 {m['best_validation_f1_macro']:.4f}  "
                 f"steps {m['total_steps']:.0f}  pruned {m['trials_pruned']:.0f}/{trials}  "
                 f"{results[name][2]:.0f}s",
                 flush=True,
@@ -215,6 +219,7 @@ def bench_ray(trials: int) -> None:
         model = build_tiny_bert(folder / "tiny")
         data = write_csv(folder / "data.csv", make_rows(per_class=60))
         timings = {}
+        executor: dict[str, Any]
         for executor in ({"type": "local"}, {"type": "ray", "num_cpus": 1, "max_concurrent": 1}):
             config = {
                 "project": "bench-ray",
@@ -231,7 +236,7 @@ def bench_ray(trials: int) -> None:
                 },
                 "executor": executor,
                 "tracking": {"enabled": False, "tensorboard": False},
-                "output_dir": str(folder / executor["type"]),
+                "output_dir": str(folder / str(executor["type"])),
             }
             started = time.perf_counter()
             artifact = run_until(config, "tune")
@@ -253,18 +258,24 @@ def main() -> None:
     parser.add_argument(
         "--arms",
         nargs="+",
-        choices=["random", "median", "hyperband", "successive_halving"],
-        help="default: every arm",
+        default=["random", "median", "hyperband", "successive_halving"],
+        help="random, or PRUNER[:metric|loss[:PRUNE_AFTER]] with PRUNER one of " + ", ".join(PRUNERS),
     )
     parser.add_argument("--prune-after", type=int, default=1, help="tune.prune_after of the pruned arms")
     parser.add_argument("--prune-on", choices=["metric", "loss"], default="metric", help="tune.prune_on")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per trial, the pruners' resource")
     args = parser.parse_args()
+    for spec in args.arms:
+        try:
+            parse_arm(spec, args.prune_on, args.prune_after)
+        except (argparse.ArgumentTypeError, ValueError) as error:
+            parser.error(str(error))
     if {"tune", "select"} & set(args.part) and not (DATA / "emotion.csv").exists():
         sys.exit(f"{DATA / 'emotion.csv'} not found: the tune and select parts need ../shared/data")
     if "tune" in args.part:
         for seed in args.seeds:
             print(f"== sampler seed {seed}", flush=True)
-            bench_tune(args.trials, args.rows, seed, args.arms, args.prune_after, args.prune_on)
+            bench_tune(args.trials, args.rows, args.arms, seed, args.prune_after, args.prune_on, args.epochs)
     if "select" in args.part:
         bench_select(args.rows)
     if "ray" in args.part:

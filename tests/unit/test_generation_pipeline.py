@@ -153,6 +153,18 @@ def test_missing_generation_columns_name_the_settings(tmp_path: Path, tiny_llama
     assert "odd.jsonl" in str(info.value) and "q, a" in str(info.value)
 
 
+def test_mostly_unusable_rows_stop_the_run_naming_the_file_and_first_row(
+    tmp_path: Path, tiny_llama: Path
+) -> None:
+    from lmforge.errors import DataError
+
+    rows = [{**r, "output": " "} if i % 4 else r for i, r in enumerate(make_instructions())]
+    data = write_jsonl(tmp_path / "blank.jsonl", rows)
+    with pytest.raises(DataError, match=r"rows rejected \(7\d%\); first at row 2: empty output") as info:
+        run_pipeline(load_config(data=gen_config(tmp_path, data, tiny_llama)), until="validate")
+    assert "blank.jsonl" in str(info.value) and "data.*_column settings" in str(info.value)
+
+
 def test_language_modeling_on_a_text_file(tmp_path: Path, tiny_llama: Path) -> None:
     words = [w for r in make_instructions() for w in (r["instruction"] + " " + r["output"]).split()]
     paragraphs = [" ".join(words[i : i + 12]) for i in range(0, len(words), 12)]

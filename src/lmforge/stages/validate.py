@@ -47,17 +47,7 @@ def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
             missing = good["label"].isna() | (good["label"] == "") | (name == "unlabeled")
             unlabeled.append(good[missing].assign(label=None, source_file=name))
             good = good[~missing]
-        share = len(bad) / max(len(table), 1)
-        if share > cfg.max_rejected_fraction:
-            first = bad.iloc[0]
-            raise DataError(
-                f"{len(bad)} of {len(table)} rows rejected ({share:.0%}); first at row "
-                f"{first.source_row}: {first.reason}",
-                file=file,
-                hint="check data.text_column / data.label_column, or raise validate.max_rejected_fraction",
-            )
-        if len(bad):
-            ctx.warn(f"{name}: {len(bad)} row(s) rejected, see rejected.csv")
+        check_rejected(ctx, cfg, name, file, bad, len(table), "data.text_column / data.label_column")
         rejected.append(bad)
         if name == "train":
             train = good
@@ -82,6 +72,24 @@ def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
     result.summary["rejected_examples"] = all_bad[columns].head(10).to_dict("records")
     result.summary["text_chars"] = _lengths(ingest.table("train")["text"].dropna())
     return result
+
+
+def check_rejected(
+    ctx: StageContext, cfg: ValidateConfig, name: str, file: str, bad: pd.DataFrame, total: int, columns: str
+) -> None:
+    """Stop when more than `validate.max_rejected_fraction` of a file's rows were rejected (most
+    often a wrong column setting, named in the hint); otherwise warn when any were."""
+    share = len(bad) / max(total, 1)
+    if share > cfg.max_rejected_fraction:
+        first = bad.iloc[0]
+        raise DataError(
+            f"{len(bad)} of {total} rows rejected ({share:.0%}); first at row "
+            f"{first.source_row}: {first.reason}",
+            file=file,
+            hint=f"check {columns}, or raise validate.max_rejected_fraction",
+        )
+    if len(bad):
+        ctx.warn(f"{name}: {len(bad)} row(s) rejected, see rejected.csv")
 
 
 def check_classes(table: pd.DataFrame, file: str, cfg: ValidateConfig) -> None:

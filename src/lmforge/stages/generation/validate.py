@@ -14,6 +14,7 @@ import pandas as pd
 from lmforge.config import ValidateConfig
 from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.stages.validate import check_rejected
 
 COLUMNS = ["file", "split", "source_row", "reason", "content"]
 
@@ -66,17 +67,7 @@ def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
                 "content": content,
             }
         )[reasons != ""]
-        share = len(bad) / max(len(table), 1)
-        if share > cfg.max_rejected_fraction:
-            first = bad.iloc[0]
-            raise DataError(
-                f"{len(bad)} of {len(table)} rows rejected ({share:.0%}); first at row "
-                f"{first.source_row}: {first.reason}",
-                file=file,
-                hint="check the data.*_column settings, or raise validate.max_rejected_fraction",
-            )
-        if len(bad):
-            ctx.warn(f"{name}: {len(bad)} row(s) rejected, see rejected.csv")
+        check_rejected(ctx, cfg, name, file, bad, len(table), "the data.*_column settings")
         good = table[reasons == ""].drop(columns=["problem"], errors="ignore")
         ctx.out.write_table(name, good)
         result.rows[name] = len(good)

@@ -258,11 +258,13 @@ def main() -> None:
     parser.add_argument(
         "--arms",
         nargs="+",
-        default=["random", "median", "hyperband", "successive_halving"],
+        default=["random", "successive_halving", "median", "hyperband"],
         help="random, or PRUNER[:metric|loss[:PRUNE_AFTER]] with PRUNER one of " + ", ".join(PRUNERS),
     )
     parser.add_argument("--prune-after", type=int, default=1, help="tune.prune_after of the pruned arms")
-    parser.add_argument("--prune-on", choices=["metric", "loss"], default="metric", help="tune.prune_on")
+    parser.add_argument(
+        "--prune-on", choices=["metric", "loss"], default="loss", help="tune.prune_on (as in lmforge)"
+    )
     parser.add_argument("--epochs", type=int, default=3, help="epochs per trial, the pruners' resource")
     args = parser.parse_args()
     for spec in args.arms:

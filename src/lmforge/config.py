@@ -373,26 +373,26 @@ class TuneConfig(Section):
     )
     sampler: Literal["tpe", "random"] = Field("tpe", description="optuna sampler.")
     pruner: Literal["median", "hyperband", "successive_halving", "none"] = Field(
-        "median",
+        "successive_halving",
         description=(
-            "Stops unpromising trials at their validation evaluations: median (below the median "
-            "of earlier trials), hyperband, or successive_halving (ASHA: only the top third "
-            "goes on at evaluations r, 3r, 9r ...; the most aggressive)."
+            "Stops unpromising trials at their validation evaluations: successive_halving (ASHA: "
+            "only the top third goes on at evaluations r, 3r, 9r ..., r = prune_after + 1; the "
+            "most aggressive), median (below the median of earlier trials) or hyperband."
         ),
     )
     prune_on: Literal["metric", "loss"] = Field(
-        "metric",
+        "loss",
         description=(
-            "What each evaluation reports to the pruner: train.metric_for_best_model, or the "
-            "validation loss (on some data it ranks trials earlier; bench/bench_automl.py "
-            "prints which one does). The best trial is chosen by the metric either way."
+            "What each evaluation reports to the pruner: the validation loss (smoother than a "
+            "metric early on, when a classifier still predicts one class), or "
+            "train.metric_for_best_model. The best trial is chosen by the metric either way."
         ),
     )
     startup_trials: int = Field(
         5, ge=0, description="Trials sampled at random (TPE) and never pruned (median) at the start."
     )
     prune_after: int = Field(
-        2,
+        1,
         ge=0,
         description="Validation evaluations a trial gets before it may be pruned (early scores mislead).",
     )

@@ -87,7 +87,7 @@ data:
 split: {{validation: 0.1, test: 0.1, seed: 42}}
 model: minilm-l6              # a zoo name, a local folder or .gguf file, a hub id; `auto` or a list to select
 train: {{method: full, epochs: 3, learning_rate: 5.0e-5, batch_size: 32, max_length: 128}}
-tune: {{enabled: false, trials: 20, pruner: median}}   # true: optuna search before training
+tune: {{enabled: false, trials: 20, pruner: successive_halving}}   # true: optuna search before training
 gate: {{min_gain: 0.0, required: false}}   # must beat TF-IDF (and the registry's champion) to be champion
 tracking: {{uri: sqlite:///mlruns.db}}
 """

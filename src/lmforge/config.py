@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -30,6 +32,34 @@ class KeyedProblems(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+def _auto_or(kind: Any) -> BeforeValidator:
+    """Accept `auto`, else validate as `kind` with one error message (a plain union would
+    report one problem per branch: `train.epochs.constrained-float`, `...literal['auto']`)."""
+    adapter: TypeAdapter[Any] = TypeAdapter(kind)
+
+    def check(value: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            ctx = err.get("ctx") or {}
+            if err["type"] in _BOUNDS:
+                symbol, name = _BOUNDS[err["type"]]
+                message = f"must be {symbol} {ctx.get(name)}"
+            else:
+                message = err["msg"][0].lower() + err["msg"][1:]
+            raise ValueError(f"{message} (or 'auto'), got {value!r}") from None
+
+    return BeforeValidator(check)
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+AutoPositiveFloat = Annotated[PositiveFloat | Literal["auto"], _auto_or(PositiveFloat)]
+AutoLength = Annotated[Annotated[int, Field(ge=8)] | Literal["auto"], _auto_or(Annotated[int, Field(ge=8)])]
 
 
 class Section(BaseModel):
@@ -248,14 +278,51 @@ class TrainConfig(Section):
         None,
         description="Modules that get adapters; null: peft's default for the architecture (attention q/v).",
     )
-    epochs: float = Field(3, gt=0, description="Training epochs (may be fractional).")
+    pooling: Literal["auto", "mean", "default"] = Field(
+        "auto",
+        description=(
+            "Classification head input: `mean` of the token states (how sentence-transformers "
+            "checkpoints were trained), `default` (the architecture's own head: BERT's [CLS] pooler, "
+            "a causal LM's last token); `auto`: what the zoo or the model folder records, else `default`."
+        ),
+    )
+    epochs: AutoPositiveFloat = Field(
+        "auto",
+        description=(
+            "Training epochs (may be fractional); `auto`: enough passes for a minimum number of "
+            "optimizer steps on small data, fewer on large data (the report shows the numbers)."
+        ),
+    )
     max_steps: int = Field(
         -1, ge=-1, description="Stop after this many optimizer steps; -1 trains for `epochs`."
     )
-    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate (AdamW).")
+    learning_rate: AutoPositiveFloat = Field(
+        "auto",
+        description="Peak learning rate (AdamW); `auto`: the measured default for the model and method.",
+    )
     batch_size: int = Field(32, ge=1, description="Per-device training batch size.")
     eval_batch_size: int = Field(64, ge=1, description="Batch size for validation.")
-    max_length: int = Field(128, ge=8, description="Texts are truncated to this many tokens.")
+    max_length: AutoLength = Field(
+        "auto",
+        description=(
+            "Texts are truncated to this many tokens; `auto`: the 99th percentile of the train "
+            "split's token lengths, rounded up to a multiple of 8, capped by the model."
+        ),
+    )
+    class_weights: Literal["auto", "none", "balanced"] = Field(
+        "auto",
+        description=(
+            "Weight the loss by inverse class frequency (`balanced`) so rare classes are learned "
+            "early; `auto`: balanced when the rarest class holds under half its even share of rows."
+        ),
+    )
+    group_by_length: bool = Field(
+        True,
+        description="Batch texts of similar length together (less padding, faster steps); false: random.",
+    )
+    lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = Field(
+        "linear", description="Learning-rate schedule after warmup."
+    )
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps of LR warmup.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Batches per optimizer step.")

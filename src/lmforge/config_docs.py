@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -15,12 +16,18 @@ def _type_name(annotation: Any) -> str:
     """A readable type for a Markdown cell (no `|`, which would split the cell)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "section"
+    if get_origin(annotation) is Annotated:  # constraints and validators: the bare type
+        return _type_name(get_args(annotation)[0])
     if get_origin(annotation) is Literal:
-        return "one of " + ", ".join(f"`{a}`" for a in get_args(annotation))
+        values = get_args(annotation)
+        if len(values) == 1:
+            return f"`{values[0]}`"
+        return "one of " + ", ".join(f"`{a}`" for a in values)
     args = get_args(annotation)
-    if args and type(None) in args:
+    if args and get_origin(annotation) in (Union, UnionType):
         rest = [a for a in args if a is not type(None)]
-        return " or ".join(_type_name(a) for a in rest) + " or null"
+        named = " or ".join(_type_name(a) for a in rest)
+        return named + " or null" if len(rest) < len(args) else named
     return getattr(annotation, "__name__", str(annotation))
 
 

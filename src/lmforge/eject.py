@@ -39,6 +39,7 @@ class EjectSpec:
     tuned: list[str] = field(default_factory=list)
     restarts: list[dict[str, Any]] = field(default_factory=list)
     ensemble: bool = False
+    class_weights: list[float] | None = None  # per label, when the run weighted its loss
 
 
 def find_run(target: str, runs_dir: Path) -> Path:
@@ -80,17 +81,27 @@ def read_run(run_dir: Path, base_dir: Path) -> EjectSpec:
     if not isinstance(reference, str) or not reference:
         raise LmforgeError(f"run {run_dir.name}: train/manifest.json names no model")
     folder = model_folder(resolve_model(reference, base_dir))
+    labels = [str(label) for label in _read_json(run_dir / "split/labels.json")]
+    weights = None
+    if hyperparameters.class_weights == "balanced":
+        import pandas as pd
+
+        from lmforge.training.recipe import class_weight_vector
+
+        train_labels = pd.read_parquet(run_dir / "augment/train.parquet", columns=["label"])["label"]
+        weights = [round(w, 6) for w in class_weight_vector(train_labels.tolist(), labels)]
     return EjectSpec(
         run_dir=run_dir,
         model_reference=reference,
         model_folder=folder.resolve(),
-        labels=[str(label) for label in _read_json(run_dir / "split/labels.json")],
+        labels=labels,
         train_file=run_dir / "augment/train.parquet",
         validation_file=run_dir / "split/validation.parquet",
         hyperparameters=hyperparameters,
         tuned=sorted(summary.get("tuned") or {}),
         restarts=list(summary.get("restarts") or []),
         ensemble=bool(summary.get("ensemble")),
+        class_weights=weights,
     )
 
 
@@ -108,9 +119,14 @@ def _hyperparameters(run_dir: Path) -> TrainConfig:
     else:
         config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
         values = config.get("train") or {}
-    # Keys this lmforge version does not know (an older or newer run) are dropped.
-    known = {k: v for k, v in values.items() if k in TrainConfig.model_fields}
+    # Keys this lmforge version does not know (an older or newer run) are dropped; a run
+    # from before the fine-tune recipe trained with the settings it had then.
+    known = {**BEFORE_RECIPE, **{k: v for k, v in values.items() if k in TrainConfig.model_fields}}
     return TrainConfig.model_validate(known)
+
+
+# What runs saved before `auto` settings existed trained with.
+BEFORE_RECIPE = {"pooling": "default", "class_weights": "none", "group_by_length": False}
 
 
 def render_script(spec: EjectSpec, out: Path, output_dir: Path) -> str:
@@ -153,6 +169,8 @@ def render_script(spec: EjectSpec, out: Path, output_dir: Path) -> str:
         hyperparameters_note=note + ".",
         restarts_note=restarts_note,
         fgm=hp.adversarial == "fgm",
+        mean_pooling=hp.pooling == "mean",
+        class_weights=spec.class_weights,
         lora=hp.method == "lora",
         ensemble=spec.ensemble,
     )

@@ -86,7 +86,7 @@ data:
   label_column: {found.label_column}
 split: {{validation: 0.1, test: 0.1, seed: 42}}
 model: minilm-l6              # a zoo name, a local folder or .gguf file, a hub id; `auto` or a list to select
-train: {{method: full, epochs: 3, learning_rate: 5.0e-5, batch_size: 32, max_length: 128}}
+train: {{method: full, batch_size: 32}}   # epochs, learning_rate, max_length: auto (see the report)
 tune: {{enabled: false, trials: 20, pruner: successive_halving}}   # true: optuna search before training
 gate: {{min_gain: 0.0, required: false}}   # must beat TF-IDF (and the registry's champion) to be champion
 tracking: {{uri: sqlite:///mlruns.db}}
@@ -105,7 +105,7 @@ data:
   test: null                  # a separate test file; otherwise split from train
 split: {{validation: 0.1, test: 0.1, seed: 42}}
 model: smollm2-135m           # a zoo name, a local causal LM folder or .gguf file, a hub id
-train: {{method: lora, epochs: 2, learning_rate: 1.0e-3, batch_size: 4, max_length: 256}}
+train: {{method: lora, batch_size: 4}}   # epochs, learning_rate, max_length: auto (see the report)
 evaluate: {{max_new_tokens: 64, generation_rows: 32}}   # answers generated and scored (CPU is slow)
 gate: {{metric: {gate}, min_gain: 0.0, required: false}}   # must beat the base model (and the champion)
 tracking: {{uri: sqlite:///mlruns.db}}

@@ -31,6 +31,11 @@ def test_minilm_fine_tune_is_tracked_registered_and_reported(config_dict: dict, 
     assert train.summary["parameters"] > 20_000_000 and train.metrics["steps"] == 6
     assert train.summary["best_checkpoint"] in ("checkpoint-3", "checkpoint-6")
     assert result.artifacts["evaluate"].metrics["accuracy"] > 0.25  # beats chance on 4 topics
+    # The head reads minilm as it was pretrained (mean pooling); the rest is as configured.
+    recipe = {row["key"]: row for row in train.json("recipe")}
+    assert recipe["pooling"]["value"] == "mean" and recipe["pooling"]["chosen"]
+    assert recipe["max_length"] == {**recipe["max_length"], "value": 32, "chosen": False}
+    assert train.json("hyperparameters")["pooling"] == "mean"
 
     from mlflow.tracking import MlflowClient
 
@@ -52,6 +57,8 @@ def test_minilm_fine_tune_is_tracked_registered_and_reported(config_dict: dict, 
         "Per-class metrics",
         "Confusion matrix",
         "Most confident mistakes",
+        "Training settings",
+        "the zoo records minilm-l6 as mean-pooled",
         "data:image/png;base64,",
         "TF-IDF + logistic regression",
         "minilm-l6",

@@ -45,7 +45,7 @@ def test_config_schema_and_show(config_dict: dict, tmp_path: Path) -> None:
     shown = yaml.safe_load(
         runner.invoke(app, ["config", "show", str(path), "--set", "train.epochs=2"]).output
     )
-    assert shown["train"]["epochs"] == 2 and shown["train"]["learning_rate"] == 5e-5
+    assert shown["train"]["epochs"] == 2 and shown["train"]["learning_rate"] == "auto"
 
 
 def test_run_then_runs_lists_it(config_dict: dict, tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_non_utf8_bytes_are_detected_and_reported(config_dict: dict, tmp_path: P
     [
         ({"trian": {"epochs": 1}}, ["lmforge.yaml", "trian: unknown key; did you mean 'train'?"]),
         ({"train": {"epochs": "three"}}, ["train.epochs: input should be a valid number", "'three'"]),
-        ({"train": {"learning_rate": -1}}, ["train.learning_rate: must be > 0.0, got -1"]),
+        ({"train": {"learning_rate": -1}}, ["train.learning_rate: must be > 0.0 (or 'auto'), got -1"]),
     ],
 )
 def test_bad_config(config_dict: dict, tmp_path: Path, change: dict, fragments: list[str]) -> None:

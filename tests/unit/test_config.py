@@ -25,7 +25,7 @@ def test_three_line_config_gets_defaults(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.project == "support"
     assert config.model == "minilm-l6"
-    assert config.train.learning_rate == 5e-5
+    assert config.train.learning_rate == "auto" and config.train.max_length == "auto"
     assert config.split.validation == 0.1
     assert config.resolve_path(config.data.train) == tmp_path / "support.csv"
 
@@ -33,7 +33,7 @@ def test_three_line_config_gets_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"train": {"learning_rate": -1}}, "train.learning_rate: must be > 0.0, got -1"),
+        ({"train": {"learning_rate": -1}}, "train.learning_rate: must be > 0.0 (or 'auto'), got -1"),
         ({"train": {"batch_size": "big"}}, "train.batch_size: input should be a valid integer"),
         (
             {"train": {"method": "magic"}},

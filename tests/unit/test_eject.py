@@ -140,7 +140,7 @@ def test_ejected_script_trains_without_lmforge(project: Path, tmp_path: Path) ->
     assert Path(ejected.MODEL).is_absolute() and (Path(ejected.MODEL) / "config.json").exists()
     assert constants["TRAIN_FILE"] == str(run_dir / "augment/train.parquet")
     assert constants["VALIDATION_FILE"] == str(run_dir / "split/validation.parquet")
-    assert "class FGMTrainer(Trainer)" in source
+    assert "class RunTrainer(Trainer)" in source and "def training_step" in source
 
     model_dir = tmp_path / "model"
     done = subprocess.run(
@@ -255,7 +255,7 @@ def test_every_variant_renders_clean_python(tmp_path: Path, changes: dict[str, A
     assert constants["LABELS"] == spec.labels
     assert constants["TRAIN_FILE"] == str(spec.train_file)
     assert constants["LEARNING_RATE"] == spec.hyperparameters.learning_rate
-    assert ("class FGMTrainer" in script.read_text()) == (spec.hyperparameters.adversarial == "fgm")
+    assert ("def training_step" in script.read_text()) == (spec.hyperparameters.adversarial == "fgm")
     lora = spec.hyperparameters.method == "lora"
     assert ("peft" in _imports(script.read_text())) == lora
     if lora:

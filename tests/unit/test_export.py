@@ -33,15 +33,14 @@ def test_onnx_matches_torch_on_the_test_set(exported: tuple[dict, Any]) -> None:
     assert check["fp32"]["argmax_agreement"] == 1.0
     assert check["fp32"]["accuracy"] == check["torch"]["accuracy"]
     # The graph is a real one: onnxruntime scores new texts like torch does.
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     from lmforge.export.onnx import OnnxClassifier
+    from lmforge.models.load import load_trained_classifier
 
     model_dir = result.artifacts["train"].path("model")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer, model = load_trained_classifier(model_dir)  # the mean-pooling head (fast_config)
+    assert type(model).__name__ == "MeanPoolingBertForSequenceClassification"
     texts = ["a text the model never saw", "short", "a much longer text " * 5]
     onnx = OnnxClassifier(export.path("model.onnx"), tokenizer, max_length=32).logits(texts)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     import torch
 
     with torch.inference_mode():

@@ -147,10 +147,12 @@ def test_a_study_needs_a_budget() -> None:
 @pytest.mark.parametrize(
     ("train", "keys"),
     [
-        ({}, {"learning_rate", "epochs", "batch_size", "weight_decay", "warmup_ratio"}),
-        ({"max_steps": 100}, {"learning_rate", "batch_size", "weight_decay", "warmup_ratio"}),
+        # `epochs: auto` is the recipe's: searched only when the config fixes a number.
+        ({}, {"learning_rate", "batch_size", "weight_decay", "warmup_ratio"}),
+        ({"epochs": 3}, {"learning_rate", "epochs", "batch_size", "weight_decay", "warmup_ratio"}),
+        ({"epochs": 3, "max_steps": 100}, {"learning_rate", "batch_size", "weight_decay", "warmup_ratio"}),
         (
-            {"method": "lora"},
+            {"method": "lora", "epochs": 3},
             {"learning_rate", "epochs", "batch_size", "weight_decay", "warmup_ratio", "lora_r", "lora_alpha"}
             | {"lora_dropout"},
         ),

@@ -16,6 +16,7 @@ def model_card(ctx: StageContext, inputs: Inputs, check: dict[str, Any] | None) 
     split, train, evaluate = inputs["split"], inputs["train"], inputs["evaluate"]
     labels: list[str] = split.json("labels")
     metrics = evaluate.metrics
+    trained = train.json("hyperparameters")
     lines = [
         f"# {config.project_name}",
         "",
@@ -43,7 +44,7 @@ def model_card(ctx: StageContext, inputs: Inputs, check: dict[str, Any] | None) 
         ),
         "",
         "## Limitations",
-        f"- Texts longer than {train.manifest['config']['train']['max_length']} tokens are truncated.",
+        f"- Texts longer than {trained['max_length']} tokens are truncated.",
         "- The label set is closed: a text about anything else still gets one of the labels above.",
         "- Confidence is the softmax probability; it is not calibrated and is overconfident out of domain.",
         "- The test set comes from the same source as the training data; real traffic may differ "
@@ -56,6 +57,9 @@ def model_card(ctx: StageContext, inputs: Inputs, check: dict[str, Any] | None) 
         "",
         "Weights are safetensors and ONNX only: nothing in this model is pickled. Loading it needs no "
         "`trust_remote_code`.",
+        "",
+        "## Loading",
+        *_loading_lines(trained.get("pooling", "default")),
     ]
     if check:
         lines += ["", "## Export checks", *_check_lines(check)]
@@ -107,3 +111,18 @@ def _check_lines(check: dict[str, Any]) -> list[str]:
             f"{verdict}."
         )
     return lines
+
+
+def _loading_lines(pooling: str) -> list[str]:
+    if pooling != "mean":
+        return [
+            "`AutoModelForSequenceClassification.from_pretrained(\"model\")` (transformers), or the ONNX "
+            "file with onnxruntime (inputs as the tokenizer gives them, output `logits`)."
+        ]
+    return [
+        "The head classifies the *mean* of the token states (how the base model was pretrained; "
+        "`lmforge_pooling: mean` in `config.json`). Load it with "
+        "`lmforge.models.load.load_trained_classifier(\"model\")`, or run the ONNX file with "
+        "onnxruntime (it contains the pooling). transformers' `AutoModelForSequenceClassification` "
+        "would build the architecture's [CLS] head instead and predict wrongly.",
+    ]

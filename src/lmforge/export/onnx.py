@@ -38,14 +38,10 @@ def export_classifier(model_dir: Path, out: Path, *, opset: int = OPSET) -> Onnx
     """Write `model_dir` (a transformers sequence classifier) as one ONNX graph whose
     batch and sequence axes are dynamic; inputs are whatever the tokenizer produces."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from lmforge.models.quiet import quiet_transformers
+    from lmforge.models.load import load_trained_classifier
 
-    quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    model.eval()
+    tokenizer, model = load_trained_classifier(model_dir)
     sample = tokenizer(["an example", "a second, longer example text"], padding=True, return_tensors="pt")
     names = tuple(k for k in ("input_ids", "attention_mask", "token_type_ids") if k in sample)
 

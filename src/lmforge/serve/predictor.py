@@ -63,12 +63,13 @@ class ClassifierPredictor:
             )
         else:
             import torch
-            from transformers import AutoModelForSequenceClassification
+
+            from lmforge.models.load import load_trained_classifier
 
             if threads:
                 torch.set_num_threads(threads)
             self.file = "model.safetensors"
-            self._model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+            self._model = load_trained_classifier(model_dir)[1]
 
     def classify(self, texts: list[str]) -> list[Classified]:
         """One batch; the caller (the micro-batcher) decides its size."""

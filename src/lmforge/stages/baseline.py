@@ -6,7 +6,7 @@ import time
 
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 
 from lmforge.config import BaselineConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
@@ -25,12 +25,7 @@ def run(ctx: StageContext, cfg: BaselineConfig, inputs: Inputs) -> StageResult:
     if not cfg.enabled:
         return result
     started = time.perf_counter()
-    model = make_pipeline(
-        TfidfVectorizer(
-            ngram_range=(1, cfg.ngram_max), max_features=cfg.max_features, sublinear_tf=True, min_df=1
-        ),
-        LogisticRegression(max_iter=2000, C=10.0, class_weight="balanced"),
-    )
+    model = tfidf_pipeline(cfg)
     model.fit(train["text"], train["label"])
     predicted = model.predict(test["text"])
     for name, value in metrics(test["label"], predicted).items():
@@ -42,3 +37,13 @@ def run(ctx: StageContext, cfg: BaselineConfig, inputs: Inputs) -> StageResult:
         f"macro-F1 {result.metrics['tfidf_f1_macro']:.3f}"
     )
     return result
+
+
+def tfidf_pipeline(cfg: BaselineConfig) -> Pipeline:
+    """TF-IDF word n-grams + class-balanced logistic regression (unfitted)."""
+    return make_pipeline(
+        TfidfVectorizer(
+            ngram_range=(1, cfg.ngram_max), max_features=cfg.max_features, sublinear_tf=True, min_df=1
+        ),
+        LogisticRegression(max_iter=2000, C=10.0, class_weight="balanced"),
+    )

@@ -16,18 +16,14 @@ from lmforge.tasks.classification import metrics, predict_proba
 
 
 def run(ctx: StageContext, cfg: EvaluateConfig, inputs: Inputs) -> StageResult:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from lmforge.models.load import load_trained_classifier
 
-    from lmforge.models.quiet import quiet_transformers
-
-    quiet_transformers()
     split, train = inputs["split"], inputs["train"]
     labels: list[str] = split.json("labels")
     test = split.table("test")
     model_dir = train.path("model")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    max_length = int(train.manifest["config"]["train"]["max_length"])
+    tokenizer, model = load_trained_classifier(model_dir)
+    max_length = int(train.json("hyperparameters")["max_length"])
     texts = test["text"].tolist()
     with ctx.progress("predicting test set", total=len(texts)) as bar:
         probs = predict_proba(

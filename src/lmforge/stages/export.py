@@ -35,7 +35,7 @@ def run(ctx: StageContext, cfg: ExportConfig, inputs: Inputs) -> StageResult:
 
     split, train = inputs["split"], inputs["train"]
     labels: list[str] = split.json("labels")
-    max_length = int(train.manifest["config"]["train"]["max_length"])
+    max_length = int(train.json("hyperparameters")["max_length"])
     if not cfg.onnx:
         ctx.log("export.onnx is false: only the model card is written")
         ctx.out.write_text("MODEL_CARD.md", model_card(ctx, inputs, None))
@@ -157,13 +157,11 @@ def _tokenizer(model_dir: Any) -> Any:
 
 def _torch_logits(model_dir: Any, texts: list[str], max_length: int) -> tuple[np.ndarray, float]:
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     from lmforge.models.batching import length_sorted_batches
+    from lmforge.models.load import load_trained_classifier
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    model.eval()
-    tokenizer = _tokenizer(model_dir)
+    tokenizer, model = load_trained_classifier(model_dir)
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     started = time.perf_counter()
     with torch.inference_mode():

@@ -176,20 +176,23 @@ def _score_champion(
 ) -> float | str:
     """The champion's `metric` on this test set, or why it cannot be scored."""
     import mlflow
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from lmforge.models.load import load_trained_classifier, trained_max_length
     from lmforge.tasks.classification import metrics, predict_proba
 
     with tempfile.TemporaryDirectory() as tmp:
         ctx.log(f"scoring champion version {champion.version} on this test set")
         folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, dst_path=tmp))
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer, model = load_trained_classifier(folder)
         champion_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         if sorted(champion_labels) != sorted(labels):
             return f"it predicts other labels ({', '.join(sorted(champion_labels)[:5])} ...)"
         probs = predict_proba(
-            model, tokenizer, test["text"].tolist(), batch_size=64, max_length=ctx.config.train.max_length
+            model,
+            tokenizer,
+            test["text"].tolist(),
+            batch_size=64,
+            max_length=trained_max_length(model.config),
         )
     predicted = [champion_labels[i] for i in probs.argmax(axis=1)]
     return metrics(test["label"].tolist(), predicted)[metric]

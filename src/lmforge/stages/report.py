@@ -16,7 +16,7 @@ from lmforge.report.data_section import data_section
 
 def run(ctx: StageContext, cfg: Any, inputs: Inputs) -> StageResult:
     split, train, evaluate = inputs["split"], inputs["train"], inputs["evaluate"]
-    metric = train.manifest["config"]["train"]["metric_for_best_model"]
+    metric = train.json("hyperparameters")["metric_for_best_model"]
     confusion = evaluate.json("confusion")
     data, data_images = data_section(inputs, ctx.config.label.min_confidence)
     images = {
@@ -84,6 +84,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
         },
         automl=automl_section(inputs),
         tuned=summary.get("tuned") or {},
+        recipe=train.json("recipe") if train.has("recipe.json") else [],
         per_class=evaluate.json("per_class"),
         worst=evaluate.json("worst_errors"),
         export=inputs["export"].summary.get("check") if "export" in inputs else None,

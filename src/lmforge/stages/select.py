@@ -22,6 +22,7 @@ from lmforge.models.candidates import candidates
 from lmforge.models.zoo import ZOO
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.classification import metrics
+from lmforge.training.recipe import ResolvedTrain, auto_epochs
 
 # Forward + backward + optimizer step cost about three forward passes.
 TRAIN_COST_FACTOR = 3.0
@@ -102,8 +103,14 @@ def _measure(
     train_rows: int,
 ) -> dict[str, Any]:
     from lmforge.models.embed import embed, encoder
+    from lmforge.training.fit import classification_settings
 
     base = ctx.config.base_dir
+    # The candidate is measured with the settings its fine-tune would get (max_length, epochs).
+    configured_epochs = train_cfg.epochs
+    train_cfg = classification_settings(reference, base, train_cfg, sample, labels)[2]
+    batch = train_cfg.batch_size * train_cfg.gradient_accumulation_steps
+    epochs = auto_epochs(train_rows, batch)[0] if configured_epochs == "auto" else float(configured_epochs)
     tokenizer, model = encoder(reference, base)
     parameters = int(sum(p.numel() for p in model.parameters()))
     latency_ms = _latency_ms(tokenizer, model, validation["text"].tolist()[: cfg.latency_texts], train_cfg)
@@ -122,7 +129,7 @@ def _measure(
     epochs_rows = (
         train_cfg.max_steps * train_cfg.batch_size * train_cfg.gradient_accumulation_steps
         if train_cfg.max_steps > 0
-        else train_rows * train_cfg.epochs
+        else train_rows * epochs
     )
     estimate = TRAIN_COST_FACTOR * seconds_per_text * epochs_rows / 60
     return {
@@ -134,7 +141,7 @@ def _measure(
     }
 
 
-def _latency_ms(tokenizer: Any, model: Any, texts: list[str], train_cfg: TrainConfig) -> float:
+def _latency_ms(tokenizer: Any, model: Any, texts: list[str], train_cfg: ResolvedTrain) -> float:
     """Median milliseconds to run one text through the model (after warm-up calls)."""
     import torch
 
@@ -164,7 +171,7 @@ def _finetune_score(
     ctx: StageContext,
     reference: str,
     cfg: SelectConfig,
-    train_cfg: TrainConfig,
+    train_cfg: ResolvedTrain,
     sample: pd.DataFrame,
     validation: pd.DataFrame,
     labels: list[str],

@@ -21,7 +21,9 @@ from lmforge.training.ensemble import maybe_ensemble
 from lmforge.training.fit import fit_classifier, save_fitted
 from lmforge.training.stage_support import (
     count_params,
+    log_decisions,
     precision_name,
+    recipe_rows,
     regularisation_summary,
     short_value,
     stage_callbacks,
@@ -52,15 +54,18 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     )
     if fit.resumed_from:
         ctx.log(f"resumed from {fit.resumed_from}")
+    log_decisions(ctx, fit.decisions)
+    settings = fit.settings
     trainer = fit.trainer
     # The model is evaluated, registered and served as a plain folder; the LoRA adapter
     # alone is kept beside it as `model-adapter/`.
     ensemble = None
     if "tune" in inputs and inputs["tune"].has("ensemble"):
-        ensemble = maybe_ensemble(ctx, fit, inputs["tune"].path("ensemble"), validation, labels, cfg)
+        ensemble = maybe_ensemble(ctx, fit, inputs["tune"].path("ensemble"), validation, labels, settings)
     save_fitted(fit, ctx.out.path("model"))
     ctx.out.write_json("history", trainer.state.log_history)
-    ctx.out.write_json("hyperparameters", cfg.model_dump(mode="json"))
+    ctx.out.write_json("hyperparameters", settings.model_dump(mode="json"))
+    ctx.out.write_json("recipe", recipe_rows(fit.decisions, tuned))
     ctx.out.write_json("restarts", fit.restarts)
     if (ctx.work_dir / "tensorboard").exists():
         shutil.move(str(ctx.work_dir / "tensorboard"), str(ctx.out.path("tensorboard")))
@@ -73,11 +78,11 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
             "train_seconds": float(time.perf_counter() - started),
             "steps": float(fit.steps),
             "restarts": float(len(fit.restarts)),
-            f"best_validation_{cfg.metric_for_best_model}": best if best is not None else float("nan"),
+            f"best_validation_{settings.metric_for_best_model}": best if best is not None else float("nan"),
         },
         summary={
             "model": reference,
-            "method": cfg.method,
+            "method": settings.method,
             "parameters": parameters,
             "trainable_parameters": fit.trainable_parameters,
             "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name,
@@ -88,6 +93,6 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
             "ensemble": ensemble,
             "device": str(trainer.args.device),
             "precision": precision_name(trainer.args),
-            "regularisation": regularisation_summary(cfg),
+            "regularisation": regularisation_summary(settings),
         },
     )

@@ -8,13 +8,17 @@ best checkpoint is the one with the lowest validation loss. Methods: `full`, `lo
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from lmforge.config import TrainConfig
-from lmforge.tasks.generation import CausalCollator, Encoded
+from lmforge.tasks.generation import CausalCollator, Encoded, encode_split
 from lmforge.training.fit import FitResult, _with_early_stopping, train_with_restarts, training_arguments
 from lmforge.training.monitor import LossWatch
+from lmforge.training.recipe import Decision, ResolvedTrain, resolve_causal
 from lmforge.training.trainer import trainer_class
 
 
@@ -33,13 +37,51 @@ def load_tokenizer(model_reference: str, base_dir: Path) -> Any:
     return tokenizer
 
 
+@dataclass
+class CausalData:
+    """A causal task's tokenizer, resolved settings and encoded splits."""
+
+    tokenizer: Any
+    settings: ResolvedTrain
+    decisions: list[Decision]
+    train: Encoded
+    validation: Encoded
+
+
+def prepare_causal(
+    model_reference: str,
+    base_dir: Path,
+    cfg: TrainConfig,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    lm: bool,
+) -> CausalData:
+    """Resolve `cfg`'s `auto` settings from the train split's token lengths, then encode the
+    splits with them: what the train stage and every tuning trial train on."""
+    from lmforge.models.load import model_facts
+    from lmforge.models.resolve import resolve_model
+
+    tokenizer = load_tokenizer(model_reference, base_dir)
+    facts = model_facts(resolve_model(model_reference, base_dir), tokenizer)
+    measure = cfg.model_copy(update={"max_length": 10**9, "packing": False, "long_examples": "truncate"})
+    lengths = [len(ids) for ids in encode_split(tokenizer, train, measure, lm).input_ids]
+    settings, decisions = resolve_causal(cfg, token_lengths=lengths, model_limit=facts.token_limit)
+    return CausalData(
+        tokenizer,
+        settings,
+        decisions,
+        encode_split(tokenizer, train, settings, lm),
+        encode_split(tokenizer, validation, settings, lm),
+    )
+
+
 def fit_causal_lm(
     model_reference: str,
     base_dir: Path,
     tokenizer: Any,
     train: Encoded,
     validation: Encoded,
-    cfg: TrainConfig,
+    cfg: ResolvedTrain,
     checkpoints: Path,
     *,
     callbacks: Callable[[], list[Any]] = list,
@@ -80,7 +122,9 @@ def fit_causal_lm(
         )
         return trainer, tokenizer, trainable
 
-    return train_with_restarts(build, cfg, checkpoints, log)
+    fit = train_with_restarts(build, cfg, checkpoints, log)
+    fit.settings = cfg
+    return fit
 
 
 def prepare_model(model: Any, cfg: TrainConfig) -> tuple[Any, int]:

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lmforge.config import TrainConfig
 from lmforge.pipeline.context import StageContext
 from lmforge.tasks.classification import metrics, predict_proba
+from lmforge.training.recipe import ResolvedTrain
 
 
 def member_folders(folder: Path) -> list[Path]:
@@ -22,15 +22,19 @@ def member_folders(folder: Path) -> list[Path]:
 
 
 def folder_proba(folder: Path, texts: list[str], *, batch_size: int, max_length: int) -> np.ndarray:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from lmforge.models.load import load_trained_classifier
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer, model = load_trained_classifier(folder)
     return predict_proba(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
 
 
 def maybe_ensemble(
-    ctx: StageContext, fit: Any, members: Path, validation: pd.DataFrame, labels: list[str], cfg: TrainConfig
+    ctx: StageContext,
+    fit: Any,
+    members: Path,
+    validation: pd.DataFrame,
+    labels: list[str],
+    cfg: ResolvedTrain,
 ) -> dict[str, Any] | None:
     """Average the trained model with the runner-up trials; keep the ensemble in the
     stage output (`ensemble/`) only if it scores higher on validation."""

@@ -19,6 +19,7 @@ from lmforge.config import TrainConfig
 from lmforge.errors import LmforgeError
 from lmforge.tasks.classification import GREATER_IS_BETTER, EncodedTexts, trainer_metrics
 from lmforge.training.monitor import Divergence, LossWatch
+from lmforge.training.recipe import Decision, ResolvedTrain, class_weight_vector, resolve_classification
 from lmforge.training.trainer import checkpoint_lr_scale, trainer_class
 
 
@@ -37,6 +38,8 @@ class FitResult:
     restarts: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: str | None = None
     trainable_parameters: int = 0
+    settings: Any = None  # the ResolvedTrain the model was trained with
+    decisions: list[Decision] = field(default_factory=list)
 
     @property
     def model(self) -> Any:
@@ -67,6 +70,8 @@ def fit_classifier(
 ) -> FitResult:
     """Train on `train`, evaluate on `validation` as `cfg` says, keep the best checkpoint.
 
+    Every `auto` setting of `cfg` is resolved from the data and the model first
+    (training/recipe.py); the result carries the settings used and why.
     A non-finite or exploding loss restarts training from the last checkpoint (or from
     the start) with the learning rate times `cfg.restart_lr_factor`, at most
     `cfg.max_restarts` times. Checkpoints in `checkpoints` let a killed run resume.
@@ -74,56 +79,92 @@ def fit_classifier(
     from transformers import DataCollatorWithPadding, set_seed
 
     from lmforge.models.load import load_classifier
-    from lmforge.models.resolve import resolve_model
+    from lmforge.models.pooling import MAX_LENGTH_KEY
     from lmforge.training.regularize import add_lora, freeze, train_top_layers
 
     label_id = {label: i for i, label in enumerate(labels)}
-    resolved = resolve_model(model_reference, base_dir)
+    texts, train_labels = train["text"].tolist(), train["label"].tolist()
+    resolved, tokenizer, settings, decisions = classification_settings(
+        model_reference, base_dir, cfg, train, labels
+    )
+    weights = class_weight_vector(train_labels, labels) if settings.class_weights == "balanced" else None
+    train_set = EncodedTexts(tokenizer, texts, [label_id[v] for v in train_labels], settings.max_length)
+    eval_set = EncodedTexts(
+        tokenizer,
+        validation["text"].tolist(),
+        [label_id[v] for v in validation["label"]],
+        settings.max_length,
+    )
 
     def build(scale: float) -> tuple[Any, Any, int]:
         # The new classification head is initialised at load time, before the Trainer seeds:
         # seed first, or the same parameters give different models (and trials are not comparable).
-        set_seed(cfg.seed)
-        tokenizer, model = load_classifier(resolved, labels, dropout=cfg.dropout)
-        trainable = freeze(model, embeddings=cfg.freeze_embeddings, layers=cfg.freeze_layers)
-        if cfg.method == "freeze":
-            trainable = train_top_layers(model, cfg.trainable_layers)
-        if cfg.method == "lora":
+        set_seed(settings.seed)
+        tokenizer, model = load_classifier(
+            resolved, labels, dropout=settings.dropout, pooling=settings.pooling
+        )
+        setattr(model.config, MAX_LENGTH_KEY, settings.max_length)  # serving truncates alike
+        trainable = freeze(model, embeddings=settings.freeze_embeddings, layers=settings.freeze_layers)
+        if settings.method == "freeze":
+            trainable = train_top_layers(model, settings.trainable_layers)
+        if settings.method == "lora":
             model = add_lora(
                 model,
-                r=cfg.lora_r,
-                alpha=cfg.lora_alpha,
-                dropout=cfg.lora_dropout,
-                targets=cfg.lora_target_modules,
+                r=settings.lora_r,
+                alpha=settings.lora_alpha,
+                dropout=settings.lora_dropout,
+                targets=settings.lora_target_modules,
             )
             trainable = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
-        train_set = EncodedTexts(
-            tokenizer, train["text"].tolist(), [label_id[v] for v in train["label"]], cfg.max_length
-        )
-        eval_set = EncodedTexts(
-            tokenizer, validation["text"].tolist(), [label_id[v] for v in validation["label"]], cfg.max_length
-        )
         trainer = trainer_class()(
             model=model,
-            args=training_arguments(cfg, checkpoints, cfg.learning_rate * scale, save=save_checkpoints),
+            args=training_arguments(
+                settings, checkpoints, settings.learning_rate * scale, save=save_checkpoints
+            ),
             train_dataset=train_set,
             eval_dataset=eval_set,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
             compute_metrics=trainer_metrics,
-            callbacks=_with_early_stopping(callbacks(), cfg),
-            loss_watch=LossWatch(cfg.explode_factor),
+            callbacks=_with_early_stopping(callbacks(), settings),
+            loss_watch=LossWatch(settings.explode_factor),
             lr_scale=scale,
-            fgm_epsilon=cfg.adversarial_epsilon if cfg.adversarial == "fgm" else None,
+            fgm_epsilon=settings.adversarial_epsilon if settings.adversarial == "fgm" else None,
+            class_weights=weights,
         )
         return trainer, tokenizer, trainable
 
-    return train_with_restarts(build, cfg, checkpoints, log)
+    fit = train_with_restarts(build, settings, checkpoints, log)
+    fit.settings, fit.decisions = settings, decisions
+    return fit
+
+
+def classification_settings(
+    model_reference: str, base_dir: Path, cfg: TrainConfig, train: pd.DataFrame, labels: list[str]
+) -> tuple[Any, Any, ResolvedTrain, list[Decision]]:
+    """The resolved model, its tokenizer, and `cfg` with every `auto` resolved for this train split."""
+    from lmforge.models.load import load_tokenizer, model_facts
+    from lmforge.models.resolve import resolve_model
+
+    resolved = resolve_model(model_reference, base_dir)
+    tokenizer = load_tokenizer(resolved)
+    facts = model_facts(resolved, tokenizer)
+    settings, decisions = resolve_classification(
+        cfg,
+        token_lengths=[len(ids) for ids in tokenizer(train["text"].tolist(), truncation=False)["input_ids"]],
+        train_labels=train["label"].tolist(),
+        labels=labels,
+        model_limit=facts.token_limit,
+        pooling=facts.pooling,
+        hidden_size=facts.hidden_size,
+        causal=facts.causal,
+    )
+    return resolved, tokenizer, settings, decisions
 
 
 def train_with_restarts(
     build: Callable[[float], tuple[Any, Any, int]],
-    cfg: TrainConfig,
+    cfg: ResolvedTrain,
     checkpoints: Path,
     log: Callable[[str], None],
 ) -> FitResult:
@@ -185,7 +226,7 @@ def _with_early_stopping(callbacks: list[Any], cfg: TrainConfig) -> list[Any]:
 
 
 def training_arguments(
-    cfg: TrainConfig, checkpoints: Path, learning_rate: float, *, save: bool = True, loss_only: bool = False
+    cfg: ResolvedTrain, checkpoints: Path, learning_rate: float, *, save: bool = True, loss_only: bool = False
 ) -> Any:
     """Trainer arguments from `cfg`. `loss_only`: evaluation keeps no logits (a causal LM's are
     rows x tokens x vocabulary floats, gigabytes for a few hundred validation rows)."""
@@ -202,6 +243,8 @@ def training_arguments(
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         learning_rate=learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,

@@ -7,6 +7,7 @@ from typing import Any
 
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import StageContext
+from lmforge.training.recipe import Decision
 
 
 def stage_callbacks(ctx: StageContext) -> list[Any]:
@@ -86,3 +87,21 @@ def count_params(model: Any) -> int:
 
 def precision_name(args: Any) -> str:
     return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+
+
+def log_decisions(ctx: StageContext, decisions: list[Decision]) -> None:
+    """One log line per setting the recipe chose (`auto`), with the number it came from."""
+    for decision in decisions:
+        if decision.chosen:
+            ctx.log(f"train.{decision.key} = {short_value(decision.value)}: {decision.reason}")
+
+
+def recipe_rows(decisions: list[Decision], tuned: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decisions as `recipe.json` rows; a value the tune stage chose says so."""
+    rows = []
+    for decision in decisions:
+        row = decision.as_dict()
+        if decision.key in tuned:
+            row["reason"] = "the best trial of the tune stage"
+        rows.append(row)
+    return rows

@@ -41,12 +41,39 @@ def _build() -> type:
             loss_watch: LossWatch,
             lr_scale: float = 1.0,
             fgm_epsilon: float | None = None,
+            class_weights: list[float] | None = None,
             **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
             self.loss_watch = loss_watch
             self.lr_scale = lr_scale
             self.fgm_epsilon = fgm_epsilon
+            self.class_weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+            if class_weights is not None:
+                # A per-batch mean: the Trainer must divide it over gradient-accumulation steps.
+                self.loss_is_scaled_for_ga = False
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            if self.class_weights is None or "labels" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # Class-weighted cross-entropy (train.class_weights), with the label smoothing the
+            # Trainer would otherwise apply itself.
+            labels = inputs["labels"]
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            logits = outputs.logits
+            loss = torch.nn.functional.cross_entropy(
+                logits.view(-1, logits.shape[-1]),
+                labels.view(-1),
+                weight=self.class_weights.to(logits.device, logits.dtype),
+                label_smoothing=self.args.label_smoothing_factor,
+            )
+            return (loss, outputs) if return_outputs else loss
 
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
             loss = super().training_step(model, inputs, num_items_in_batch)

@@ -144,19 +144,17 @@ def _fit(request: TrialRequest, cfg: Any, checkpoints: Path, reporter: _Reporter
             callbacks=lambda: [reporter.callback()],
             save_checkpoints=False,
         )
-    from lmforge.tasks.generation import encode_split
-    from lmforge.training.causal_fit import fit_causal_lm, load_tokenizer
+    from lmforge.training.causal_fit import fit_causal_lm, prepare_causal
 
     lm = request.task == "language-modeling"
-    tokenizer = load_tokenizer(request.model, Path(request.base_dir))
-    train, validation = (encode_split(tokenizer, t, cfg, lm) for t in (request.train, request.validation))
+    data = prepare_causal(request.model, Path(request.base_dir), cfg, request.train, request.validation, lm)
     return fit_causal_lm(
         request.model,
         Path(request.base_dir),
-        tokenizer,
-        train,
-        validation,
-        cfg,
+        data.tokenizer,
+        data.train,
+        data.validation,
+        data.settings,
         checkpoints,
         callbacks=lambda: [reporter.callback()],
         save_checkpoints=False,

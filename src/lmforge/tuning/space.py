@@ -11,14 +11,15 @@ def default_space(train: TrainConfig) -> dict[str, ParamRange]:
     """Ranges that cover what works for BERT-style and small causal LM fine-tuning, with the
     adapter's rank, alpha and dropout when `train.method` is `lora`."""
     space = {
-        "learning_rate": ParamRange(low=1e-5, high=5e-4, log=True),
-        "epochs": ParamRange(low=1, high=max(5, int(train.epochs))),
+        "learning_rate": ParamRange(low=1e-5, high=1e-3, log=True),
         "batch_size": ParamRange(choices=[8, 16, 32]),
         "weight_decay": ParamRange(low=0.0, high=0.1),
         "warmup_ratio": ParamRange(low=0.0, high=0.2),
     }
-    if train.max_steps > 0:  # a fixed step budget makes `epochs` meaningless
-        del space["epochs"]
+    # `epochs: auto` is left to the recipe (passes from the data size, early stopping);
+    # a fixed step budget makes `epochs` meaningless.
+    if train.epochs != "auto" and train.max_steps <= 0:
+        space["epochs"] = ParamRange(low=1, high=max(5, int(train.epochs)))
     if train.method == "lora":
         # Adapters train few weights: they want higher learning rates than full fine-tuning.
         space["learning_rate"] = ParamRange(low=5e-5, high=2e-3, log=True)

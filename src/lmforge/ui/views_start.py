@@ -64,6 +64,9 @@ def field_specs() -> tuple[dict[str, Any], ...]:
             if "$ref" in node:  # a section: follow it to its own definition
                 node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
         kind = node.get("type", "string")  # `model` is string-or-list: edited as text
+        branches = [b.get("type") for b in node.get("anyOf", []) if "const" not in b]
+        if branches in (["number"], ["integer"]):  # a number or `auto`: a text box, parsed
+            kind = f"{branches[0]}-or-auto"
         specs.append(
             {
                 "key": key,
@@ -117,9 +120,9 @@ def _parsed(raw: str, spec: dict[str, Any]) -> Any:
     if kind == "boolean":
         return raw == "true"
     try:
-        if kind == "integer":
+        if kind.startswith("integer"):
             return int(raw)
-        if kind == "number":
+        if kind.startswith("number"):
             return float(raw)
     except ValueError:
         return raw

@@ -105,6 +105,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
         },
         export=inputs["export"].summary if "export" in inputs else None,
         tune=_tune(inputs),
+        recipe=train.json("recipe") if train.has("recipe.json") else [],
         images=images,
         stages=_stage_times(inputs, ctx.config),
         versions=train.manifest.get("versions", {}),

@@ -16,12 +16,15 @@ from typing import Any
 
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
-from lmforge.tasks.generation import Encoded, encode_split
-from lmforge.training.causal_fit import fit_causal_lm, load_tokenizer
+from lmforge.tasks.generation import Encoded
+from lmforge.training.causal_fit import fit_causal_lm, prepare_causal
 from lmforge.training.fit import save_fitted
+from lmforge.training.recipe import ResolvedTrain
 from lmforge.training.stage_support import (
     count_params,
+    log_decisions,
     precision_name,
+    recipe_rows,
     regularisation_summary,
     short_value,
     stage_callbacks,
@@ -36,24 +39,27 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     if tuned:
         cfg = cfg.model_copy(update=tuned)
         ctx.log("tuned hyperparameters: " + ", ".join(f"{k}={short_value(v)}" for k, v in tuned.items()))
-    tokenizer = load_tokenizer(reference, ctx.config.base_dir)
-    train, validation = (encode_split(tokenizer, split.table(n), cfg, lm) for n in ("train", "validation"))
-    _report_lengths(ctx, train, len(split.table("train")), cfg)
+    data = prepare_causal(
+        reference, ctx.config.base_dir, cfg, split.table("train"), split.table("validation"), lm
+    )
+    settings, train, validation = data.settings, data.train, data.validation
+    log_decisions(ctx, data.decisions)
+    _report_lengths(ctx, train, len(split.table("train")), settings)
     if not len(validation):
         from lmforge.errors import DataError
 
         raise DataError(
-            f"no validation example fits train.max_length={cfg.max_length} tokens",
+            f"no validation example fits train.max_length={settings.max_length} tokens",
             hint="raise train.max_length or shorten the prompts",
         )
     started = time.perf_counter()
     fit = fit_causal_lm(
         reference,
         ctx.config.base_dir,
-        tokenizer,
+        data.tokenizer,
         train,
         validation,
-        cfg,
+        settings,
         ctx.work_dir / "checkpoints",
         callbacks=lambda: stage_callbacks(ctx),
         log=ctx.warn,
@@ -64,7 +70,8 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     fit.model.config.use_cache = True  # off for training; generation wants it
     save_fitted(fit, ctx.out.path("model"))
     ctx.out.write_json("history", trainer.state.log_history)
-    ctx.out.write_json("hyperparameters", cfg.model_dump(mode="json"))
+    ctx.out.write_json("hyperparameters", settings.model_dump(mode="json"))
+    ctx.out.write_json("recipe", recipe_rows(data.decisions, tuned))
     ctx.out.write_json("restarts", fit.restarts)
     if (ctx.work_dir / "tensorboard").exists():
         shutil.move(str(ctx.work_dir / "tensorboard"), str(ctx.out.path("tensorboard")))
@@ -83,7 +90,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         },
         summary={
             "model": reference,
-            "method": cfg.method,
+            "method": settings.method,
             "parameters": count_params(fit.model),
             "trainable_parameters": fit.trainable_parameters,
             "lora_target_modules": _lora_targets(fit.model),
@@ -94,15 +101,15 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
             "tuned": tuned,
             "device": str(trainer.args.device),
             "precision": precision_name(trainer.args),
-            "regularisation": regularisation_summary(cfg),
+            "regularisation": regularisation_summary(settings),
             "truncated": train.truncated,
             "dropped_long": len(train.dropped),
-            "packed": cfg.packing,
+            "packed": settings.packing,
         },
     )
 
 
-def _report_lengths(ctx: StageContext, train: Encoded, rows: int, cfg: TrainConfig) -> None:
+def _report_lengths(ctx: StageContext, train: Encoded, rows: int, cfg: ResolvedTrain) -> None:
     if train.truncated:
         ctx.warn(
             f"{train.truncated} of {rows} training examples cut to train.max_length={cfg.max_length} tokens"

@@ -116,13 +116,13 @@ def _check_lines(check: dict[str, Any]) -> list[str]:
 def _loading_lines(pooling: str) -> list[str]:
     if pooling != "mean":
         return [
-            "`AutoModelForSequenceClassification.from_pretrained(\"model\")` (transformers), or the ONNX "
+            '`AutoModelForSequenceClassification.from_pretrained("model")` (transformers), or the ONNX '
             "file with onnxruntime (inputs as the tokenizer gives them, output `logits`)."
         ]
     return [
         "The head classifies the *mean* of the token states (how the base model was pretrained; "
         "`lmforge_pooling: mean` in `config.json`). Load it with "
-        "`lmforge.models.load.load_trained_classifier(\"model\")`, or run the ONNX file with "
+        '`lmforge.models.load.load_trained_classifier("model")`, or run the ONNX file with '
         "onnxruntime (it contains the pooling). transformers' `AutoModelForSequenceClassification` "
         "would build the architecture's [CLS] head instead and predict wrongly.",
     ]

@@ -25,7 +25,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 EXAMPLE = ROOT / "examples" / "support-intents" / "data.csv"
-TRAIN = {"epochs": 2, "learning_rate": 1e-4, "batch_size": 32, "max_length": 64}
+# The same head and batching on both sides: mean pooling, length-grouped batches, no class weights.
+TRAIN = {
+    "epochs": 2,
+    "learning_rate": 1e-4,
+    "batch_size": 32,
+    "max_length": 64,
+    "pooling": "mean",
+    "group_by_length": True,
+    "class_weights": "none",
+}
 
 
 def lmforge(config: Path, *args: str) -> tuple[float, str]:
@@ -82,6 +91,7 @@ def train_overhead(folder: Path, repeats: int) -> dict[str, float]:
                 str(TRAIN["learning_rate"]),
                 str(TRAIN["batch_size"]),
                 str(TRAIN["max_length"]),
+                "mean",
             ],
             capture_output=True,
             text=True,

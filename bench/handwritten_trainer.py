@@ -2,7 +2,9 @@
 
 Reads the train/validation tables an lmforge `split` stage produced, fine-tunes with the
 Trainer using the same hyperparameters, keeps the best checkpoint, saves the model.
-Usage: python bench/handwritten_trainer.py SPLIT_DIR MODEL_DIR OUT_DIR EPOCHS LR BATCH MAX_LEN
+Usage: python bench/handwritten_trainer.py SPLIT_DIR MODEL_DIR OUT_DIR EPOCHS LR BATCH MAX_LEN [mean]
+With `mean`, the head classifies the mean of the token states (sentence-transformers style),
+written the way a user would by hand, and batches are grouped by length.
 """
 
 from __future__ import annotations
@@ -13,14 +15,35 @@ import time
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import (
+    AutoModel,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
     Trainer,
     TrainingArguments,
 )
+
+
+class MeanPooled(torch.nn.Module):
+    """What a user writes by hand: encoder, mean of the unpadded token states, dropout, linear."""
+
+    def __init__(self, model_dir, num_labels):
+        super().__init__()
+        self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False)
+        self.dropout = torch.nn.Dropout(0.1)
+        self.classifier = torch.nn.Linear(self.encoder.config.hidden_size, num_labels)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        logits = self.classifier(self.dropout((hidden * mask).sum(1) / mask.sum(1)))
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return {"loss": loss, "logits": logits}
 
 
 class Texts:
@@ -43,6 +66,7 @@ def metrics(pred):
 
 def main() -> None:
     split_dir, model_dir, out_dir, epochs, lr, batch, max_len = sys.argv[1:8]
+    mean = sys.argv[8:9] == ["mean"]
     started = time.perf_counter()
     with open(f"{split_dir}/labels.json") as handle:
         labels = json.load(handle)
@@ -50,12 +74,15 @@ def main() -> None:
     train = pd.read_parquet(f"{split_dir}/train.parquet")
     val = pd.read_parquet(f"{split_dir}/validation.parquet")
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id=ids,
-    )
+    if mean:
+        model = MeanPooled(model_dir, len(labels))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id=ids,
+        )
     args = TrainingArguments(
         output_dir=out_dir,
         num_train_epochs=float(epochs),
@@ -74,6 +101,7 @@ def main() -> None:
         disable_tqdm=True,
         logging_steps=10,
         use_cpu=True,
+        train_sampling_strategy="group_by_length" if mean else "random",
     )
     trainer = Trainer(
         model=model,
@@ -82,6 +110,7 @@ def main() -> None:
         eval_dataset=Texts(tok, val["text"].tolist(), [ids[x] for x in val["label"]], int(max_len)),
         data_collator=DataCollatorWithPadding(tok),
         compute_metrics=metrics,
+        processing_class=tok,
     )
     trainer.train()
     trainer.save_model(f"{out_dir}/model")

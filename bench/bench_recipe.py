@@ -3,8 +3,9 @@ a hand grid, at several train sizes and seeds (issue: "The fine-tune recipe").
 
 For each data set, size and seed: a stratified sample of SIZE rows of the train file (`full`:
 every row), 10% of it (at least one row per class) held out for validation, the fixed test
-file for scoring. Every arm trains through `lmforge.training.fit.fit_classifier` (the train
-stage's code path, checkpoints and best-checkpoint reload included) on the same split.
+file for scoring (a data set without one, such as sms_spam, holds out a fixed 20% first).
+Every arm trains through `lmforge.training.fit.fit_classifier` (the train stage's code path,
+checkpoints and best-checkpoint reload included) on the same split.
 
 Arms:
   tfidf   the baseline stage's TF-IDF + logistic regression
@@ -22,6 +23,7 @@ seconds: new vs TF-IDF, new vs the grid's best point, new / old wall time.
         --seeds 1 2 3 --arms tfidf old new
     python bench/bench_recipe.py --arms grid --seeds 1 --grid pooling=mean,default \\
         learning_rate=1e-4,2e-4,5e-4 epochs=3,6
+    python bench/bench_recipe.py --markdown --out bench/results/recipe.jsonl   # tables for docs/
 """
 
 from __future__ import annotations
@@ -55,7 +57,11 @@ def load(dataset: str, size: str, seed: int) -> tuple[Any, Any, Any, list[str]]:
     def read(name: str) -> pd.DataFrame:
         return pd.read_csv(DATA / f"{name}.csv", dtype=str, keep_default_na=False)[["text", "label"]]
 
-    full, test = read(dataset), read(f"{dataset}_test")
+    full = read(dataset)
+    if (DATA / f"{dataset}_test.csv").exists():
+        test = read(f"{dataset}_test")
+    else:  # no test file (sms_spam): a fixed 20% held out, the same for every seed and size
+        full, test = train_test_split(full, test_size=0.2, stratify=full["label"], random_state=0)
     labels = sorted(full["label"].unique())
     rows = full if size == "full" or int(size) >= len(full) else None
     if rows is None:
@@ -95,7 +101,11 @@ def run_finetune(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    scores = metrics(test["label"].tolist(), [labels[i] for i in probs.argmax(axis=1)])
+    predicted = [labels[i] for i in probs.argmax(axis=1)]
+    scores = {
+        **metrics(test["label"].tolist(), predicted),
+        **rarest_recall(test["label"].tolist(), predicted),
+    }
     history = [
         (round(h["epoch"], 2), round(h["eval_loss"], 4), round(h["eval_f1_macro"], 4))
         for h in fit.trainer.state.log_history
@@ -103,6 +113,15 @@ def run_finetune(
     ]
     chosen = {d.key: d.value for d in fit.decisions}
     return {"seconds": seconds, "steps": fit.steps, "settings": chosen, "validation": history, **scores}
+
+
+def rarest_recall(truth: list[str], predicted: list[str]) -> dict[str, Any]:
+    """Recall of the test set's rarest class: the class a short training forgets first."""
+    from collections import Counter
+
+    rarest = min(Counter(truth).items(), key=lambda kv: kv[1])[0]
+    hits = [p == t for p, t in zip(predicted, truth, strict=True) if t == rarest]
+    return {"rarest_class": rarest, "rarest_recall": sum(hits) / len(hits)}
 
 
 def grid_points(specs: list[str]) -> list[dict[str, Any]]:
@@ -168,6 +187,31 @@ def summary(out: Path) -> None:
         print(" ".join(f"{c:>9}" for c in cells), times, " ", best.removeprefix("grid:") if best else "")
 
 
+def markdown(out: Path) -> None:
+    """One table per data set: every arm's mean test macro-F1 (and seeds) by size, for docs/."""
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    order = {"500": 0, "1000": 1, "2000": 2, "full": 9}
+    for dataset in sorted({r["dataset"] for r in rows}):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        sizes = sorted({r["size"] for r in mine}, key=lambda s: order.get(s, 5))
+        arms = sorted({r["arm"] for r in mine}, key=lambda a: (not a.startswith(("tfidf", "old", "new")), a))
+        print(f"\n{dataset}: test macro-F1 (mean train seconds, seeds when more than one)\n")
+        print("| arm | " + " | ".join(sizes) + " |")
+        print("| --- |" + " --- |" * len(sizes))
+        for arm in arms:
+            cells = []
+            for size in sizes:
+                found = [r for r in mine if r["arm"] == arm and r["size"] == size]
+                if not found:
+                    cells.append("")
+                    continue
+                f1 = statistics.mean(r["f1_macro"] for r in found)
+                seconds = statistics.mean(r["seconds"] for r in found)
+                seeds = f", {len(found)} seeds" if len(found) > 1 else ""
+                cells.append(f"{f1:.3f} ({seconds:.0f} s{seeds})")
+            print(f"| {arm.removeprefix('grid:').replace('pooling=', '')} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["emotion", "banking77"])
@@ -183,9 +227,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/recipe.jsonl"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --out")
+    parser.add_argument("--markdown", action="store_true", help="only print --out as Markdown tables")
     args = parser.parse_args()
-    if args.summary:
-        summary(args.out)
+    if args.summary or args.markdown:
+        (markdown if args.markdown else summary)(args.out)
         return
     if not DATA.exists():
         print(f"skipped: {DATA} is absent (the shared data sets are not part of the repository)")

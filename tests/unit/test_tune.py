@@ -122,6 +122,40 @@ def test_killed_study_resumes_where_it_stopped(tmp_path: Path, tiny_model: Path)
     assert sum(m.startswith("tune trial ") for m in messages) == 1
 
 
+def test_a_trial_reports_and_is_pruned_through_the_storage_by_its_number(tmp_path: Path) -> None:
+    """What a Ray worker does with a trial the coordinator asked for, without model training."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from lmforge.stages.tune import _fail_orphans
+    from lmforge.tuning.objective import StoredTrial, make_pruner
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="s", direction="minimize")
+    pruner = make_pruner({"kind": "median", "startup_trials": 1, "prune_after": 0})
+
+    first = study.ask()
+    worker = StoredTrial(storage, "s", first.number, pruner)
+    for step, value in enumerate([2.0, 1.0], start=1):
+        worker.report(value, step)
+    worker.set_user_attr("steps", 6)
+    study.tell(first, 1.0)
+
+    second = study.ask()
+    worker = StoredTrial(storage, "s", second.number, pruner)
+    worker.report(5.0, 1)
+    assert worker.should_prune()  # worse than the median of the finished trials at evaluation 1
+    study.tell(second, state=TrialState.PRUNED)
+
+    study.ask()  # asked, then the process was "killed": it stays RUNNING in the file
+    resumed = optuna.load_study(study_name="s", storage=storage)
+    assert _fail_orphans(resumed) == 1
+    trials = resumed.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
+    assert trials[0].intermediate_values == {1: 2.0, 2: 1.0} and trials[0].user_attrs == {"steps": 6}
+    assert trials[1].value == 5.0  # a pruned trial keeps its last reported value
+
+
 @pytest.mark.parametrize(
     ("space", "expected"),
     [

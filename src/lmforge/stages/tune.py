@@ -68,6 +68,7 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
     started = time.perf_counter()
     deadline = started + cfg.timeout_minutes * 60 if cfg.timeout_minutes else None
     outcomes: dict[int, TrialOutcome] = {}
+    asked: dict[int, Any] = {}  # trial number -> the optuna Trial to tell its outcome to
     in_flight = 0
     ctx.log(
         f"searching {', '.join(space)} with {cfg.sampler} + {cfg.pruner} pruning "
@@ -80,11 +81,11 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
             while True:
                 while in_flight < executor.slots and _may_start(cfg, len(finished) + in_flight, deadline):
                     trial = study.ask(distributions(space))
+                    asked[trial.number] = trial
                     executor.submit(
                         TrialRequest(
                             storage=storage,
                             study_name=study_name,
-                            trial_id=trial._trial_id,
                             number=trial.number,
                             params=trial.params,
                             pruner=pruner_spec,
@@ -104,7 +105,7 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
                     break
                 for outcome in executor.finished():
                     in_flight -= 1
-                    _tell(study, outcome)
+                    _tell(study, asked.pop(outcome.number), outcome)
                     outcomes[outcome.number] = outcome
                     if cfg.ensemble_top_k > 1:
                         _drop_weaker_models(ctx.work_dir, study, cfg.ensemble_top_k)
@@ -185,28 +186,35 @@ def _may_start(cfg: TuneConfig, started: int, deadline: float | None) -> bool:
 
 
 def _fail_orphans(study: Any) -> int:
-    """Trials left RUNNING by a killed process will never report; mark them failed."""
+    """Trials left RUNNING by a killed process will never report; mark them failed.
+
+    `Study.tell` takes a trial number, so a trial asked by an earlier process can be finished
+    without its `Trial` object.
+    """
     from optuna.trial import TrialState
 
-    orphans = [t for t in study.trials if t.state == TrialState.RUNNING]
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in orphans:
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.FAIL)
     return len(orphans)
 
 
-def _tell(study: Any, outcome: TrialOutcome) -> None:
+def _tell(study: Any, trial: Any, outcome: TrialOutcome) -> None:
+    """Record a finished trial: its wall time (and error) as user attributes, then its state.
+
+    A pruned trial's value is its last reported intermediate value, which `Study.tell` reads
+    from the storage where the trial (maybe in another process) reported it.
+    """
     from optuna.trial import TrialState
 
-    study._storage.set_trial_user_attr(study.trials[outcome.number]._trial_id, "seconds", outcome.seconds)
+    trial.set_user_attr("seconds", outcome.seconds)
     if outcome.state == "complete" and outcome.value is not None:
-        study.tell(outcome.number, outcome.value)
+        study.tell(trial, outcome.value)
     elif outcome.state == "pruned":
-        study.tell(outcome.number, state=TrialState.PRUNED)
+        study.tell(trial, state=TrialState.PRUNED)
     else:
-        study._storage.set_trial_user_attr(
-            study.trials[outcome.number]._trial_id, "error", outcome.error or "no evaluation"
-        )
-        study.tell(outcome.number, state=TrialState.FAIL)
+        trial.set_user_attr("error", outcome.error or "no evaluation")
+        study.tell(trial, state=TrialState.FAIL)
 
 
 def _best_value(study: Any) -> float | None:

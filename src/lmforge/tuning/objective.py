@@ -2,7 +2,8 @@
 optuna and stop when the pruner says so.
 
 The same function runs in-process (local executor) and as a Ray task: it reaches the
-study through its storage URL, so both report to, and prune against, the same study.
+study through its storage URL and the trial by its number, so both report to, and prune
+against, the same study.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
 
 
 @dataclass
 class TrialRequest:
     storage: str
     study_name: str
-    trial_id: int
-    number: int
+    number: int  # the trial the coordinator asked for; the worker finds it in the storage by number
     params: dict[str, Any]
     pruner: dict[str, Any]
     train_config: dict[str, Any]
@@ -49,7 +52,7 @@ class TrialOutcome:
     model_dir: str | None = None
 
 
-def make_pruner(spec: dict[str, Any]) -> Any:
+def make_pruner(spec: dict[str, Any]) -> BasePruner:
     import optuna
 
     kind = spec["kind"]
@@ -83,10 +86,7 @@ def run_trial(request: TrialRequest) -> TrialOutcome:
 
         torch.set_num_threads(request.num_threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(
-        study_name=request.study_name, storage=request.storage, pruner=make_pruner(request.pruner)
-    )
-    trial = optuna.trial.Trial(study, request.trial_id)
+    trial = StoredTrial(request.storage, request.study_name, request.number, make_pruner(request.pruner))
     cfg = TrainConfig.model_validate(
         {**request.train_config, **request.params, "early_stopping_patience": None}
     )
@@ -161,6 +161,47 @@ def _fit(request: TrialRequest, cfg: Any, checkpoints: Path, reporter: _Reporter
     )
 
 
+class StoredTrial:
+    """A running trial of a stored study, reached by the study's name and the trial's number.
+
+    The coordinator (`stages/tune.py`) asks the study for the trial and tells it the outcome;
+    in between the trial may run in another process (a Ray worker), which cannot hold the
+    coordinator's `optuna.trial.Trial`. optuna has no public way to rebuild one there (its
+    constructor is not meant to be called by users and needs the private `_trial_id`), so this
+    does what `Trial.report`, `Trial.should_prune` and `Trial.set_user_attr` do through the
+    interfaces optuna defines for custom storages and pruners: `BaseStorage`'s methods and
+    `BasePruner.prune`. Any storage URL optuna accepts is a SQLAlchemy URL for `RDBStorage`.
+
+    Args:
+        storage_url: The study's storage URL (sqlite file or database server).
+        study_name: The study's name in that storage.
+        number: The trial's number in the study (what `Study.ask` returned).
+        pruner: The pruner the study prunes with; the coordinator's study never prunes.
+    """
+
+    def __init__(self, storage_url: str, study_name: str, number: int, pruner: BasePruner) -> None:
+        import optuna
+
+        self.storage = optuna.storages.RDBStorage(storage_url)
+        self.study = optuna.load_study(study_name=study_name, storage=self.storage, pruner=pruner)
+        self.pruner = pruner
+        self.number = number
+        study_id = self.storage.get_study_id_from_name(study_name)
+        self.trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+    def report(self, value: float, step: int) -> None:
+        """Store an intermediate value, where every trial's pruner reads it."""
+        self.storage.set_trial_intermediate_value(self.trial_id, step, float(value))
+
+    def should_prune(self) -> bool:
+        """Ask the pruner about the trial as stored now (its values and the pruner's own marks)."""
+        return bool(self.pruner.prune(self.study, self.storage.get_trial(self.trial_id)))
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        """Store a user attribute of the trial (JSON-serialisable)."""
+        self.storage.set_trial_user_attr(self.trial_id, key, value)
+
+
 class _Reporter:
     """Reports every validation evaluation to the trial; asks the pruner after each.
 
@@ -168,7 +209,7 @@ class _Reporter:
     it points the study's way (minus the loss when the study maximises a metric). Which of the
     two ranks trials better early depends on the data (docs/decisions.md)."""
 
-    def __init__(self, trial: Any, metric: str, signal: str = "metric") -> None:
+    def __init__(self, trial: StoredTrial, metric: str, signal: str = "metric") -> None:
         from lmforge.tasks.classification import GREATER_IS_BETTER
 
         self.trial, self.key = trial, f"eval_{metric}"

@@ -82,6 +82,10 @@ def test_f32_export_reproduces_logits_and_tokenizer(tiny_llama: Path, tmp_path: 
     assert fields["general.architecture"].contents() == "llama"
     assert fields["llama.attention.head_count_kv"].contents() == 2
     assert fields["tokenizer.ggml.model"].contents() == "gpt2"
+    # gguf's SpecialVocab finds no add-bos/eos setting here; what the tokenizer does is written.
+    assert fields["tokenizer.ggml.add_bos_token"].contents() is False
+    assert fields["tokenizer.ggml.add_eos_token"].contents() is False
+    assert fields["tokenizer.ggml.bos_token_id"].contents() == 1  # <|im_start|>
     assert "output.weight" not in {t.name for t in reader.tensors}
 
     comparison = compare_gguf(tiny_llama, out, [SAMPLE, SENTENCES[0]])
@@ -109,18 +113,27 @@ def test_f16_untied_export_is_close(tmp_path: Path) -> None:
     assert verify_gguf(folder, out, [SAMPLE]) < 5e-2
 
 
-def test_tensor_names_agree_with_gguf_package(tiny_llama: Path) -> None:
-    """The hand-written mapping must say what gguf-py's own llama map says."""
+def test_tensor_names_come_from_gguf_package_and_other_llama_tensors_are_refused() -> None:
+    """gguf-py's llama map names the tensors; what a plain llama lacks (biases, MoE experts,
+    layers past the config's) is refused, and rotary buffers are left out."""
     import gguf
-    from safetensors import safe_open
 
     from lmforge.export.gguf import _gguf_name
 
-    reference = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
-    with safe_open(str(tiny_llama / "model.safetensors"), framework="pt") as handle:
-        names = list(handle.keys())
-    for name in [*names, "lm_head.weight"]:
-        assert _gguf_name(name, 2) == reference.get_name(name, try_suffixes=(".weight",))
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+    assert _gguf_name(names, "model.layers.1.self_attn.o_proj.weight") == (
+        gguf.MODEL_TENSOR.ATTN_OUT,
+        "blk.1.attn_output.weight",
+    )
+    assert _gguf_name(names, "lm_head.weight") == (gguf.MODEL_TENSOR.OUTPUT, "output.weight")
+    assert _gguf_name(names, "model.layers.0.self_attn.rotary_emb.inv_freq") is None
+    for name in (
+        "model.layers.2.mlp.up_proj.weight",
+        "model.layers.0.self_attn.q_proj.bias",
+        "model.layers.0.block_sparse_moe.gate.weight",
+    ):
+        with pytest.raises(GgufExportError, match="unexpected tensor"):
+            _gguf_name(names, name)
 
 
 def test_copies_tokenizer_from_source_gguf(tiny_llama: Path, tmp_path: Path) -> None:

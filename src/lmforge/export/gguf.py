@@ -1,8 +1,10 @@
 """Write a merged Hugging Face llama-architecture causal LM folder as one GGUF file.
 
 The file is laid out the way llama.cpp's `convert_hf_to_gguf.py` lays out a llama model, so
-llama.cpp, ollama and transformers' own GGUF loader all read it; `verify_gguf` loads it back
-with transformers and compares logits with the folder's. Heavy imports stay inside functions.
+llama.cpp, ollama and transformers' own GGUF loader all read it: tensor names come from gguf-py's
+llama `TensorNameMap` and the tokenizer's merges, special tokens and chat template from its
+`SpecialVocab`, the pieces that converter uses. `verify_gguf` loads the file back with
+transformers and compares logits with the folder's. Heavy imports stay inside functions.
 """
 
 from __future__ import annotations
@@ -24,22 +26,21 @@ if TYPE_CHECKING:
 # Mistral is llama with another name when it uses no sliding window; llama.cpp writes it as llama too.
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
 
-_GLOBAL_TENSORS = {
-    "model.embed_tokens.weight": "token_embd.weight",
-    "model.norm.weight": "output_norm.weight",
-    "lm_head.weight": "output.weight",
-}
-_LAYER_TENSORS = {
-    "input_layernorm.weight": "attn_norm.weight",
-    "self_attn.q_proj.weight": "attn_q.weight",
-    "self_attn.k_proj.weight": "attn_k.weight",
-    "self_attn.v_proj.weight": "attn_v.weight",
-    "self_attn.o_proj.weight": "attn_output.weight",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
-    "mlp.gate_proj.weight": "ffn_gate.weight",
-    "mlp.up_proj.weight": "ffn_up.weight",
-    "mlp.down_proj.weight": "ffn_down.weight",
-}
+# The tensors a plain llama has, as gguf-py's MODEL_TENSOR kinds; their GGUF names, and which
+# transformers names map to them, come from gguf-py's llama map (the one llama.cpp's converter
+# uses). Anything else the map knows for llama (biases, MoE experts, rope factors) is refused.
+_GLOBAL_KINDS = ("TOKEN_EMBD", "OUTPUT_NORM", "OUTPUT")
+_BLOCK_KINDS = (
+    "ATTN_NORM",
+    "ATTN_Q",
+    "ATTN_K",
+    "ATTN_V",
+    "ATTN_OUT",
+    "FFN_NORM",
+    "FFN_GATE",
+    "FFN_UP",
+    "FFN_DOWN",
+)
 # Buffers some older checkpoints saved; they are recomputed from the config at load time.
 _SKIPPED_SUFFIXES = ("rotary_emb.inv_freq",)
 
@@ -107,7 +108,7 @@ def export_gguf(
         raise GgufExportError(f"dtype must be 'f32' or 'f16', got {dtype!r}")
     start = time.perf_counter()
     shape = _read_shape(model_dir)
-    writer_kv = _tokenizer_kv(model_dir, shape, source_gguf)
+    tokenizer = _tokenizer(model_dir, shape, source_gguf)
     plan = _plan_tensors(_weight_files(model_dir), shape)
 
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -115,8 +116,7 @@ def export_gguf(
     writer = gguf.GGUFWriter(tmp, "llama")  # opens nothing until the header is written
     try:
         _add_model_kv(writer, shape, dtype)
-        for key, (value, vtype, sub_type) in writer_kv.items():
-            writer.add_key_value(key, value, vtype, sub_type)
+        tokenizer.add_to(writer)
         count = 0
         for name, array in _load_tensors(plan, shape, dtype):
             writer.add_tensor(name, array)
@@ -231,18 +231,32 @@ def _weight_files(model_dir: Path) -> list[Path]:
     )
 
 
-def _gguf_name(hf_name: str, layers: int) -> str | None:
-    """The GGUF tensor name for a transformers one (None for names to leave out)."""
-    if hf_name in _GLOBAL_TENSORS:
-        return _GLOBAL_TENSORS[hf_name]
-    parts = hf_name.split(".", 3)  # model.layers.{i}.{rest}
-    if len(parts) == 4 and parts[:2] == ["model", "layers"] and parts[2].isdigit():
-        index, rest = int(parts[2]), parts[3]
-        if rest in _LAYER_TENSORS and index < layers:
-            return f"blk.{index}.{_LAYER_TENSORS[rest]}"
+def _gguf_name(names: gguf.TensorNameMap, hf_name: str) -> tuple[gguf.MODEL_TENSOR, str] | None:
+    """The GGUF kind and name of a transformers tensor (None for buffers to leave out).
+
+    `names` is gguf-py's llama map for the model's layer count, so a layer index past the
+    config's is refused like any unknown tensor.
+    """
+    import gguf
+
     if hf_name.endswith(_SKIPPED_SUFFIXES):
         return None
-    raise GgufExportError(f"unexpected tensor {hf_name} for a llama model; nothing was written")
+    found = names.get_type_and_name(hf_name, try_suffixes=(".weight",))
+    plain = {gguf.MODEL_TENSOR[kind] for kind in (*_GLOBAL_KINDS, *_BLOCK_KINDS)}
+    if found is None or found[0] not in plain or not found[1].endswith(".weight"):
+        raise GgufExportError(f"unexpected tensor {hf_name} for a llama model; nothing was written")
+    return found
+
+
+def _expected_names(shape: _Shape) -> set[str]:
+    """Every GGUF tensor name a plain llama of this shape must have (no output.weight when tied)."""
+    import gguf
+
+    kinds = [gguf.MODEL_TENSOR[kind] for kind in _GLOBAL_KINDS if not (shape.tied and kind == "OUTPUT")]
+    names = {f"{gguf.TENSOR_NAMES[kind]}.weight" for kind in kinds}
+    for kind in (gguf.MODEL_TENSOR[kind] for kind in _BLOCK_KINDS):
+        names |= {f"{gguf.TENSOR_NAMES[kind].format(bid=i)}.weight" for i in range(shape.layers)}
+    return names
 
 
 def _permute_rope(weight: np.ndarray, n_head: int) -> np.ndarray:
@@ -256,48 +270,46 @@ def _permute_rope(weight: np.ndarray, n_head: int) -> np.ndarray:
     )
 
 
-def _plan_tensors(files: list[Path], shape: _Shape) -> dict[Path, dict[str, str]]:
-    """{file: {transformers name: GGUF name}}, after checking every llama tensor is there once."""
+_Plan = dict[Path, dict[str, tuple["gguf.MODEL_TENSOR", str]]]
+
+
+def _plan_tensors(files: list[Path], shape: _Shape) -> _Plan:
+    """{file: {transformers name: (GGUF kind, GGUF name)}}, after checking each llama tensor is there."""
+    import gguf
     from safetensors import safe_open
 
-    plan: dict[Path, dict[str, str]] = {}
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, shape.layers)
+    plan: _Plan = {}
     seen: set[str] = set()
     for file in files:
         with safe_open(str(file), framework="pt") as handle:
             for hf_name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                gguf_name = _gguf_name(hf_name, shape.layers)
+                found = _gguf_name(names, hf_name)
                 # A tied head is the embedding: llama.cpp and transformers read token_embd for both.
-                if gguf_name is None or (shape.tied and gguf_name == "output.weight"):
+                if found is None or (shape.tied and found[0] == gguf.MODEL_TENSOR.OUTPUT):
                     continue
-                plan.setdefault(file, {})[hf_name] = gguf_name
-                seen.add(gguf_name)
-    expected = {"token_embd.weight", "output_norm.weight"} | {
-        f"blk.{i}.{suffix}" for i in range(shape.layers) for suffix in _LAYER_TENSORS.values()
-    }
-    if not shape.tied:
-        expected.add("output.weight")
-    missing = sorted(expected - seen)
+                plan.setdefault(file, {})[hf_name] = found
+                seen.add(found[1])
+    missing = sorted(_expected_names(shape) - seen)
     if missing:
         raise GgufExportError(f"weights missing from the model folder: {', '.join(missing[:5])}")
     return plan
 
 
-def _load_tensors(
-    plan: dict[Path, dict[str, str]], shape: _Shape, dtype: str
-) -> Iterator[tuple[str, np.ndarray]]:
+def _load_tensors(plan: _Plan, shape: _Shape, dtype: str) -> Iterator[tuple[str, np.ndarray]]:
     """(GGUF name, array) for every planned weight, permuted and cast for llama.cpp."""
+    import gguf
     import numpy as np
     from safetensors import safe_open
 
+    heads = {gguf.MODEL_TENSOR.ATTN_Q: shape.heads, gguf.MODEL_TENSOR.ATTN_K: shape.kv_heads}
     for file, names in plan.items():
         with safe_open(str(file), framework="pt") as handle:
-            for hf_name, gguf_name in names.items():
+            for hf_name, (kind, gguf_name) in names.items():
                 # float() first: numpy has no bfloat16.
                 array = handle.get_tensor(hf_name).float().numpy()
-                if gguf_name.endswith("attn_q.weight"):
-                    array = _permute_rope(array, shape.heads)
-                elif gguf_name.endswith("attn_k.weight"):
-                    array = _permute_rope(array, shape.kv_heads)
+                if kind in heads:
+                    array = _permute_rope(array, heads[kind])
                 # Norm vectors stay f32, as llama.cpp expects; matrices take the requested type.
                 wanted = np.float16 if dtype == "f16" and array.ndim >= 2 else np.float32
                 yield gguf_name, np.ascontiguousarray(array.astype(wanted, copy=False))
@@ -308,12 +320,30 @@ def _load_tensors(
 _KeyValue = dict[str, tuple[Any, "gguf.GGUFValueType", "gguf.GGUFValueType | None"]]
 
 
-def _tokenizer_kv(model_dir: Path, shape: _Shape, source_gguf: Path | None) -> _KeyValue:
+@dataclass(frozen=True)
+class _Tokenizer:
+    """The tokenizer metadata to write: raw keys, plus gguf-py's SpecialVocab for a folder.
+
+    SpecialVocab is what llama.cpp's converter uses for merges, special token ids, the
+    add-bos/eos flags and the chat template, so those keys say what llama.cpp would write.
+    """
+
+    kv: _KeyValue
+    special: gguf.SpecialVocab | None = None
+
+    def add_to(self, writer: gguf.GGUFWriter) -> None:
+        for key, (value, vtype, sub_type) in self.kv.items():
+            writer.add_key_value(key, value, vtype, sub_type)
+        if self.special is not None:
+            self.special.add_to_gguf(writer, quiet=True)
+
+
+def _tokenizer(model_dir: Path, shape: _Shape, source_gguf: Path | None) -> _Tokenizer:
     if source_gguf is not None:
-        kv = _tokenizer_kv_from_gguf(source_gguf)
+        tokenizer = _Tokenizer(_tokenizer_kv_from_gguf(source_gguf))
     else:
-        kv = _tokenizer_kv_from_folder(model_dir, shape)
-    tokens = kv.get("tokenizer.ggml.tokens")
+        tokenizer = _tokenizer_from_folder(model_dir, shape)
+    tokens = tokenizer.kv.get("tokenizer.ggml.tokens")
     if tokens is None or len(tokens[0]) != shape.vocab_size:
         count = 0 if tokens is None else len(tokens[0])
         source = source_gguf or model_dir / "tokenizer.json"
@@ -321,7 +351,7 @@ def _tokenizer_kv(model_dir: Path, shape: _Shape, source_gguf: Path | None) -> _
             f"{source}: {count} tokens but the model's embedding has {shape.vocab_size} rows",
             hint="pass the GGUF this model was loaded from, or the model's own tokenizer",
         )
-    return kv
+    return tokenizer
 
 
 def _tokenizer_kv_from_gguf(source: Path) -> _KeyValue:
@@ -351,9 +381,13 @@ def _tokenizer_kv_from_gguf(source: Path) -> _KeyValue:
     return kv
 
 
-def _tokenizer_kv_from_folder(model_dir: Path, shape: _Shape) -> _KeyValue:
-    """llama.cpp's "gpt2" (byte-level BPE) tokenizer keys, built from tokenizer.json."""
-    from gguf import GGUFValueType, TokenType
+def _tokenizer_from_folder(model_dir: Path, shape: _Shape) -> _Tokenizer:
+    """llama.cpp's "gpt2" (byte-level BPE) tokenizer, built from the folder's tokenizer files.
+
+    The vocabulary is written here (embedding rows past the tokenizer get placeholder tokens);
+    everything else comes from gguf-py's SpecialVocab.
+    """
+    from gguf import GGUFValueType, SpecialVocab, TokenType
 
     path = model_dir / "tokenizer.json"
     if not path.exists():
@@ -378,77 +412,32 @@ def _tokenizer_kv_from_folder(model_dir: Path, shape: _Shape) -> _KeyValue:
     # Embedding rows past the tokenizer (padding to a round size) get placeholder tokens, as in llama.cpp.
     tokens = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
     token_types = [int(types.get(i, TokenType.UNUSED)) for i in range(size)]
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
-
-    string, array, uint32, boolean = (
-        GGUFValueType.STRING,
-        GGUFValueType.ARRAY,
-        GGUFValueType.UINT32,
-        GGUFValueType.BOOL,
-    )
     kv: _KeyValue = {
-        "tokenizer.ggml.model": ("gpt2", string, None),
-        "tokenizer.ggml.tokens": (tokens, array, string),
-        "tokenizer.ggml.token_type": (token_types, array, GGUFValueType.INT32),
+        "tokenizer.ggml.model": ("gpt2", GGUFValueType.STRING, None),
+        "tokenizer.ggml.tokens": (tokens, GGUFValueType.ARRAY, GGUFValueType.STRING),
+        "tokenizer.ggml.token_type": (token_types, GGUFValueType.ARRAY, GGUFValueType.INT32),
     }
-    if merges:
-        kv["tokenizer.ggml.merges"] = (merges, array, string)
-    special = _special_token_ids(model_dir, ids)
-    for key, token_id in special.items():
-        kv[f"tokenizer.ggml.{key}"] = (token_id, uint32, None)
-    add_bos, add_eos = _adds_bos_eos(model_dir, path, special)
-    kv["tokenizer.ggml.add_bos_token"] = (add_bos, boolean, None)
-    kv["tokenizer.ggml.add_eos_token"] = (add_eos, boolean, None)
-    template = _chat_template(model_dir)
-    if template is not None:
-        kv["tokenizer.chat_template"] = (template, string, None)
-    return kv
+    try:
+        special = SpecialVocab(model_dir, load_merges=True, n_vocab=size)
+    except ValueError as exc:  # an unknown merges format or a negative token id
+        raise GgufExportError(f"{model_dir}: cannot read the tokenizer's special tokens: {exc}") from exc
+    # SpecialVocab reads add-bos/eos from tokenizer_config.json or a simple post-processor template
+    # and writes nothing when neither says; readers then fall back to different defaults, so the
+    # tokenizer is asked what it does and the answer written.
+    for role, adds in _probed_adds(path, special.special_token_ids).items():
+        special.add_special_token.setdefault(role, adds)
+    return _Tokenizer(kv, special)
 
 
-def _tokenizer_config(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "tokenizer_config.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-
-
-def _special_token_ids(model_dir: Path, ids: dict[str, int]) -> dict[str, int]:
-    """bos/eos/unknown/padding ids: the tokenizer's own tokens first, the model config's ids second."""
-    tokenizer_config = _tokenizer_config(model_dir)
-    config_path = model_dir / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
-    found: dict[str, int] = {}
-    for role, key in (("bos", "bos"), ("eos", "eos"), ("unk", "unknown"), ("pad", "padding")):
-        token = tokenizer_config.get(f"{role}_token")
-        if isinstance(token, dict):  # older files store an AddedToken as a dict
-            token = token.get("content")
-        token_id: Any = ids.get(token) if isinstance(token, str) else None
-        if token_id is None:
-            value = config.get(f"{role}_token_id")
-            token_id = value[0] if isinstance(value, list) and value else value
-        if isinstance(token_id, int):
-            found[f"{key}_token_id"] = token_id
-    return found
-
-
-def _adds_bos_eos(model_dir: Path, path: Path, special: dict[str, int]) -> tuple[bool, bool]:
-    """Whether encoding adds bos/eos: the tokenizer_config flag, else what the post-processor does."""
+def _probed_adds(path: Path, special_ids: dict[str, int]) -> dict[str, bool]:
+    """Whether encoding a text puts the bos token first and the eos token last."""
     from tokenizers import Tokenizer
 
-    tokenizer_config = _tokenizer_config(model_dir)
     ids = Tokenizer.from_file(str(path)).encode("a").ids
-    probed_bos = bool(ids) and ids[0] == special.get("bos_token_id")
-    probed_eos = bool(ids) and ids[-1] == special.get("eos_token_id")
-    return (
-        bool(tokenizer_config.get("add_bos_token", probed_bos)),
-        bool(tokenizer_config.get("add_eos_token", probed_eos)),
-    )
-
-
-def _chat_template(model_dir: Path) -> str | None:
-    jinja = model_dir / "chat_template.jinja"
-    if jinja.exists():
-        return jinja.read_text(encoding="utf-8")
-    template = _tokenizer_config(model_dir).get("chat_template")
-    return template if isinstance(template, str) else None
+    return {
+        "bos": bool(ids) and ids[0] == special_ids.get("bos"),
+        "eos": bool(ids) and ids[-1] == special_ids.get("eos"),
+    }
 
 
 # ---- verification --------------------------------------------------------------------------------

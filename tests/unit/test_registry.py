@@ -344,3 +344,28 @@ def test_cli_round_trip(
     missing = tmp_path / "nowhere" / "mlruns.db"
     code, out = cli("list", uri=f"sqlite:///{missing.as_posix()}")
     assert code == 1 and "no MLflow database" in out and not missing.exists()
+
+
+def test_auto_promotions_can_be_rolled_back(tmp_path: Path, tiny_model: Path) -> None:
+    """B1: the register stage promotes through `lifecycle.promote`, so after `lmforge run`
+    auto-promotes a second model, `rollback` gives the champion back to the first."""
+    from lmforge.config import load_config
+    from lmforge.pipeline.runner import run_pipeline
+    from tests.conftest import fast_config, make_rows, write_csv
+
+    data = write_csv(tmp_path / "data.csv", make_rows())
+    config = fast_config(tmp_path, data, tiny_model)
+    config["train"]["epochs"] = 2  # any model will do: the gate below passes every one
+    config["gate"] = {"min_gain": -1.0, "champion_tolerance": 1.0}
+    uri = config["tracking"]["uri"]
+
+    first = run_pipeline(load_config(data=config)).artifacts["register"].summary
+    assert (first["version"], first["alias"]) == ("1", "champion")
+    write_csv(data, make_rows(seed=1))  # changed data: a new model, registered as version 2
+    second = run_pipeline(load_config(data=config)).artifacts["register"].summary
+    assert (second["version"], second["alias"]) == ("2", "champion")
+    assert resolve(uri, "test-project").version == "2"
+
+    info = rollback(uri, "test-project")
+    assert info.version == "1" and info.aliases == ("champion",)
+    assert resolve(uri, "test-project@champion").version == "1"

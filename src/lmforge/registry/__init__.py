@@ -6,7 +6,7 @@ The `register` stage creates versions; everything done with them afterwards (by 
 - `names`: every alias and tag name lmforge writes or reads.
 - `client`: the tracking URI from a config, a client on it, the project's experiment.
 - `versions`: parse `NAME@ALIAS` references, list, resolve and download versions (read-only).
-- `lifecycle`: promote, roll back and archive, keeping the champion history.
+- `lifecycle`: promote, challenge, roll back and archive, keeping the champion history.
 - `archive`: a version to a checksummed tarball and back, between stores.
 """
 
@@ -24,7 +24,7 @@ from lmforge.registry.client import (
     local_store,
     tracking_uri,
 )
-from lmforge.registry.lifecycle import Audit, archive, promote, rollback
+from lmforge.registry.lifecycle import Audit, archive, promote, rollback, set_challenger
 from lmforge.registry.versions import (
     REF_FORMS,
     ModelRef,
@@ -60,6 +60,7 @@ __all__ = [
     "promote",
     "resolve",
     "rollback",
+    "set_challenger",
     "tracking_uri",
     "version_record",
 ]

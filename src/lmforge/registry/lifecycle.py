@@ -1,9 +1,11 @@
-"""Moving a model's aliases: promote, roll back and archive versions.
+"""Moving a model's aliases: promote, challenge, roll back and archive versions.
 
-What a person does with registered versions (`lmforge models`, the UI). Promotion state
-lives in MLflow itself (aliases, version tags, a registered-model tag for the champion
-history), never in a side file, so the MLflow UI and a team's tracking server always show
-the truth.
+Every alias change lmforge makes goes through here, whoever asks: a person (`lmforge models`,
+the UI) or the pipeline (the `register` stage after the gate, hence `lmforge retrain`). That
+is what keeps the champion history whole: a champion set anywhere else would leave
+`rollback` nothing to go back to. Promotion state lives in MLflow itself (aliases, version
+tags, a registered-model tag for the history), never in a side file, so the MLflow UI and a
+team's tracking server always show the truth.
 """
 
 from __future__ import annotations
@@ -48,6 +50,28 @@ def promote(client: MlflowClient | str, ref: str | ModelRef, *, audit: Audit | N
     if aliases.get(CHALLENGER) == info.version:  # it won: no longer a challenger
         c.delete_registered_model_alias(info.name, CHALLENGER)
     _emit(audit, "promote", info.ref)
+    return resolve(c, info.ref)
+
+
+def set_challenger(
+    client: MlflowClient | str, ref: str | ModelRef, *, audit: Audit | None = None
+) -> VersionInfo:
+    """Give a version the `challenger` alias: registered, not serving, one command from promotion.
+
+    An archived version is refused like in `promote`: whoever archived it decided it should not
+    come back, and a rerun of the pipeline that trains the same model does not overrule them.
+    """
+    c = connect(client)
+    info = resolve(c, ref)
+    if info.archived:
+        raise RegistryError(
+            f"{info.ref} is archived and cannot be a challenger",
+            hint=f"pick an active version from `lmforge models show {info.name}`",
+        )
+    if CHALLENGER in info.aliases:
+        return info
+    c.set_registered_model_alias(info.name, CHALLENGER, info.version)
+    _emit(audit, "challenge", info.ref)
     return resolve(c, info.ref)
 
 

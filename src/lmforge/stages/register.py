@@ -1,6 +1,10 @@
 """register: log the run to MLflow, register the model as a new version and give it the
 alias the gate decided: `champion` when it passed, else `challenger`.
 
+The alias moves through `registry.lifecycle` like a person's `lmforge models promote`, so an
+automatic promotion (by `lmforge run` or `lmforge retrain`) is remembered in the champion
+history and `lmforge models rollback` can undo it.
+
 Idempotent: a model whose content hash is already registered under the same name is not
 registered twice; the existing version is reported (and aliased) instead.
 """
@@ -13,7 +17,8 @@ from typing import Any
 
 from lmforge.config import RegisterConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
-from lmforge.registry import client_for, experiment_id, tracking_uri
+from lmforge.registry import RegistryError, client_for, experiment_id, tracking_uri
+from lmforge.registry.lifecycle import promote, set_challenger
 from lmforge.registry.names import (
     CHALLENGER,
     CHAMPION,
@@ -25,6 +30,7 @@ from lmforge.registry.names import (
     SCORE_TAG,
     TASK_TAG,
 )
+from lmforge.registry.versions import ModelRef
 from lmforge.stages.gate import CHAMPION_CHECK, testset_hash
 
 # Metrics shown as version tags, and those the gate may compare a later model on.
@@ -134,26 +140,32 @@ def _log_export(client: Any, run_id: str, inputs: Inputs) -> None:
             client.log_artifact(run_id, str(path), "export")
 
 
-def _alias(client: Any, name: str, version: str, ctx: StageContext, inputs: Inputs) -> str:
-    """`champion` if the gate passed (the previous champion loses the alias), else `challenger`."""
+def _alias(client: Any, name: str, version: str, ctx: StageContext, inputs: Inputs) -> str | None:
+    """`champion` if the gate passed, else `challenger`; None for a version someone archived.
+
+    Promotion goes through `registry.lifecycle.promote`: the champion it replaces is pushed on
+    the history that `lmforge models rollback` walks back, and a challenger that wins loses
+    that alias. An archived version (the same model trained again) gets no alias: archiving
+    was a person's decision, and a rerun does not overrule it.
+    """
     gate = inputs["gate"].summary
-    alias = CHAMPION if gate.get("passed", True) else CHALLENGER
-    client.set_registered_model_alias(name, alias, version)
+    passed = gate.get("passed", True)
     reasons = "; ".join(gate.get("reasons", [])) or "passed"
     client.set_model_version_tag(name, version, GATE_TAG, reasons[:4000])
-    if alias == CHAMPION and inputs["gate"].has("decision.json"):
+    ref = ModelRef(name, version=version)
+    try:
+        if passed:
+            promote(client, ref)
+        else:
+            set_challenger(client, ref)
+    except RegistryError as exc:
+        ctx.warn(f"{exc.message}: registered without an alias")
+        return None
+    if passed and inputs["gate"].has("decision.json"):
         checks = [c for c in inputs["gate"].json("decision")["checks"] if c["name"] == CHAMPION_CHECK]
         if checks:
             client.set_model_version_tag(name, version, CHECK_TAG, json.dumps(checks[0])[:4900])
-    if alias == CHAMPION:
-        # A champion that failed an earlier gate as challenger is no longer one.
-        try:
-            challenger = client.get_model_version_by_alias(name, CHALLENGER)
-            if str(challenger.version) == str(version):
-                client.delete_registered_model_alias(name, CHALLENGER)
-        except Exception:  # no challenger alias
-            pass
-    return alias
+    return CHAMPION if passed else CHALLENGER
 
 
 def _register(

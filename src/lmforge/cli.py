@@ -372,7 +372,7 @@ def monitor(
     """Compare recent traffic with the training data; exit 3 when a drift alert fires."""
     from lmforge.config import load_config
     from lmforge.monitor.run import monitor as run_monitor
-    from lmforge.tracking import tracking_uri as configured_uri
+    from lmforge.registry import tracking_uri as configured_uri
 
     with _errors():
         cfg = load_config(config)
@@ -491,7 +491,7 @@ def serve(
                 hint="drop --host, or create keys with `lmforge keys create`",
             )
         if cfg_file and tracking_uri is None:
-            from lmforge.tracking import tracking_uri as configured_uri
+            from lmforge.registry import tracking_uri as configured_uri
 
             tracking_uri = configured_uri(cfg_file)
         uri = tracking_uri or default_uri()

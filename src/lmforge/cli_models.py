@@ -1,7 +1,7 @@
 """`lmforge models`: list, inspect, promote, roll back, archive, export and import registered models.
 
 Thin on purpose: the rules (what may be promoted or archived, the champion history, archive
-checks) live in `lmforge.registry` and `lmforge.registry_archive`.
+checks) live in `lmforge.registry` (`lifecycle`, `archive`).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def export_cmd(
     tracking_uri: str | None = _URI,
 ) -> None:
     """Write a version (model, exports, manifest, SHA256SUMS) to one .tar.gz for another store."""
-    from lmforge.registry_archive import export_version
+    from lmforge.registry import export_version
 
     with errors():
         client = client_for(_uri(tracking_uri), must_exist=True)
@@ -188,7 +188,7 @@ def import_cmd(
     tracking_uri: str | None = _URI,
 ) -> None:
     """Verify every checksum, then register the tarball's model as a new version (no alias)."""
-    from lmforge.registry_archive import import_version
+    from lmforge.registry import import_version
 
     with errors():
         info = import_version(client_for(_uri(tracking_uri)), file, name, audit=_audit)

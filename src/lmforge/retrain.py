@@ -1,5 +1,6 @@
 """`lmforge retrain`: users' accepted corrections become training rows, and the pipeline
-runs again; the gate decides whether the result replaces the champion.
+runs again; the gate decides whether the result replaces the champion. The `register`
+stage promotes it through `registry.lifecycle`, so `lmforge models rollback` can undo it.
 
 Classification learns from label feedback (the text and its correct label); generation from
 corrected answers (what the user asked and the answer they wanted). The feedback is merged

@@ -8,7 +8,7 @@ import pytest
 
 from lmforge.config import load_config
 from lmforge.pipeline.runner import run_pipeline
-from lmforge.tracking import tracking_uri
+from lmforge.registry import tracking_uri
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ from typer.testing import CliRunner
 
 from lmforge.cli_models import models_app
 from lmforge.registry import (
-    ARCHIVED_TAG,
-    HISTORY_TAG,
     ModelRef,
     RegistryError,
     archive,
     client_for,
     download,
+    export_version,
+    import_version,
     list_models,
     list_versions,
     parse_ref,
@@ -32,7 +32,7 @@ from lmforge.registry import (
     resolve,
     rollback,
 )
-from lmforge.registry_archive import IMPORTED_TAG, export_version, import_version
+from lmforge.registry.names import ARCHIVED_TAG, GATE_TAG, HASH_TAG, HISTORY_TAG, IMPORTED_TAG
 
 
 @dataclass
@@ -92,9 +92,9 @@ def _add_version(store: Store, name: str, seed: int, tags: dict[str, str], *, ex
 def store(tmp_path: Path, empty_db: Path) -> Store:
     """spam: v1 champion, v2 challenger (with exports), v3 without alias."""
     s = _store(tmp_path / "a", empty_db)
-    base = {"task": "classification", "lmforge.model_hash": "h"}
-    _add_version(s, "spam", 1, {**base, "test_accuracy": "0.8000", "lmforge.gate": "passed"})
-    _add_version(s, "spam", 2, {**base, "test_accuracy": "0.7500", "lmforge.gate": "too low"}, export=True)
+    base = {"task": "classification", HASH_TAG: "h"}
+    _add_version(s, "spam", 1, {**base, "test_accuracy": "0.8000", GATE_TAG: "passed"})
+    _add_version(s, "spam", 2, {**base, "test_accuracy": "0.7500", GATE_TAG: "too low"}, export=True)
     _add_version(s, "spam", 3, {**base, "test_accuracy": "0.9000"})
     s.client.set_registered_model_alias("spam", "champion", "1")
     s.client.set_registered_model_alias("spam", "challenger", "2")
@@ -318,7 +318,7 @@ def test_cli_round_trip(
     code, out = cli("show", "spam")
     assert code == 0 and "challenger" in out and "accuracy 0.7500" in out and "too low" in out
     code, out = cli("show", "spam@3")
-    assert code == 0 and "tag lmforge.model_hash" in out
+    assert code == 0 and f"tag {HASH_TAG}" in out
     code, out = cli("promote", "spam@3")
     assert code == 0 and "spam version 3 is the champion" in out
     code, out = cli("archive", "spam@champion")
@@ -344,3 +344,28 @@ def test_cli_round_trip(
     missing = tmp_path / "nowhere" / "mlruns.db"
     code, out = cli("list", uri=f"sqlite:///{missing.as_posix()}")
     assert code == 1 and "no MLflow database" in out and not missing.exists()
+
+
+def test_auto_promotions_can_be_rolled_back(tmp_path: Path, tiny_model: Path) -> None:
+    """B1: the register stage promotes through `lifecycle.promote`, so after `lmforge run`
+    auto-promotes a second model, `rollback` gives the champion back to the first."""
+    from lmforge.config import load_config
+    from lmforge.pipeline.runner import run_pipeline
+    from tests.conftest import fast_config, make_rows, write_csv
+
+    data = write_csv(tmp_path / "data.csv", make_rows())
+    config = fast_config(tmp_path, data, tiny_model)
+    config["train"]["epochs"] = 2  # any model will do: the gate below passes every one
+    config["gate"] = {"min_gain": -1.0, "champion_tolerance": 1.0}
+    uri = config["tracking"]["uri"]
+
+    first = run_pipeline(load_config(data=config)).artifacts["register"].summary
+    assert (first["version"], first["alias"]) == ("1", "champion")
+    write_csv(data, make_rows(seed=1))  # changed data: a new model, registered as version 2
+    second = run_pipeline(load_config(data=config)).artifacts["register"].summary
+    assert (second["version"], second["alias"]) == ("2", "champion")
+    assert resolve(uri, "test-project").version == "2"
+
+    info = rollback(uri, "test-project")
+    assert info.version == "1" and info.aliases == ("champion",)
+    assert resolve(uri, "test-project@champion").version == "1"

@@ -17,6 +17,7 @@ from lmforge.cli import app as cli_app
 from lmforge.config import ServeConfig, load_config
 from lmforge.errors import LmforgeError
 from lmforge.pipeline.runner import run_pipeline
+from lmforge.registry import rollback
 from lmforge.retrain import retrain
 from lmforge.serve.app import create_app
 from lmforge.serve.store import ServeStore
@@ -69,6 +70,8 @@ def test_feedback_from_the_server_retrains_and_promotes(project: dict[str, Any])
 
     again = retrain(project["path"])  # nothing new: the same merged file, every stage reused
     assert [s for s, cached in again.pipeline.cached.items() if not cached] == ["gate"]
+    # The promotion went through the registry's lifecycle: it can be undone.
+    assert rollback(project["uri"], NAME).version == "1"
 
 
 def test_retrain_without_feedback_says_so(project: dict[str, Any]) -> None:

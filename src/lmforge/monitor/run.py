@@ -35,11 +35,12 @@ def monitor(
 ) -> MonitorResult:
     """Compare the last `hours` of `name`'s logged predictions with its champion's training data."""
     from lmforge.registry import client_for, resolve
+    from lmforge.registry.names import CHAMPION, RUN_ID_TAG
     from lmforge.retrain import feedback_url
     from lmforge.serve.store import ServeStore
 
-    info = resolve(client_for(tracking_uri), name if "@" in name else f"{name}@champion")
-    run_id = info.tags.get("lmforge.run_id")
+    info = resolve(client_for(tracking_uri), name if "@" in name else f"{name}@{CHAMPION}")
+    run_id = info.tags.get(RUN_ID_TAG)
     run_dir = config.resolve_path(config.output_dir) / str(run_id)
     split = run_dir / "split" / "train.parquet"
     if not run_id or not split.exists():

@@ -114,7 +114,7 @@ def _version(name: str) -> str:
 def _tracking_store_exists(config: Config) -> bool:
     # Registering is idempotent (keyed by the model's hash), so it is cached like any
     # stage; but if the local store was deleted, the model must be registered again.
-    from lmforge.tracking import local_store
+    from lmforge.registry import local_store
 
     store = local_store(config)
     return store is None or store.exists()

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmforge.errors import LmforgeError
+from lmforge.registry.names import TASK_TAG
 
 Runtime = Literal["auto", "onnx", "torch"]
 
@@ -190,8 +191,8 @@ def _task(folder: Path) -> str:
         return str(serving["task"])
     version = folder / "version.json"
     tags = json.loads(version.read_text()).get("tags", {}) if version.exists() else {}
-    if tags.get("task"):
-        return str(tags["task"])
+    if tags.get(TASK_TAG):
+        return str(tags[TASK_TAG])
     config = json.loads((folder / "model" / "config.json").read_text())
     causal = any(a.endswith("ForCausalLM") for a in config.get("architectures", []))
     return "generation" if causal else "classification"

@@ -21,10 +21,10 @@ import pandas as pd
 
 from lmforge.config import GateConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.registry.names import CHAMPION, CHECK_TAG, HASH_TAG, SCORE_TAG
 
-HASH_TAG = "lmforge.model_hash"
-SCORE_TAG = "lmforge.score.{test}.{metric}"
-CHECK_TAG = "lmforge.gate.champion_check"
+CHAMPION_CHECK = "champion"
+"""The name of the check against the registry's champion in `decision.json`."""
 
 
 @dataclass
@@ -115,19 +115,19 @@ def _champion_check(ctx: StageContext, cfg: GateConfig, value: float, inputs: In
     config = ctx.config
     if not (config.tracking.enabled and config.register_.enabled):
         return None
-    from lmforge.tracking import tracking_uri
+    from lmforge.registry import client_for, tracking_uri
 
-    client = _client(tracking_uri(config))
+    client = client_for(tracking_uri(config))
     name = config.register_.model_name or config.project_name
     champion = _champion(client, name)
     if champion is None:
-        return Check("champion", True, f"no champion registered as {name} yet")
+        return Check(CHAMPION_CHECK, True, f"no champion registered as {name} yet")
     if champion.tags.get(HASH_TAG) == inputs["train"].content_hash:
         # Rerun of the champion itself: repeat the comparison that made it champion, so an
         # unchanged run gives an unchanged decision (and its report stays cached).
         if CHECK_TAG in champion.tags:
             return Check(**json.loads(champion.tags[CHECK_TAG]))
-        return Check("champion", True, f"this model is the champion ({name} version {champion.version})")
+        return Check(CHAMPION_CHECK, True, f"this model is the champion ({name} version {champion.version})")
     test = inputs["split"].table("test")
     tag = SCORE_TAG.format(test=testset_hash(test), metric=cfg.metric)
     if tag in champion.tags:
@@ -140,33 +140,24 @@ def _champion_check(ctx: StageContext, cfg: GateConfig, value: float, inputs: In
         )
         if isinstance(score_or_reason, str):
             return Check(
-                "champion", True, f"champion version {champion.version} not comparable: {score_or_reason}"
+                CHAMPION_CHECK, True, f"champion version {champion.version} not comparable: {score_or_reason}"
             )
         score = score_or_reason
         client.set_model_version_tag(name, champion.version, tag, f"{score:.6f}")
     passed = _gain(cfg.metric, value, score) >= -cfg.champion_tolerance - 1e-12
     return Check(
-        "champion",
+        CHAMPION_CHECK,
         passed,
         f"{cfg.metric} {value:.4f} vs champion version {champion.version} {score:.4f} on this test set "
         f"(tolerance {cfg.champion_tolerance:g})",
     )
 
 
-def _client(uri: str) -> Any:
-    import logging
-
-    from mlflow.tracking import MlflowClient
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def _champion(client: Any, name: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, "champion")
+        return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:  # no such model or alias
         return None
 

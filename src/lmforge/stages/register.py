@@ -1,6 +1,10 @@
 """register: log the run to MLflow, register the model as a new version and give it the
 alias the gate decided: `champion` when it passed, else `challenger`.
 
+The alias moves through `registry.lifecycle` like a person's `lmforge models promote`, so an
+automatic promotion (by `lmforge run` or `lmforge retrain`) is remembered in the champion
+history and `lmforge models rollback` can undo it.
+
 Idempotent: a model whose content hash is already registered under the same name is not
 registered twice; the existing version is reported (and aliased) instead.
 """
@@ -13,8 +17,21 @@ from typing import Any
 
 from lmforge.config import RegisterConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
-from lmforge.stages.gate import CHECK_TAG, HASH_TAG, SCORE_TAG, testset_hash
-from lmforge.tracking import experiment_id, flatten, tracking_uri
+from lmforge.registry import RegistryError, client_for, experiment_id, tracking_uri
+from lmforge.registry.lifecycle import promote, set_challenger
+from lmforge.registry.names import (
+    CHALLENGER,
+    CHAMPION,
+    CHECK_TAG,
+    GATE_TAG,
+    HASH_TAG,
+    METRIC_TAG_PREFIX,
+    RUN_ID_TAG,
+    SCORE_TAG,
+    TASK_TAG,
+)
+from lmforge.registry.versions import ModelRef
+from lmforge.stages.gate import CHAMPION_CHECK, testset_hash
 
 # Metrics shown as version tags, and those the gate may compare a later model on.
 HEADLINE = ("accuracy", "f1_macro", "rouge_l", "perplexity")
@@ -25,15 +42,9 @@ def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
     if not ctx.config.tracking.enabled:
         ctx.log("tracking disabled: nothing logged to MLflow")
         return StageResult(summary={"skipped": "tracking.enabled is false"})
-    import logging
-
-    from mlflow.tracking import MlflowClient
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema-migration chatter
-
     train = inputs["train"]
     uri = tracking_uri(ctx.config)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = client_for(uri)
     exp_id = experiment_id(client, ctx.config)
     name = cfg.model_name or ctx.config.project_name
     model_hash = train.content_hash
@@ -62,9 +73,7 @@ def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
                 }
             )
 
-    run = client.create_run(
-        exp_id, run_name=ctx.run_id, tags={HASH_TAG: model_hash, "lmforge.run_id": ctx.run_id}
-    )
+    run = client.create_run(exp_id, run_name=ctx.run_id, tags={HASH_TAG: model_hash, RUN_ID_TAG: ctx.run_id})
     run_id = run.info.run_id
     _log(client, run_id, ctx, inputs)
     version = alias = None
@@ -93,7 +102,7 @@ def _log(client: Any, run_id: str, ctx: StageContext, inputs: Inputs) -> None:
     from mlflow.entities import Metric, Param
 
     train, evaluate, report, baseline = (inputs[n] for n in ("train", "evaluate", "report", "baseline"))
-    params = flatten(ctx.config.model_dump(mode="json", by_alias=True))
+    params = _flatten(ctx.config.model_dump(mode="json", by_alias=True))
     params = {k: str(v)[:500] for k, v in params.items()}
     metrics = []
     for entry in train.json("history"):
@@ -131,26 +140,32 @@ def _log_export(client: Any, run_id: str, inputs: Inputs) -> None:
             client.log_artifact(run_id, str(path), "export")
 
 
-def _alias(client: Any, name: str, version: str, ctx: StageContext, inputs: Inputs) -> str:
-    """`champion` if the gate passed (the previous champion loses the alias), else `challenger`."""
+def _alias(client: Any, name: str, version: str, ctx: StageContext, inputs: Inputs) -> str | None:
+    """`champion` if the gate passed, else `challenger`; None for a version someone archived.
+
+    Promotion goes through `registry.lifecycle.promote`: the champion it replaces is pushed on
+    the history that `lmforge models rollback` walks back, and a challenger that wins loses
+    that alias. An archived version (the same model trained again) gets no alias: archiving
+    was a person's decision, and a rerun does not overrule it.
+    """
     gate = inputs["gate"].summary
-    alias = "champion" if gate.get("passed", True) else "challenger"
-    client.set_registered_model_alias(name, alias, version)
+    passed = gate.get("passed", True)
     reasons = "; ".join(gate.get("reasons", [])) or "passed"
-    client.set_model_version_tag(name, version, "lmforge.gate", reasons[:4000])
-    if alias == "champion" and inputs["gate"].has("decision.json"):
-        checks = [c for c in inputs["gate"].json("decision")["checks"] if c["name"] == "champion"]
+    client.set_model_version_tag(name, version, GATE_TAG, reasons[:4000])
+    ref = ModelRef(name, version=version)
+    try:
+        if passed:
+            promote(client, ref)
+        else:
+            set_challenger(client, ref)
+    except RegistryError as exc:
+        ctx.warn(f"{exc.message}: registered without an alias")
+        return None
+    if passed and inputs["gate"].has("decision.json"):
+        checks = [c for c in inputs["gate"].json("decision")["checks"] if c["name"] == CHAMPION_CHECK]
         if checks:
             client.set_model_version_tag(name, version, CHECK_TAG, json.dumps(checks[0])[:4900])
-    if alias == "champion":
-        # A champion that failed an earlier gate as challenger is no longer one.
-        try:
-            challenger = client.get_model_version_by_alias(name, "challenger")
-            if str(challenger.version) == str(version):
-                client.delete_registered_model_alias(name, "challenger")
-        except Exception:  # no challenger alias
-            pass
-    return alias
+    return CHAMPION if passed else CHALLENGER
 
 
 def _register(
@@ -166,10 +181,10 @@ def _register(
     metrics = inputs["evaluate"].metrics
     test = testset_hash(inputs["split"].table("test")) if "split" in inputs else None
     tags = {
-        "lmforge.run_id": ctx.run_id,
+        RUN_ID_TAG: ctx.run_id,
         HASH_TAG: inputs["train"].content_hash,
-        "task": ctx.config.task,
-        **{f"test_{k}": f"{v:.4f}" for k, v in metrics.items() if k in HEADLINE},
+        TASK_TAG: ctx.config.task,
+        **{f"{METRIC_TAG_PREFIX}{k}": f"{v:.4f}" for k, v in metrics.items() if k in HEADLINE},
         # The gate compares later models with this one on the same test set by these tags.
         **{
             SCORE_TAG.format(test=test, metric=k): f"{v:.6f}"
@@ -187,3 +202,15 @@ def _version_of(client: Any, name: str, run_id: str) -> str | None:
     except Exception:  # the registered model may not exist
         return None
     return str(versions[0].version) if versions else None
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config sections as `section.key` params."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -33,7 +33,7 @@ class Project:
 
 def project_for(config_file: Path, tracking_uri: str | None = None) -> Project:
     from lmforge.config import load_config
-    from lmforge.tracking import tracking_uri as configured
+    from lmforge.registry import tracking_uri as configured
 
     config = load_config(config_file)
     state = Path(config.serve.state_dir)

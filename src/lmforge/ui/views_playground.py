@@ -111,6 +111,7 @@ async def playground_page(
     request: Request, version: str | None = None, user: User = Depends(needs("predict"))
 ) -> Response:
     from lmforge.registry import client_for, list_versions
+    from lmforge.registry.names import CHAMPION, TASK_TAG
     from lmforge.serve.keys import KeyInfo, allows
     from lmforge.ui.app import page
 
@@ -122,10 +123,10 @@ async def playground_page(
         )
     except LmforgeError as exc:  # no store or no model yet: the page says so
         error = str(exc)
-    champion = next((v for v in versions if "champion" in v.aliases), versions[0] if versions else None)
+    champion = next((v for v in versions if CHAMPION in v.aliases), versions[0] if versions else None)
     selected = next((v for v in versions if v.version == version), champion)
     probe = KeyInfo(id=0, name=user.name, prefix="", scope=user.scope, rate=None, created_at="")
-    task = selected.tags.get("task", project.config.task) if selected else project.config.task
+    task = selected.tags.get(TASK_TAG, project.config.task) if selected else project.config.task
     return page(
         request,
         "playground.html.j2",

@@ -1,7 +1,7 @@
 """Move a registered model version between MLflow stores as one checksummed `.tar.gz`.
 
 Teams often train against a laptop's sqlite store and serve from a shared tracking server
-(or an air-gapped one): `export_version` packs what `lmforge.registry.download` fetches plus
+(or an air-gapped one): `export_version` packs what `registry.versions.download` fetches plus
 a manifest and `SHA256SUMS`; `import_version` checks every file before it registers anything,
 so a truncated copy or an edited weight file never becomes a model version.
 
@@ -22,23 +22,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmforge.registry import (
-    ARCHIVED_TAG,
-    Audit,
-    ModelRef,
-    RegistryError,
-    VersionInfo,
-    connect,
-    download,
-    resolve,
-    version_record,
-)
+from lmforge.registry.client import RegistryError, artifact_location, connect
+from lmforge.registry.lifecycle import Audit
+from lmforge.registry.names import ARCHIVED_TAG, HASH_TAG, IMPORTED_TAG, IMPORTED_VERSION_TAG
+from lmforge.registry.versions import ModelRef, VersionInfo, download, resolve, version_record
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 MANIFEST, SUMS = "MANIFEST.json", "SHA256SUMS"
-IMPORTED_TAG = "lmforge.imported_from"
 FORMAT = 1
 
 
@@ -85,7 +77,7 @@ def import_version(
     """Register the version packed in `tarball` as a new version of `name` (default: its own).
 
     Every checksum is verified before anything is written to the store. The version keeps
-    its original tags plus `lmforge.imported_from`, but gets no alias: whether it should
+    its original tags plus where it came from (`IMPORTED_TAG`), but gets no alias: whether it should
     serve here is a decision for `lmforge models promote`, not a side effect of copying it.
     """
     c = connect(client)
@@ -157,11 +149,9 @@ def _verify(root: Path, label: str) -> None:
 def _register(c: MlflowClient, root: Path, manifest: dict[str, Any], name: str, file: str) -> VersionInfo:
     from mlflow.exceptions import MlflowException
 
-    from lmforge.stages.gate import HASH_TAG
-
     tags = {str(k): str(v) for k, v in manifest.get("tags", {}).items() if k != ARCHIVED_TAG}
     origin = f"{manifest.get('name')}@{manifest.get('version')}"
-    run_tags = {IMPORTED_TAG: file, "lmforge.imported_version": origin}
+    run_tags = {IMPORTED_TAG: file, IMPORTED_VERSION_TAG: origin}
     if HASH_TAG in tags:  # lets `register` recognise the same model later
         run_tags[HASH_TAG] = tags[HASH_TAG]
     run = c.create_run(_experiment(c, name), run_name=f"import {origin}", tags=run_tags)
@@ -180,7 +170,7 @@ def _register(c: MlflowClient, root: Path, manifest: dict[str, Any], name: str, 
             name,
             source=f"{run.info.artifact_uri}/model",
             run_id=run_id,
-            tags={**tags, IMPORTED_TAG: file, "lmforge.imported_version": origin},
+            tags={**tags, IMPORTED_TAG: file, IMPORTED_VERSION_TAG: origin},
         )
     except BaseException:
         c.set_terminated(run_id, "FAILED")
@@ -199,14 +189,7 @@ def _experiment(c: MlflowClient, name: str) -> str:
                 hint="restore it (`mlflow experiments restore`) or import with --name",
             )
         return str(found.experiment_id)
-    return str(c.create_experiment(name, artifact_location=_artifact_location(str(c.tracking_uri))))
-
-
-def _artifact_location(uri: str) -> str | None:
-    """`mlartifacts/` beside a sqlite file (see `lmforge.tracking.artifact_root`); else MLflow's."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-    return None
+    return str(c.create_experiment(name, artifact_location=artifact_location(str(c.tracking_uri))))
 
 
 def _files(root: Path) -> list[tuple[str, Path]]:

@@ -1,19 +1,14 @@
-"""The model registry lifecycle on MLflow: find, download, promote, roll back and archive versions.
+"""Finding registered versions: parse a reference, list, resolve and download.
 
-The `register` stage creates versions; this module is what a person (or `lmforge serve`) does
-with them afterwards. Every function takes an `MlflowClient` or a tracking URI string, so the
-CLI, the server and tests share one code path. Promotion state lives in MLflow itself (aliases,
-version tags, a registered-model tag for the champion history), never in a side file, so the
-MLflow UI and a team's tracking server always show the truth.
-
-`export_version` / `import_version` (moving a version between stores) are in
-`lmforge.registry_archive`.
+Read-only on purpose: what a server, `lmforge models show` or the UI needs to find a version
+never moves an alias. Moving aliases is `registry.lifecycle`; copying versions between stores
+is `registry.archive`. Every function takes an `MlflowClient` or a tracking URI string, so the
+CLI, the server and tests share one code path.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -22,29 +17,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmforge.errors import LmforgeError
+from lmforge.registry.client import RegistryError, connect
+from lmforge.registry.names import (
+    ARCHIVED,
+    ARCHIVED_TAG,
+    CHAMPION,
+    GATE_TAG,
+    METRIC_TAG_PREFIX,
+)
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
-Audit = Callable[[str, str], None]
-"""`audit(action, target)`, e.g. `("promote", "spam@3")`: lets the caller keep an audit trail."""
-
-CHAMPION, CHALLENGER = "champion", "challenger"
-ARCHIVED_TAG = "lmforge.archived"
-HISTORY_TAG = "lmforge.previous_champions"
-GATE_TAG = "lmforge.gate"
-HISTORY_LIMIT = 50  # a registered-model tag value holds at most 5000 characters
 REF_FORMS = "NAME, NAME@ALIAS, NAME@VERSION or NAME/VERSION (e.g. spam, spam@challenger, spam@3)"
 _ALIAS = re.compile(r"^[\w\-]+$")  # what MLflow accepts as an alias
 _VERSION = re.compile(r"^[vV]?(\d+)$")  # MLflow reserves `v3` alias names for versions
-
-
-class RegistryError(LmforgeError):
-    """A model reference, version or lifecycle step the registry cannot honour."""
-
-    headline = "registry error"
 
 
 @dataclass(frozen=True)
@@ -84,6 +72,7 @@ class VersionInfo:
 
     @property
     def state(self) -> str:
+        """active | archived | MLflow's registration status when it is not READY."""
         if self.archived:
             return "archived"
         return "active" if self.status == "READY" else self.status.lower()
@@ -110,40 +99,6 @@ def parse_ref(ref: str) -> ModelRef:
     raise RegistryError(f"bad model reference '{ref}'", hint=f"use {REF_FORMS}")
 
 
-def default_uri() -> str:
-    """`$MLFLOW_TRACKING_URI`, else `mlruns.db` in the current folder (the config's default)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path.cwd() / 'mlruns.db').as_posix()}"
-
-
-def client_for(uri: str, *, must_exist: bool = False) -> MlflowClient:
-    """A client on `uri` for both tracking and registry, with MLflow's chatter turned down.
-
-    Args:
-        uri: an MLflow tracking URI.
-        must_exist: refuse a sqlite file that is not there instead of letting MLflow create an
-            empty store (a mistyped path would otherwise look like "no models").
-    """
-    import logging
-
-    from mlflow.tracking import MlflowClient
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # schema-migration chatter
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if must_exist and uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///"))
-        if not path.is_file():
-            raise RegistryError(
-                f"no MLflow database at {path}",
-                hint="pass --tracking-uri or set MLFLOW_TRACKING_URI; `lmforge run` creates it",
-            )
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def connect(client: MlflowClient | str) -> MlflowClient:
-    """Accept a client or a URI, so library callers need not build clients themselves."""
-    return client_for(client) if isinstance(client, str) else client
-
-
 def list_models(client: MlflowClient | str) -> list[dict[str, Any]]:
     """Every registered model: name, latest version, aliases, champion version, description."""
     c = connect(client)
@@ -166,7 +121,7 @@ def list_models(client: MlflowClient | str) -> list[dict[str, Any]]:
 def list_versions(client: MlflowClient | str, name: str) -> list[VersionInfo]:
     """Every version of `name`, newest first, archived ones included (they say so)."""
     c = connect(client)
-    model = _model(c, name)
+    model = registered_model(c, name)
     quoted = f'"{name}"' if "'" in name else f"'{name}'"
     versions = _pages(c.search_model_versions, filter_string=f"name = {quoted}")
     # Search results carry no aliases; the registered model has them all.
@@ -180,7 +135,7 @@ def resolve(client: MlflowClient | str, ref: str | ModelRef) -> VersionInfo:
 
     c = connect(client)
     parsed = parse_ref(ref) if isinstance(ref, str) else ref
-    model = _model(c, parsed.name)
+    model = registered_model(c, parsed.name)
     aliases = {alias: str(version) for alias, version in model.aliases.items()}
     if parsed.alias is not None:
         if parsed.alias not in aliases:
@@ -235,97 +190,13 @@ def version_record(info: VersionInfo) -> dict[str, Any]:
     }
 
 
-def promote(client: MlflowClient | str, ref: str | ModelRef, *, audit: Audit | None = None) -> VersionInfo:
-    """Make a version the champion, remembering the one it replaces so `rollback` can undo it.
-
-    The history is pushed before the alias moves: if the second step fails, the extra entry is
-    the current champion, which `rollback` skips.
-    """
-    c = connect(client)
-    info = resolve(c, ref)
-    if info.archived:
-        raise RegistryError(
-            f"{info.ref} is archived and cannot be promoted",
-            hint=f"pick an active version from `lmforge models show {info.name}`",
-        )
-    aliases = _aliases(c, info.name)
-    current = aliases.get(CHAMPION)
-    if current == info.version:
-        return info
-    if current is not None:
-        _save_history(c, info.name, [*_history(c, info.name), current])
-    c.set_registered_model_alias(info.name, CHAMPION, info.version)
-    if aliases.get(CHALLENGER) == info.version:  # it won: no longer a challenger
-        c.delete_registered_model_alias(info.name, CHALLENGER)
-    _emit(audit, "promote", info.ref)
-    return resolve(c, info.ref)
-
-
-def rollback(client: MlflowClient | str, name: str, *, audit: Audit | None = None) -> VersionInfo:
-    """Give `champion` back to the previous champion; archived or deleted ones are skipped.
-
-    The version rolled back from is not pushed onto the history, so two rollbacks go two
-    champions back instead of flip-flopping between the last two.
-    """
-    c = connect(client)
-    name = parse_ref(name).name  # `spam@champion` means the model spam
-    aliases = _aliases(c, name)
-    history = _history(c, name)
-    skipped = []
-    while history:
-        candidate = history.pop()
-        if candidate == aliases.get(CHAMPION):
-            continue
-        try:
-            info = resolve(c, ModelRef(name, version=candidate))
-        except RegistryError:
-            info = None
-        if info is None or info.archived:
-            skipped.append(candidate)
-            continue
-        c.set_registered_model_alias(name, CHAMPION, candidate)
-        if aliases.get(CHALLENGER) == candidate:
-            c.delete_registered_model_alias(name, CHALLENGER)
-        _save_history(c, name, history)
-        _emit(audit, "rollback", info.ref)
-        return resolve(c, info.ref)
-    why = f" (versions {', '.join(skipped)} were archived or deleted)" if skipped else ""
-    raise RegistryError(
-        f"{name} has no previous champion to roll back to{why}",
-        hint=f"promote a version instead: `lmforge models promote {name}@VERSION`",
-    )
-
-
-def archive(client: MlflowClient | str, ref: str | ModelRef, *, audit: Audit | None = None) -> VersionInfo:
-    """Retire a version: tag it `lmforge.archived=true` and take its aliases away.
-
-    A tag rather than MLflow's stage: stages are deprecated since MLflow 2.9 (the call still
-    works in 3.x but warns) and unsupported by Unity Catalog. The champion is refused, so a
-    server following `NAME@champion` never loses its model.
-    """
-    c = connect(client)
-    info = resolve(c, ref)
-    if CHAMPION in info.aliases:
-        raise RegistryError(
-            f"{info.ref} is the champion of {info.name} and cannot be archived",
-            hint=f"promote another version first (`lmforge models promote {info.name}@VERSION`)",
-        )
-    if info.archived and not info.aliases:
-        return info
-    c.set_model_version_tag(info.name, info.version, ARCHIVED_TAG, "true")
-    for alias in info.aliases:
-        c.delete_registered_model_alias(info.name, alias)
-    _emit(audit, "archive", info.ref)
-    return resolve(c, info.ref)
-
-
 def _info(mv: ModelVersion, aliases: dict[str, Any], description: str | None) -> VersionInfo:
     tags = dict(mv.tags or {})
     metrics = {}
     for key, value in tags.items():
-        if key.startswith("test_"):
+        if key.startswith(METRIC_TAG_PREFIX):
             try:
-                metrics[key.removeprefix("test_")] = float(value)
+                metrics[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
             except ValueError:
                 continue
     stage = str(mv.current_stage or "None")
@@ -333,7 +204,7 @@ def _info(mv: ModelVersion, aliases: dict[str, Any], description: str | None) ->
         name=str(mv.name),
         version=str(mv.version),
         aliases=tuple(sorted(a for a, v in aliases.items() if str(v) == str(mv.version))),
-        archived=tags.get(ARCHIVED_TAG) == "true" or stage.lower() == "archived",
+        archived=tags.get(ARCHIVED_TAG) == ARCHIVED or stage.lower() == "archived",
         status=str(mv.status or "READY"),
         stage=stage,
         metrics=metrics,
@@ -346,7 +217,8 @@ def _info(mv: ModelVersion, aliases: dict[str, Any], description: str | None) ->
     )
 
 
-def _model(c: MlflowClient, name: str) -> Any:
+def registered_model(c: MlflowClient, name: str) -> Any:
+    """MLflow's registered model `name`; an unknown name says which names do exist."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -360,22 +232,6 @@ def _model(c: MlflowClient, name: str) -> Any:
         f"no registered model '{name}' in {c.tracking_uri}",
         hint=f"registered: {shown}" if names else "nothing is registered there yet",
     )
-
-
-def _aliases(c: MlflowClient, name: str) -> dict[str, str]:
-    return {alias: str(version) for alias, version in _model(c, name).aliases.items()}
-
-
-def _history(c: MlflowClient, name: str) -> list[str]:
-    raw = (_model(c, name).tags or {}).get(HISTORY_TAG)
-    try:
-        return [str(v) for v in json.loads(raw)] if raw else []
-    except (ValueError, TypeError):  # hand-edited tag: start a fresh history
-        return []
-
-
-def _save_history(c: MlflowClient, name: str, history: list[str]) -> None:
-    c.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-HISTORY_LIMIT:]))
 
 
 def _download_model(c: MlflowClient, info: VersionInfo, dest: Path) -> None:
@@ -413,8 +269,3 @@ def _pages(search: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
         token = page.token
         if not token:
             return
-
-
-def _emit(audit: Audit | None, action: str, target: str) -> None:
-    if audit is not None:
-        audit(action, target)

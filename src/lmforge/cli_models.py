@@ -29,13 +29,14 @@ _URI = typer.Option(
 
 def _audit(action: str, target: str) -> None:
     """Lifecycle actions from the command line go to the same audit log as the server's admin
-    actions (`lmforge-state/keys.db`), naming the OS user who ran them."""
+    actions (the keys database of ./lmforge.yaml's server, as `lmforge keys` finds it), naming
+    the OS user who ran them."""
     import getpass
 
-    from lmforge.cli_keys import DEFAULT_DB
+    from lmforge.cli_keys import project_state
     from lmforge.serve.keys import KeyStore
 
-    KeyStore(DEFAULT_DB).audit(action, None, target, f"cli user {getpass.getuser()}")
+    KeyStore(project_state().keys_url).audit(action, None, target, f"cli user {getpass.getuser()}")
 
 
 def _uri(uri: str | None) -> str:

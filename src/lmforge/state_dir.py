@@ -37,6 +37,11 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path)}"
 
 
+def database_url(target: str | Path) -> str:
+    """A SQLAlchemy URL as given, or the URL of the SQLite file a path names (``--db keys.db``)."""
+    return target if isinstance(target, str) and "://" in target else sqlite_url(target)
+
+
 def sqlite_file(url: str) -> Path | None:
     """The file behind a ``sqlite:///`` URL; None for other databases and in-memory SQLite."""
     prefix = "sqlite:///"

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from lmforge.errors import LmforgeError
-from lmforge.serve.keys import KeyStore, keys_url
+from lmforge.serve.keys import KeyStore
+from lmforge.state_dir import database_url
 
 # `sqlite3.iterdump()` of a keys.db written by the previous KeyStore (raw sqlite3), made with
 # fixed secrets: create web (predict, 10/m), ops (admin), gone (feedback); authenticate ops;
@@ -149,7 +150,7 @@ def test_a_password_in_the_url_never_reaches_the_message() -> None:
 def test_urls_and_paths_name_the_same_database(tmp_path: Path) -> None:
     path = tmp_path / "keys.db"
     created = KeyStore(path).create("admin", name="root")
-    via_url = KeyStore(keys_url(path))
+    via_url = KeyStore(database_url(path))
     assert via_url.url == f"sqlite:///{path}" and via_url.location == str(path)
     assert via_url.authenticate(created.secret) is not None
     assert KeyStore(str(path)).list()[0].name == "root"  # a plain string is a path too

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Response
@@ -35,6 +34,7 @@ from lmforge.serve.schemas import (
     Prediction,
 )
 from lmforge.serve.state import ModelHolder
+from lmforge.state_dir import StateDir
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 413, 422, 429, 503)
@@ -45,13 +45,12 @@ def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = Tr
     """An app serving registry model `ref` (NAME@champion, NAME@3 ...)."""
     from lmforge.serve.store import ServeStore
 
-    state_dir = Path(cfg.state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    holder = ModelHolder(ref, tracking_uri, cfg, state_dir)
+    state = StateDir.of(cfg).create()
+    holder = ModelHolder(ref, tracking_uri, cfg, state)
     metrics = ServeMetrics()
-    store = ServeStore(cfg.feedback_url or f"sqlite:///{state_dir / 'feedback.db'}")
+    store = ServeStore(state.feedback_url)
     predlog = PredictionLog(store, log_inputs=cfg.log_inputs)
-    authorizer = Authorizer(state_dir / "keys.db", enabled=auth)
+    authorizer = Authorizer(state.keys_url, enabled=auth)
     batcher = MicroBatcher(
         lambda: holder.current,
         lambda loaded, texts: loaded.predictor.classify(texts),
@@ -196,7 +195,7 @@ def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = Tr
 
     @app.get("/metrics", tags=["admin"], dependencies=metrics_guard)
     async def prometheus() -> Response:
-        metrics.load_drift(state_dir / "drift" / f"{holder.ref.split('@')[0].split('/')[0]}.json")
+        metrics.load_drift(state.drift_report(holder.ref.split("@")[0].split("/")[0]))
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.post("/v1/admin/reload", tags=["admin"])

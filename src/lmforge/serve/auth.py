@@ -2,7 +2,7 @@
 
 Denied attempts and admin actions go to the audit log; a key's use updates its
 `last_used_at` (an audit row per prediction would make the log the bottleneck).
-A successful lookup is remembered for `CACHE_SECONDS`, so a busy client costs one SQLite
+A successful lookup is remembered for `CACHE_SECONDS`, so a busy client costs one database
 read-and-write every 2 s instead of one per request; a revoked key is refused within 2 s.
 """
 
@@ -31,11 +31,12 @@ class Anonymous:
 
 
 class Authorizer:
-    def __init__(self, keys_db: Path, *, enabled: bool = True) -> None:
+    def __init__(self, keys: str | Path, *, enabled: bool = True) -> None:
+        """`keys`: the keys database, a SQLAlchemy URL or a SQLite file."""
         from lmforge.serve.keys import KeyStore, RateLimiter
 
         self.enabled = enabled
-        self.keys = KeyStore(keys_db)
+        self.keys = KeyStore(keys)
         self.limiter = RateLimiter()
         self._cache: dict[str, tuple[float, Any]] = {}  # sha256(secret) -> (expiry, KeyInfo)
 

@@ -41,7 +41,7 @@ from lmforge.serve.key_rules import (
     utc_now,
 )
 from lmforge.serve.ratelimit import RateLimiter
-from lmforge.state_dir import sqlite_file, sqlite_url
+from lmforge.state_dir import database_url, sqlite_file
 
 __all__ = [
     "SCOPES",
@@ -93,11 +93,6 @@ live_names = sa.Index(
 _INFO = [c for c in keys_table.c if c.name != "secret_sha256"]  # what a KeyInfo holds
 
 
-def keys_url(target: str | Path) -> str:
-    """A SQLAlchemy URL as given, or the URL of a SQLite file given by its path."""
-    return target if isinstance(target, str) and "://" in target else sqlite_url(target)
-
-
 def _info(row: sa.RowMapping) -> KeyInfo:
     return KeyInfo(**{c.name: row[c.name] for c in _INFO})
 
@@ -123,7 +118,7 @@ class KeyStore:
     """
 
     def __init__(self, target: str | Path) -> None:
-        self.url = keys_url(target)
+        self.url = database_url(target)
         # What messages name: the file, or the URL without its password.
         self.location = str(sqlite_file(self.url) or _hidden(self.url))
         try:

@@ -25,6 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lmforge.errors import LmforgeError
+from lmforge.state_dir import sqlite_url as sqlite_url  # re-exported: the default store's URL
 
 FEEDBACK_KINDS = ("label", "rating", "correction")
 STATUSES = ("pending", "accepted", "rejected")
@@ -80,11 +81,6 @@ class FeedbackError(LmforgeError):
 def text_sha256(text: str) -> str:
     """The digest logged for every prediction, so texts can be matched without storing them."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def sqlite_url(path: str | Path) -> str:
-    """The SQLAlchemy URL of a local SQLite file (the default store)."""
-    return f"sqlite:///{Path(path)}"
 
 
 @dataclass

@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
 from lmforge.config import Config
+from lmforge.state_dir import StateDir
 from lmforge.ui.session import COOKIE, SESSION_SECONDS, Forbidden, LoginRequired, Sessions
 
 HERE = Path(__file__).parent
@@ -22,13 +23,14 @@ HERE = Path(__file__).parent
 
 @dataclass
 class Project:
-    """Where the UI reads and writes: the config's run folder, MLflow store and serve state."""
+    """Where the UI reads and writes: the config's run folder, MLflow store and serve state
+    (the same state folder `lmforge serve` uses with this config: keys, feedback, models, drift)."""
 
     config: Config
     config_file: Path
     runs_dir: Path
     tracking_uri: str
-    state_dir: Path
+    state: StateDir
 
 
 def project_for(config_file: Path, tracking_uri: str | None = None) -> Project:
@@ -36,14 +38,12 @@ def project_for(config_file: Path, tracking_uri: str | None = None) -> Project:
     from lmforge.tracking import tracking_uri as configured
 
     config = load_config(config_file)
-    state = Path(config.serve.state_dir)
-    state = state if state.is_absolute() else (Path.cwd() / state)
     return Project(
         config,
         config_file.resolve(),
         config.resolve_path(config.output_dir),
         tracking_uri or configured(config),
-        state.resolve(),
+        StateDir.of(config.serve),
     )
 
 
@@ -79,7 +79,7 @@ def create_ui_app(project: Project, *, auth: bool = True) -> FastAPI:
 
     app = FastAPI(title="lmforge ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.project = project
-    app.state.sessions = Sessions(project.state_dir / "keys.db", auth=auth)
+    app.state.sessions = Sessions(project.state.keys_url, auth=auth)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.exception_handler(LoginRequired)

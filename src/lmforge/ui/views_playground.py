@@ -64,12 +64,11 @@ def playground(request: Request) -> Playground:
     state = request.app.state
     with _SETUP:
         if getattr(state, "playground", None) is None:
-            from lmforge.retrain import feedback_url
             from lmforge.serve.predlog import PredictionLog
             from lmforge.serve.store import ServeStore
 
             config = state.project.config
-            store = ServeStore(feedback_url(config))
+            store = ServeStore(state.project.state.feedback_url)
             state.playground = Playground(store, PredictionLog(store, log_inputs=config.serve.log_inputs))
     return state.playground
 
@@ -81,7 +80,7 @@ def model_name(request: Request) -> str:
 
 def _load(request: Request, version: str) -> Any:
     """The `Loaded` version (name, version, predictor), downloaded into the serve state dir the
-    way `lmforge serve` does (`state_dir/models/NAME-vN/`) so both share the copy."""
+    way `lmforge serve` does (the state folder's `models/NAME-vN/`) so both share the copy."""
     from lmforge.serve.state import ModelHolder
 
     play, project, name = playground(request), request.app.state.project, model_name(request)
@@ -89,7 +88,7 @@ def _load(request: Request, version: str) -> Any:
         key = (name, version)
         if key not in play.loaded:
             holder = ModelHolder(
-                f"{name}@{version}", project.tracking_uri, project.config.serve, project.state_dir
+                f"{name}@{version}", project.tracking_uri, project.config.serve, project.state
             )
             play.loaded[key] = holder.load_now()
         return play.loaded[key]

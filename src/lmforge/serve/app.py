@@ -2,8 +2,10 @@
 completions for generation models, feedback, health, metrics; every route behind API keys.
 
 Status codes a client should handle: 401 (no or unknown key), 403 (key lacks the scope),
-413 (too many texts / text too long), 422 (malformed body, too many tokens asked), 429 (the
-key's rate limit, with Retry-After), 503 (queue full or model not loaded, with Retry-After).
+404 (feedback about an unknown prediction), 413 (too many texts / text too long), 422
+(malformed body, too many tokens asked), 429 (the key's rate limit, with Retry-After), 503
+(queue full or model not loaded, with Retry-After). Which exception gives which status is
+`serve/errors.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from fastapi.responses import JSONResponse
 
 from lmforge.config import ServeConfig
 from lmforge.serve.auth import Authorizer
-from lmforge.serve.batching import MicroBatcher, Overloaded
+from lmforge.serve.batching import MicroBatcher
+from lmforge.serve.errors import add_error_handlers
 from lmforge.serve.generation import generation_routes
 from lmforge.serve.metrics import ServeMetrics
 from lmforge.serve.predlog import PredictionLog
@@ -82,6 +85,7 @@ def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = Tr
     app.state.authorizer = authorizer
 
     app.add_middleware(_Observe, metrics=metrics, batcher=batcher)
+    add_error_handlers(app)
 
     predict, feedback, admin = (authorizer.require(s) for s in ("predict", "feedback", "admin"))
 
@@ -98,10 +102,7 @@ def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = Tr
             raise HTTPException(422, f"{loaded.name} is a {loaded.task} model: use /v1/chat/completions")
         _check_texts(body.texts, cfg)
         started = time.perf_counter()
-        try:
-            results, used = await batcher.submit(body.texts)
-        except Overloaded as exc:
-            raise HTTPException(503, f"server busy: {exc}", headers={"Retry-After": "1"}) from None
+        results, used = await batcher.submit(body.texts)  # Overloaded -> 503 (serve/errors.py)
         latency = (time.perf_counter() - started) * 1000
         ids = [uuid.uuid4().hex for _ in results]
         predlog.add(used, body.texts, results, ids, latency, route="/v1/classify")
@@ -124,7 +125,7 @@ def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = Tr
     )
     async def post_feedback(body: FeedbackRequest, key: Any = Depends(feedback)) -> FeedbackResponse:
         """A correct label, a rating or a corrected answer; stored durably before the reply."""
-        from lmforge.serve.store import FeedbackError, FeedbackItem
+        from lmforge.serve.store import FeedbackItem, InvalidFeedback
 
         loaded = serving()
         kinds = [
@@ -137,10 +138,10 @@ def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = Tr
             if v is not None
         ]
         if len(kinds) != 1:
-            raise HTTPException(422, "send exactly one of label, rating, corrected_output")
+            raise InvalidFeedback("send exactly one of label, rating, corrected_output")
         if body.label is not None and loaded.predictor.labels and body.label not in loaded.predictor.labels:
-            raise HTTPException(
-                422, f"unknown label {body.label!r}; labels: {', '.join(loaded.predictor.labels)}"
+            raise InvalidFeedback(
+                f"unknown label {body.label!r}; labels: {', '.join(loaded.predictor.labels)}"
             )
         await asyncio.to_thread(predlog.flush)  # the prediction it refers to may still be buffered
         item = FeedbackItem(
@@ -152,10 +153,8 @@ def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = Tr
             text=body.text,
             key_name=getattr(key, "name", None),
         )
-        try:
-            feedback_id = await asyncio.to_thread(store.add_feedback, item)
-        except FeedbackError as exc:
-            raise HTTPException(404 if "unknown prediction" in str(exc) else 422, str(exc)) from None
+        # InvalidFeedback -> 422, UnknownPrediction -> 404, by type (serve/errors.py)
+        feedback_id = await asyncio.to_thread(store.add_feedback, item)
         return FeedbackResponse(id=feedback_id, status="pending")
 
     @app.get("/v1/models", tags=["predict"])

@@ -20,7 +20,6 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from lmforge.config import ServeConfig
-from lmforge.serve.predictor import ServeError
 from lmforge.serve.schemas import ChatRequest, CompletionRequest, ErrorResponse
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -76,10 +75,7 @@ def generation_routes(
             if body.stream:
                 return _SlotStream(_sse(pieces, rid, kind, loaded, chat, finish), release)
             text = "".join(await asyncio.to_thread(list, pieces))
-        except ServeError as exc:
-            release()
-            raise HTTPException(500, str(exc)) from None
-        except BaseException:
+        except BaseException:  # a predictor error's status comes from serve/errors.py
             release()
             raise
         finish(text)

@@ -177,7 +177,7 @@ def test_feedback_status_follows_the_error_type_not_its_words(
     def refuse(item: Any) -> int:
         raise getattr(store_module, raised)(message)
 
-    monkeypatch.setattr(client.app.state.store, "add_feedback", refuse)  # type: ignore[attr-defined]
+    monkeypatch.setattr(client.app.state.serve.store, "add_feedback", refuse)  # type: ignore[attr-defined]
     response = client.post("/v1/feedback", json={"text": "t", "rating": 1}, headers=_auth(keys["feedback"]))
     assert response.status_code == status, response.text
     assert response.json() == {"detail": message}

@@ -1,7 +1,10 @@
 """Errors map to HTTP statuses by exception type (bug B5: the feedback route chose 404 or 422 by
-looking for "unknown prediction" in the message)."""
+looking for "unknown prediction" in the message), and the serve modules import in any order."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from fastapi import FastAPI
@@ -66,3 +69,13 @@ def test_unlisted_errors_stay_internal(client: TestClient) -> None:
         raise KeyError("not a client error")
 
     assert TestClient(app, raise_server_exceptions=False).get("/bug").status_code == 500
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["lmforge.serve.routes_feedback", "lmforge.serve.routes_generation", "lmforge.serve.errors"],
+)
+def test_route_modules_import_before_the_app(first: str) -> None:
+    """Routers reach shared state through `context`, never by importing the app (no cycle)."""
+    code = f"import {first}, sys; assert 'lmforge.serve.app' not in sys.modules; import lmforge.serve.app"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

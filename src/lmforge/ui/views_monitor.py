@@ -12,6 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
+from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
 router = APIRouter()
@@ -46,7 +47,6 @@ def traffic(store: Any, name: str, hours: float = 24) -> dict[str, Any]:
 @router.get("/monitor", response_class=HTMLResponse)
 async def monitor(request: Request, user: User = Depends(needs("predict"))) -> Response:
     from lmforge.serve.store import ServeStore
-    from lmforge.ui.app import page
 
     project = request.app.state.project
     name = project.config.register_.model_name or project.config.project_name

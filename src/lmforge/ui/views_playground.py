@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool
 
 from lmforge.errors import LmforgeError
+from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
 router = APIRouter()
@@ -111,7 +112,6 @@ async def playground_page(
 ) -> Response:
     from lmforge.registry import client_for, list_versions
     from lmforge.serve.keys import KeyInfo, allows
-    from lmforge.ui.app import page
 
     project, name = request.app.state.project, model_name(request)
     versions, error = [], None

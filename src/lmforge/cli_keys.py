@@ -33,14 +33,14 @@ keys_app = typer.Typer(
 _DB_OPTION = typer.Option(
     None,
     "--db",
-    help="The keys database: a SQLite file or a SQLAlchemy URL [default: the config's, see --config].",
+    help="The keys database: a SQLite file or a SQLAlchemy URL (default: the config's, see --config).",
 )
 _CONFIG_OPTION = typer.Option(
     None,
     "--config",
     "-c",
     help="The project config whose serve.keys_url / serve.state_dir name the database "
-    "[default: ./lmforge.yaml when present, else ./lmforge-state/keys.db].",
+    "(default: ./lmforge.yaml when present, else ./lmforge-state/keys.db).",
 )
 
 
@@ -82,10 +82,10 @@ def create(
         ..., "--scope", help="predict, feedback (feedback and predict) or admin (everything)."
     ),
     name: str | None = typer.Option(
-        None, "--name", help="A label to tell keys apart [default: SCOPE-PREFIX]."
+        None, "--name", help="A label to tell keys apart (default: SCOPE-PREFIX)."
     ),
     rate: str | None = typer.Option(
-        None, "--rate", help="Rate limit: 50/s, 600/m or 10/h [default: unlimited]."
+        None, "--rate", help="Rate limit: 50/s, 600/m or 10/h (default: unlimited)."
     ),
     db: str | None = _DB_OPTION,
     config: Path | None = _CONFIG_OPTION,

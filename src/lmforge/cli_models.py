@@ -6,6 +6,7 @@ checks) live in `lmforge.registry` (`lifecycle`, `archive`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -27,15 +28,22 @@ _URI = typer.Option(
 )
 
 
-def _audit(action: str, target: str) -> None:
+def _auditor() -> Callable[[str, str], None]:
     """Lifecycle actions from the command line go to the same audit log as the server's admin
-    actions (`lmforge-state/keys.db`), naming the OS user who ran them."""
+    actions (the keys database of ./lmforge.yaml's server, as `lmforge keys` finds it), naming
+    the OS user who ran them. Resolved before the registry is touched: a config that cannot be
+    read, or a keys database that cannot be opened, stops the command before the change."""
     import getpass
 
-    from lmforge.cli_keys import DEFAULT_DB
+    from lmforge.cli_keys import project_state
     from lmforge.serve.keys import KeyStore
 
-    KeyStore(DEFAULT_DB).audit(action, None, target, f"cli user {getpass.getuser()}")
+    keys = KeyStore(project_state().keys_url)
+
+    def audit(action: str, target: str) -> None:
+        keys.audit(action, None, target, f"cli user {getpass.getuser()}")
+
+    return audit
 
 
 def _uri(uri: str | None) -> str:
@@ -129,7 +137,7 @@ def promote(
     from lmforge.registry import promote as promote_version
 
     with errors():
-        info = promote_version(client_for(_uri(tracking_uri), must_exist=True), ref, audit=_audit)
+        info = promote_version(client_for(_uri(tracking_uri), must_exist=True), ref, audit=_auditor())
         console.print(
             f"{escape(info.name)} version {info.version} is the champion "
             f"(undo with `lmforge models rollback {escape(info.name)}`)"
@@ -145,7 +153,7 @@ def rollback(
     from lmforge.registry import rollback as rollback_model
 
     with errors():
-        info = rollback_model(client_for(_uri(tracking_uri), must_exist=True), name, audit=_audit)
+        info = rollback_model(client_for(_uri(tracking_uri), must_exist=True), name, audit=_auditor())
         console.print(f"{escape(info.name)} version {info.version} is the champion again")
 
 
@@ -158,7 +166,7 @@ def archive(
     from lmforge.registry import archive as archive_version
 
     with errors():
-        info = archive_version(client_for(_uri(tracking_uri), must_exist=True), ref, audit=_audit)
+        info = archive_version(client_for(_uri(tracking_uri), must_exist=True), ref, audit=_auditor())
         console.print(f"archived {escape(info.name)} version {info.version}")
 
 
@@ -175,7 +183,7 @@ def export_cmd(
         client = client_for(_uri(tracking_uri), must_exist=True)
         info = resolve(client, ref)
         path = export_version(
-            client, info.ref, out or Path(f"{info.name}-v{info.version}.tar.gz"), audit=_audit
+            client, info.ref, out or Path(f"{info.name}-v{info.version}.tar.gz"), audit=_auditor()
         )
         size = path.stat().st_size / 1e6
         console.print(f"exported {escape(info.ref)} to {escape(str(path))} ({size:.1f} MB)")
@@ -191,7 +199,7 @@ def import_cmd(
     from lmforge.registry import import_version
 
     with errors():
-        info = import_version(client_for(_uri(tracking_uri)), file, name, audit=_audit)
+        info = import_version(client_for(_uri(tracking_uri)), file, name, audit=_auditor())
         console.print(
             f"imported {escape(file.name)} as {escape(info.name)} version {info.version}; "
             f"it has no alias: `lmforge models promote {escape(info.ref)}` to serve it"

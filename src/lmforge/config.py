@@ -710,6 +710,13 @@ class ServeConfig(Section):
         None,
         description="SQLAlchemy URL of the prediction log and feedback store; default sqlite in state_dir.",
     )
+    keys_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL of the API keys and audit log (e.g. PostgreSQL shared by several hosts); "
+            "default sqlite keys.db in state_dir."
+        ),
+    )
     reload_seconds: float = Field(
         30.0, ge=0, description="How often to check the registry for a new champion (0: never; hot swap)."
     )

@@ -23,6 +23,7 @@ from lmforge.config import Config, load_config
 from lmforge.datafiles import read_data_file
 from lmforge.errors import LmforgeError
 from lmforge.pipeline.events import EventBus
+from lmforge.state_dir import StateDir
 
 
 @dataclass
@@ -30,13 +31,6 @@ class RetrainResult:
     feedback_rows: int
     merged_file: Path | None
     pipeline: Any  # the PipelineResult, None when there was nothing to learn from
-
-
-def feedback_url(config: Config) -> str:
-    """Where `lmforge serve` stores feedback for this config (the same default)."""
-    if config.serve.feedback_url:
-        return config.serve.feedback_url
-    return f"sqlite:///{(Path(config.serve.state_dir) / 'feedback.db').resolve()}"
 
 
 def retrain(
@@ -57,7 +51,7 @@ def retrain(
             "retrain learns from corrections of answers or labels; a language-modeling run has neither",
             hint="add the new text to your data file and run `lmforge run`",
         )
-    url = store_url or feedback_url(config)
+    url = store_url or StateDir.of(config.serve).feedback_url  # where `lmforge serve` stores it
     store = ServeStore(url)
     kind = "label" if config.task == "classification" else "correction"
     if accept_all:

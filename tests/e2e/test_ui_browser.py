@@ -126,10 +126,10 @@ def test_login_runs_report_and_promote(site: dict[str, Any], browser: Any, tmp_p
         with page.expect_response("**/playground/feedback") as sent:
             page.click(button)
         assert sent.value.status == 200
-    from lmforge.retrain import feedback_url
     from lmforge.serve.store import ServeStore
+    from lmforge.state_dir import StateDir
 
-    stored = ServeStore(feedback_url(site["config"])).feedback()
+    stored = ServeStore(StateDir.of(site["config"].serve).feedback_url).feedback()
     assert {f.kind for f in stored} >= {"rating", "label"}
     assert all(f.text == "where is my parcel" and f.key_name == "admin-user" for f in stored)
 

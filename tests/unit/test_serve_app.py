@@ -156,6 +156,33 @@ def test_feedback_errors(server: tuple[TestClient, dict[str, str], Path], body: 
     assert client.post("/v1/feedback", json=body, headers=_auth(keys["feedback"])).status_code == status
 
 
+@pytest.mark.parametrize(
+    ("raised", "status"),
+    [
+        ("InvalidFeedback", 422),  # its message says "unknown prediction": the old code answered 404
+        ("UnknownPrediction", 404),  # its message does not: the old code answered 422
+    ],
+)
+def test_feedback_status_follows_the_error_type_not_its_words(
+    server: tuple[TestClient, dict[str, str], Path], monkeypatch: pytest.MonkeyPatch, raised: str, status: int
+) -> None:
+    """Regression (B5): the feedback route picked 404 or 422 by looking for words in the message."""
+    from lmforge.serve import store as store_module
+
+    client, keys, _ = server
+    message = {"InvalidFeedback": "unknown prediction id and a bad label", "UnknownPrediction": "gone"}[
+        raised
+    ]
+
+    def refuse(item: Any) -> int:
+        raise getattr(store_module, raised)(message)
+
+    monkeypatch.setattr(client.app.state.serve.store, "add_feedback", refuse)  # type: ignore[attr-defined]
+    response = client.post("/v1/feedback", json={"text": "t", "rating": 1}, headers=_auth(keys["feedback"]))
+    assert response.status_code == status, response.text
+    assert response.json() == {"detail": message}
+
+
 def test_rate_limit_answers_429_with_retry_after(registry: dict[str, Any], tmp_path: Path) -> None:
     secret = KeyStore(tmp_path / "keys.db").create("predict", name="slow", rate="2/m").secret
     cfg = ServeConfig(state_dir=str(tmp_path), reload_seconds=0)

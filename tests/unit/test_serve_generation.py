@@ -264,7 +264,7 @@ def test_a_failing_generate_ends_the_stream_instead_of_hanging(server: Server) -
 
     from lmforge.serve.predictor import ServeError
 
-    predictor = server.client.app.state.holder.current.predictor  # type: ignore[attr-defined]
+    predictor = server.client.app.state.serve.holder.current.predictor  # type: ignore[attr-defined]
     outcome: list[BaseException | list[str]] = []
 
     def call() -> None:

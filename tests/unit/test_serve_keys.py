@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from lmforge.cli_keys import keys_app
+from lmforge.config import load_config
 from lmforge.errors import LmforgeError
 from lmforge.serve.keys import KeyInfo, KeyStore, RateLimiter, allows, parse_rate
+from lmforge.state_dir import StateDir
 
 runner = CliRunner()
 app = typer.Typer()
@@ -277,3 +280,76 @@ def test_cli_missing_database(tmp_path: Path) -> None:
     assert not db.parent.exists()  # neither listing nor a refused create leaves files behind
     revoked = runner.invoke(app, ["keys", "revoke", "1", "--db", str(db)])
     assert revoked.exit_code == 1 and "no keys database" in revoked.output
+
+
+def _config(folder: Path, serve: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "lmforge.yaml"
+    path.write_text(yaml.safe_dump({"data": {"train": "data.csv"}, "serve": serve}))
+    return path
+
+
+def _secret(output: str) -> str:
+    return next(word for word in output.split() if word.startswith("lmf_"))
+
+
+def test_cli_uses_the_configs_state_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: `lmforge keys` wrote ./lmforge-state/keys.db whatever `serve.state_dir` said,
+    so the server started with that config refused every key made for it."""
+    monkeypatch.chdir(tmp_path)
+    config = _config(tmp_path / "project", {"state_dir": str(tmp_path / "served")})
+    created = runner.invoke(app, ["keys", "create", "--scope", "predict", "--name", "web", "-c", str(config)])
+    assert created.exit_code == 0, created.output
+    server_keys = StateDir.of(load_config(config).serve).keys_url  # what `lmforge serve -c` opens
+    assert KeyStore(server_keys).authenticate(_secret(created.output)) is not None
+    assert not (tmp_path / "lmforge-state").exists()
+    listed = runner.invoke(app, ["keys", "list", "--config", str(config)])
+    assert listed.exit_code == 0 and "web" in listed.output, listed.output
+    revoked = runner.invoke(app, ["keys", "revoke", "web", "--config", str(config)])
+    assert revoked.exit_code == 0, revoked.output
+
+
+def test_cli_reads_the_config_in_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, {"state_dir": "served"})
+    assert runner.invoke(app, ["keys", "create", "--scope", "admin"]).exit_code == 0
+    assert (tmp_path / "served" / "keys.db").is_file()
+    assert not (tmp_path / "lmforge-state").exists()
+
+
+def test_cli_honours_serve_keys_url_and_db_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shared = tmp_path / "shared" / "keys.db"
+    config = _config(tmp_path, {"state_dir": "served", "keys_url": f"sqlite:///{shared}"})
+    assert runner.invoke(app, ["keys", "create", "--scope", "admin", "-c", str(config)]).exit_code == 0
+    assert shared.is_file() and not (tmp_path / "served").exists()
+    explicit = tmp_path / "explicit.db"
+    created = runner.invoke(
+        app, ["keys", "create", "--scope", "admin", "-c", str(config), "--db", str(explicit)]
+    )
+    assert created.exit_code == 0, created.output
+    assert len(KeyStore(explicit).list()) == 1 and len(KeyStore(shared).list()) == 1
+    via_url = runner.invoke(app, ["keys", "list", "--db", f"sqlite:///{explicit}"])
+    assert via_url.exit_code == 0 and "admin-" in via_url.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["list", "--config", "missing.yaml"], "missing.yaml"),
+        (["create", "--scope", "admin", "--config", "bad.yaml"], "serve.nope"),
+        (
+            ["create", "--scope", "admin", "--db", "nosuchdialect://host/keys"],
+            "cannot open the keys database",
+        ),
+    ],
+)
+def test_cli_bad_config_or_database_is_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], says: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"data": {"train": "x.csv"}, "serve": {"nope": 1}}))
+    result = runner.invoke(app, ["keys", *args])
+    assert result.exit_code == 1, result.output
+    assert says in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "lmforge-state").exists()

@@ -135,3 +135,23 @@ def test_a_tuned_run_shows_its_trials_and_search_plots(tmp_path: Path, tiny_mode
         response = client.get(f"/runs/{run.run_id}/tune/{plot}")
         assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert client.get(f"/runs/{run.run_id}/tune/trials.csv").status_code == 404  # PNGs only
+
+
+def test_views_import_without_the_app() -> None:
+    """Views render through `ui.pages`; importing one must not import `ui.app` (which imports
+    every view: the other way round was an import cycle, hidden by imports inside functions)."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import lmforge.ui
+
+    views = [m.name for m in pkgutil.iter_modules(lmforge.ui.__path__) if m.name.startswith("views_")]
+    assert len(views) >= 7
+    code = (
+        f"import sys; import {', '.join(f'lmforge.ui.{v}' for v in views)}; "
+        "assert 'lmforge.ui.app' not in sys.modules, 'a view imported the app'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    for view in views:  # nor lazily, inside a function
+        assert "lmforge.ui.app" not in (Path(lmforge.ui.__path__[0]) / f"{view}.py").read_text(), view

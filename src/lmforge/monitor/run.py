@@ -19,6 +19,7 @@ from lmforge.errors import LmforgeError
 from lmforge.monitor.drift import DriftReport, compare
 from lmforge.monitor.page import write_html
 from lmforge.pipeline.artifacts import write_json_atomic
+from lmforge.state_dir import StateDir
 
 
 @dataclass
@@ -36,7 +37,6 @@ def monitor(
     """Compare the last `hours` of `name`'s logged predictions with its champion's training data."""
     from lmforge.registry import client_for, resolve
     from lmforge.registry.names import CHAMPION, RUN_ID_TAG
-    from lmforge.retrain import feedback_url
     from lmforge.serve.store import ServeStore
 
     info = resolve(client_for(tracking_uri), name if "@" in name else f"{name}@{CHAMPION}")
@@ -54,14 +54,14 @@ def monitor(
     reference = pd.read_parquet(split)
     predictions = run_dir / "evaluate" / "predictions.parquet"
     confidence = pd.read_parquet(predictions)["confidence"].to_numpy() if predictions.exists() else None
-    recent = ServeStore(feedback_url(config)).recent_predictions(
+    state = StateDir.of(config.serve)
+    recent = ServeStore(state.feedback_url).recent_predictions(
         info.name, since=time.time() - hours * 3600 if hours else None
     )
     embed = _embedder(config) if use_embeddings else None
     report = compare(reference, recent, embed=embed, reference_confidence=confidence)
-    out = Path(config.serve.state_dir) / "drift"
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = out / f"{info.name}.json", out / f"{info.name}.html"
+    state.drift.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = state.drift_report(info.name), state.drift_report(info.name, "html")
     write_json_atomic(json_path, {**report.to_dict(), "model": info.name, "version": str(info.version)})
     write_html(report, html_path, f"Drift of {info.name} version {info.version} (last {hours:g} h)")
     return MonitorResult(report, info.name, str(info.version), html_path, json_path)

@@ -1,57 +1,65 @@
 """The FastAPI app of `lmforge serve`: classification with micro-batching, OpenAI-style
 completions for generation models, feedback, health, metrics; every route behind API keys.
 
+This module only assembles: it builds one server's parts (`ServeContext`), starts and stops
+them (lifespan), and adds the middleware, the error mapping and the routers
+(`routes_classify`, `routes_generation`, `routes_feedback`, `routes_health`, `routes_admin`).
+
 Status codes a client should handle: 401 (no or unknown key), 403 (key lacks the scope),
-413 (too many texts / text too long), 422 (malformed body, too many tokens asked), 429 (the
-key's rate limit, with Retry-After), 503 (queue full or model not loaded, with Retry-After).
+404 (feedback about an unknown prediction), 413 (too many texts / text too long), 422
+(malformed body, too many tokens asked), 429 (the key's rate limit, with Retry-After), 503
+(queue full or model not loaded, with Retry-After). Which exception gives which status is
+`serve/errors.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import time
-import uuid
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from lmforge.config import ServeConfig
+from lmforge.serve import routes_admin, routes_classify, routes_feedback, routes_generation, routes_health
 from lmforge.serve.auth import Authorizer
-from lmforge.serve.batching import MicroBatcher, Overloaded
-from lmforge.serve.generation import generation_routes
-from lmforge.serve.metrics import ServeMetrics
+from lmforge.serve.batching import MicroBatcher
+from lmforge.serve.context import ServeContext
+from lmforge.serve.errors import add_error_handlers
+from lmforge.serve.metrics import ObserveRequests, ServeMetrics
 from lmforge.serve.predlog import PredictionLog
-from lmforge.serve.schemas import (
-    ClassifyRequest,
-    ClassifyResponse,
-    ErrorResponse,
-    FeedbackRequest,
-    FeedbackResponse,
-    Prediction,
-)
 from lmforge.serve.state import ModelHolder
+from lmforge.serve.store import ServeStore
+from lmforge.state_dir import StateDir
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 413, 422, 429, 503)
-}
+ROUTERS = (routes_classify, routes_generation, routes_feedback, routes_health, routes_admin)
+ENV_SETTINGS = "LMFORGE_SERVE_SETTINGS"
 
 
 def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = True) -> FastAPI:
-    """An app serving registry model `ref` (NAME@champion, NAME@3 ...)."""
-    from lmforge.serve.store import ServeStore
+    """An app serving registry model `ref` (NAME@champion, NAME@3 ...); the model loads at start-up."""
+    app = FastAPI(
+        title="lmforge model server",
+        version="1",
+        lifespan=_lifespan,
+        description="Send `Authorization: Bearer <key>`; create keys with `lmforge keys create`.",
+    )
+    ctx = build_context(ref, tracking_uri, cfg, auth=auth)
+    app.state.serve = ctx
+    app.add_middleware(ObserveRequests, metrics=ctx.metrics, batcher=ctx.batcher)
+    add_error_handlers(app)
+    for module in ROUTERS:
+        app.include_router(module.router)
+    return app
 
-    state_dir = Path(cfg.state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    holder = ModelHolder(ref, tracking_uri, cfg, state_dir)
+
+def build_context(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = True) -> ServeContext:
+    """One server's parts, not started: stores opened (and created) in the state folder."""
+    state = StateDir.of(cfg).create()
+    holder = ModelHolder(ref, tracking_uri, cfg, state)
     metrics = ServeMetrics()
-    store = ServeStore(cfg.feedback_url or f"sqlite:///{state_dir / 'feedback.db'}")
-    predlog = PredictionLog(store, log_inputs=cfg.log_inputs)
-    authorizer = Authorizer(state_dir / "keys.db", enabled=auth)
+    store = ServeStore(state.feedback_url)
     batcher = MicroBatcher(
         lambda: holder.current,
         lambda loaded, texts: loaded.predictor.classify(texts),
@@ -60,213 +68,31 @@ def create_app(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = Tr
         max_queue=cfg.max_queue,
         on_batch=metrics.batch_size.observe,
     )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        holder.current = await asyncio.to_thread(holder.load_now)
-        _publish(metrics, holder)
-        batcher.start()
-        predlog.start()
-        holder.start_watching()
-        yield
-        await holder.stop()
-        await batcher.stop()
-        await predlog.stop()
-
-    app = FastAPI(
-        title="lmforge model server",
-        version="1",
-        lifespan=lifespan,
-        description="Send `Authorization: Bearer <key>`; create keys with `lmforge keys create`.",
+    return ServeContext(
+        cfg=cfg,
+        state=state,
+        holder=holder,
+        store=store,
+        predlog=PredictionLog(store, log_inputs=cfg.log_inputs),
+        metrics=metrics,
+        batcher=batcher,
+        authorizer=Authorizer(state.keys_url, enabled=auth),
+        generation_slots=threading.BoundedSemaphore(cfg.max_generations),
     )
-    app.state.holder, app.state.store, app.state.metrics, app.state.batcher = holder, store, metrics, batcher
-    app.state.authorizer = authorizer
-
-    app.add_middleware(_Observe, metrics=metrics, batcher=batcher)
-
-    predict, feedback, admin = (authorizer.require(s) for s in ("predict", "feedback", "admin"))
-
-    def serving() -> Any:
-        if holder.current is None:
-            raise HTTPException(503, "the model is still loading", headers={"Retry-After": "5"})
-        return holder.current
-
-    @app.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, tags=["predict"])
-    async def classify(body: ClassifyRequest, key: Any = Depends(predict)) -> ClassifyResponse:
-        """Labels and class probabilities for a batch of texts."""
-        loaded = serving()
-        if loaded.task != "classification":
-            raise HTTPException(422, f"{loaded.name} is a {loaded.task} model: use /v1/chat/completions")
-        _check_texts(body.texts, cfg)
-        started = time.perf_counter()
-        try:
-            results, used = await batcher.submit(body.texts)
-        except Overloaded as exc:
-            raise HTTPException(503, f"server busy: {exc}", headers={"Retry-After": "1"}) from None
-        latency = (time.perf_counter() - started) * 1000
-        ids = [uuid.uuid4().hex for _ in results]
-        predlog.add(used, body.texts, results, ids, latency, route="/v1/classify")
-        for r in results:
-            metrics.predictions.labels(r.label).inc()
-        return ClassifyResponse(
-            model=used.name,
-            version=used.version,
-            predictions=[
-                Prediction(id=i, label=r.label, confidence=r.confidence, probabilities=r.probabilities)
-                for i, r in zip(ids, results, strict=True)
-            ],
-        )
-
-    @app.post(
-        "/v1/feedback",
-        response_model=FeedbackResponse,
-        responses={**ERRORS, 404: {"model": ErrorResponse}},
-        tags=["feedback"],
-    )
-    async def post_feedback(body: FeedbackRequest, key: Any = Depends(feedback)) -> FeedbackResponse:
-        """A correct label, a rating or a corrected answer; stored durably before the reply."""
-        from lmforge.serve.store import FeedbackError, FeedbackItem
-
-        loaded = serving()
-        kinds = [
-            k
-            for k, v in (
-                ("label", body.label),
-                ("rating", body.rating),
-                ("correction", body.corrected_output),
-            )
-            if v is not None
-        ]
-        if len(kinds) != 1:
-            raise HTTPException(422, "send exactly one of label, rating, corrected_output")
-        if body.label is not None and loaded.predictor.labels and body.label not in loaded.predictor.labels:
-            raise HTTPException(
-                422, f"unknown label {body.label!r}; labels: {', '.join(loaded.predictor.labels)}"
-            )
-        await asyncio.to_thread(predlog.flush)  # the prediction it refers to may still be buffered
-        item = FeedbackItem(
-            prediction_id=body.prediction_id,
-            kind=kinds[0],
-            label=body.label,
-            rating=body.rating,
-            corrected_output=body.corrected_output,
-            text=body.text,
-            key_name=getattr(key, "name", None),
-        )
-        try:
-            feedback_id = await asyncio.to_thread(store.add_feedback, item)
-        except FeedbackError as exc:
-            raise HTTPException(404 if "unknown prediction" in str(exc) else 422, str(exc)) from None
-        return FeedbackResponse(id=feedback_id, status="pending")
-
-    @app.get("/v1/models", tags=["predict"])
-    async def models(key: Any = Depends(predict)) -> dict[str, Any]:
-        loaded = serving()
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": loaded.name,
-                    "object": "model",
-                    "version": loaded.version,
-                    "task": loaded.task,
-                    "runtime": loaded.predictor.runtime,
-                    "file": loaded.predictor.file,
-                    "labels": loaded.predictor.labels,
-                    "owned_by": "lmforge",
-                }
-            ],
-        }
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """The process answers (liveness); reveals nothing, so needs no key."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
-    async def readyz() -> JSONResponse:
-        """A model is loaded and can take requests (readiness)."""
-        if holder.current is None:
-            return JSONResponse({"status": "loading"}, status_code=503)
-        return JSONResponse(
-            {"status": "ready", "model": holder.current.name, "version": holder.current.version}
-        )
-
-    metrics_guard = [] if cfg.metrics_public else [Depends(admin)]
-
-    @app.get("/metrics", tags=["admin"], dependencies=metrics_guard)
-    async def prometheus() -> Response:
-        metrics.load_drift(state_dir / "drift" / f"{holder.ref.split('@')[0].split('/')[0]}.json")
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
-
-    @app.post("/v1/admin/reload", tags=["admin"])
-    async def reload(key: Any = Depends(admin)) -> dict[str, Any]:
-        """Check the registry now; swap to the version `ref` points at if it changed."""
-        swapped = await holder.check()
-        _publish(metrics, holder)
-        authorizer.audit("reload", key, holder.ref, f"swapped={swapped}")
-        assert holder.current is not None
-        return {"swapped": swapped, "model": holder.current.name, "version": holder.current.version}
-
-    @app.get("/v1/admin/audit", tags=["admin"])
-    async def audit(limit: int = 100, key: Any = Depends(admin)) -> list[dict[str, Any]]:
-        return authorizer.audit_log(min(max(limit, 1), 1000))
-
-    generation_routes(app, serving, predict, cfg, predlog, metrics)
-    return app
 
 
-class _Observe:
-    """Request counts and latency by route template and status. A plain ASGI middleware:
-    Starlette's `@app.middleware("http")` wraps every response in a stream and costs
-    several ms per request under load."""
-
-    def __init__(self, app: Any, metrics: ServeMetrics, batcher: MicroBatcher) -> None:
-        self.app, self.metrics, self.batcher = app, metrics, batcher
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = [500]
-
-        async def send_status(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(path, str(status[0])).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
-            self.metrics.queue_depth.set(self.batcher.queued_texts)
-
-
-def _publish(metrics: ServeMetrics, holder: ModelHolder) -> None:
-    if holder.current:
-        metrics.set_model(holder.current.name, holder.current.version, holder.current.predictor.runtime)
-
-
-def _check_texts(texts: list[str], cfg: ServeConfig) -> None:
-    if len(texts) > cfg.max_texts:
-        raise HTTPException(
-            413, f"{len(texts)} texts in one request; the limit is serve.max_texts={cfg.max_texts}"
-        )
-    for i, text in enumerate(texts):
-        if len(text) > cfg.max_chars:
-            raise HTTPException(
-                413, f"texts[{i}] has {len(text)} characters; the limit is serve.max_chars={cfg.max_chars}"
-            )
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-ENV_SETTINGS = "LMFORGE_SERVE_SETTINGS"
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    ctx: ServeContext = app.state.serve
+    ctx.holder.current = await asyncio.to_thread(ctx.holder.load_now)
+    ctx.publish()
+    ctx.batcher.start()
+    ctx.predlog.start()
+    ctx.holder.start_watching()
+    yield
+    await ctx.holder.stop()
+    await ctx.batcher.stop()
+    await ctx.predlog.stop()
 
 
 def app_from_env() -> FastAPI:

@@ -1,198 +1,141 @@
-"""API keys for `lmforge serve`: a SQLite key store, an audit log and a per-key rate limiter.
+"""API keys for `lmforge serve`: the key store and its audit log, in any SQLAlchemy database.
 
-A key is a bearer secret shaped ``lmf_<prefix>_<random>``. Only the SHA-256 of the secret
-is stored, so a copied database file does not hand out working keys; the 8-character
-prefix is kept in the clear so people can tell keys apart in `lmforge keys list`.
+A SQLite file by default (``keys.db`` in the state folder); ``serve.keys_url`` (PostgreSQL)
+lets several hosts share one set of keys, so a key created or revoked once holds everywhere.
+What a key is and may do (secrets, scopes, rates) lives in `key_rules.py`, and the per-key
+token buckets in `ratelimit.py`; both are re-exported here so callers need one import.
 
-Scopes, i.e. what a key may call (:func:`allows` is the one place this rule lives):
+The tables keep the layout of the first, raw-sqlite3 store, so its ``keys.db`` files open as
+they are. The one addition, a unique index on the names of live keys (the database itself
+then refuses a second live key of the same name, even from another host), is created when a
+database without it is opened.
 
-* ``predict``: prediction routes only.
-* ``feedback``: feedback routes *and* prediction routes, because a client that reports
-  feedback on predictions has to be able to make them.
-* ``admin``: everything, admin routes included (keys, reloads, the audit log).
-
-The store opens a short-lived connection per call (WAL journal, busy timeout), so one
-`KeyStore` can be shared by the server's threads and by several worker processes;
-a revocation is seen by the very next request because every check reads the database.
+Every check reads the database, so a revocation is seen by the very next lookup. On SQLite
+every write transaction starts with ``BEGIN IMMEDIATE`` (WAL journal, busy timeout), so a
+check-then-write cannot interleave between threads or worker processes; elsewhere the unique
+index and conditional updates keep the same rules.
 """
 
 from __future__ import annotations
 
 import builtins
-import functools
-import hashlib
 import hmac
-import re
-import secrets
-import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any
 
-from lmforge.errors import LmforgeError
+import sqlalchemy as sa
 
-Scope = Literal["predict", "feedback", "admin"]
-SCOPES: tuple[str, ...] = get_args(Scope)
-SECRET_PREFIX = "lmf_"
-# What each scope may call; see the module docstring for why feedback includes predict.
-_GRANTS: dict[str, frozenset[str]] = {
-    "predict": frozenset({"predict"}),
-    "feedback": frozenset({"feedback", "predict"}),
-    "admin": frozenset(SCOPES),
-}
-_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_RATE_RE = re.compile(r"(\d+)/([smh])")
-_RATE_FORMS = "COUNT/s, COUNT/m or COUNT/h with COUNT >= 1, e.g. 50/s, 600/m, 10/h"
-_COLUMNS = "id, name, prefix, scope, rate, created_at, revoked_at, last_used_at"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL,
-    prefix TEXT NOT NULL UNIQUE,
-    secret_sha256 TEXT NOT NULL UNIQUE,
-    scope TEXT NOT NULL,
-    rate TEXT,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT,
-    last_used_at TEXT
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts TEXT NOT NULL,
-    key_id INTEGER,
-    key_name TEXT,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL DEFAULT '',
-    detail TEXT NOT NULL DEFAULT ''
-);
-"""
+from lmforge.serve.key_rules import (
+    SCOPES,
+    SECRET_PREFIX,
+    ApiKeyError,
+    CreatedKey,
+    KeyInfo,
+    Scope,
+    allows,
+    check_scope,
+    digest,
+    new_secret,
+    parse_rate,
+    utc_now,
+)
+from lmforge.serve.ratelimit import RateLimiter
+from lmforge.state_dir import database_url, sqlite_file
 
+__all__ = [
+    "SCOPES",
+    "ApiKeyError",
+    "CreatedKey",
+    "KeyInfo",
+    "KeyStore",
+    "RateLimiter",
+    "Scope",
+    "allows",
+    "check_scope",
+    "parse_rate",
+]
 
-class ApiKeyError(LmforgeError):
-    """A bad scope, rate or key reference given by the user."""
-
-    headline = "api key error"
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """One key as listed: everything but the secret (never stored) and its hash. Times are UTC ISO-8601."""
-
-    id: int
-    name: str
-    prefix: str
-    scope: str
-    rate: str | None
-    created_at: str
-    revoked_at: str | None = None
-    last_used_at: str | None = None
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at is not None
-
-
-@dataclass(frozen=True)
-class CreatedKey:
-    """A new key and its plaintext secret: the only time the secret exists outside the client."""
-
-    info: KeyInfo
-    secret: str = field(repr=False)  # so a logged or printed CreatedKey does not leak the key
+MAX_NAME = 200
+metadata = sa.MetaData()
+keys_table = sa.Table(
+    "keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(MAX_NAME), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False, unique=True),
+    sa.Column("secret_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("scope", sa.String(20), nullable=False),
+    sa.Column("rate", sa.String(40)),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("revoked_at", sa.String(40)),
+    sa.Column("last_used_at", sa.String(40)),
+    sqlite_autoincrement=True,  # ids are never reused: the audit log refers to them
+)
+audit_table = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("key_id", sa.Integer),
+    sa.Column("key_name", sa.String(MAX_NAME)),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target", sa.Text, nullable=False, server_default=""),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sqlite_autoincrement=True,
+)
+_LIVE = keys_table.c.revoked_at.is_(None)
+# Partial indexes exist on SQLite and PostgreSQL only; elsewhere the in-transaction check stands alone.
+_PARTIAL = ("sqlite", "postgresql")
+live_names = sa.Index(
+    "ux_keys_live_name", keys_table.c.name, unique=True, sqlite_where=_LIVE, postgresql_where=_LIVE
+).ddl_if(dialect=_PARTIAL)  # type: ignore[arg-type]  # a tuple is documented
+_INFO = [c for c in keys_table.c if c.name != "secret_sha256"]  # what a KeyInfo holds
 
 
-def check_scope(scope: str) -> Scope:
-    """Validate a scope given as plain text (CLI, HTTP) before it reaches the store."""
-    if scope not in SCOPES:
-        raise ApiKeyError(f"scope '{scope}' is not valid", hint=f"use one of {', '.join(SCOPES)}")
-    return cast(Scope, scope)
+def _info(row: sa.RowMapping) -> KeyInfo:
+    return KeyInfo(**{c.name: row[c.name] for c in _INFO})
 
 
-@functools.lru_cache(maxsize=256)  # parsed on every rate-limited request
-def parse_rate(rate: str) -> tuple[int, float]:
-    """Turn ``"50/s"`` into ``(50, 1.0)``: the burst size and the seconds one full refill takes."""
-    match = _RATE_RE.fullmatch(rate.strip())
-    if match is None or int(match.group(1)) < 1:
-        raise ApiKeyError(f"rate '{rate}' is not valid", hint=f"use {_RATE_FORMS}")
-    return int(match.group(1)), _PERIODS[match.group(2)]
-
-
-def allows(key: KeyInfo, needed: str) -> bool:
-    """Whether `key` may call a route that needs scope `needed` (rule in the module docstring)."""
-    if needed not in _GRANTS:  # a typo in the server's route table, not a user error
-        raise ValueError(f"unknown scope {needed!r}; expected one of {SCOPES}")
-    return not key.revoked and needed in _GRANTS.get(key.scope, frozenset())
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _info(row: sqlite3.Row) -> KeyInfo:
-    return KeyInfo(
-        id=row["id"],
-        name=row["name"],
-        prefix=row["prefix"],
-        scope=row["scope"],
-        rate=row["rate"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"],
-    )
-
-
-def _write_audit(
-    db: sqlite3.Connection, action: str, key: KeyInfo | None, target: str = "", detail: str = ""
-) -> None:
-    db.execute(
-        "INSERT INTO audit (ts, key_id, key_name, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (_now(), key.id if key else None, key.name if key else None, action, target, detail),
+def _write_audit(conn: sa.Connection, action: str, key: KeyInfo | None, target: str, detail: str) -> None:
+    conn.execute(
+        audit_table.insert().values(
+            ts=utc_now(),
+            key_id=key.id if key else None,
+            key_name=key.name if key else None,
+            action=action,
+            target=target,
+            detail=detail,
+        )
     )
 
 
 class KeyStore:
-    """API keys and their audit log in one SQLite file (created, with its folder, if missing)."""
+    """API keys and their audit log; the tables (and a SQLite file's folder) are created if missing.
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+    Args:
+        target: A SQLAlchemy URL (``postgresql+psycopg://host/db``) or the path of a SQLite file.
+    """
+
+    def __init__(self, target: str | Path) -> None:
+        self.url = database_url(target)
+        # What messages name: the file, or the URL without its password.
+        self.location = str(sqlite_file(self.url) or _hidden(self.url))
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
-                db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise ApiKeyError(f"{self.path}: cannot open the keys database ({exc})") from exc
+            parsed = sa.make_url(self.url)
+            self.engine = _engine(parsed)
+            with self.engine.begin() as conn:
+                metadata.create_all(conn)
+                _upgrade(conn)
+        except (sa.exc.SQLAlchemyError, OSError, ImportError) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise ApiKeyError(f"{_hidden(self.url)}: cannot open the keys database ({reason})") from exc
+        # Reads never take SQLite's write lock (see _sqlite_begin); writes go through self.engine.
+        self._reader = self.engine.execution_options(lmforge_read_only=True)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # A connection per call: nothing is shared between threads, and SQLite's own
-        # locking (WAL + busy timeout) orders writers across threads and processes.
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        try:
-            yield db
-        finally:
-            db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front, so a check-then-write cannot interleave.
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def close(self) -> None:
+        """Close pooled connections (the database stays consistent either way)."""
+        self.engine.dispose()
 
     def create(self, scope: Scope, name: str | None = None, rate: str | None = None) -> CreatedKey:
         """Create a key; the returned secret is not stored and cannot be recovered later."""
@@ -200,34 +143,40 @@ class KeyStore:
         if rate is not None:
             parse_rate(rate)  # raises on a bad rate before anything is written
             rate = rate.strip()
-        prefix = secrets.token_hex(4)  # hex: never contains the "_" that separates the parts
-        secret = f"{SECRET_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+        prefix, secret = new_secret()
         name = (name or "").strip() or f"{scope}-{prefix}"
-        with self._transaction() as db:
-            taken = "SELECT 1 FROM keys WHERE name = ? AND revoked_at IS NULL"
-            if db.execute(taken, (name,)).fetchone():
-                raise ApiKeyError(
-                    f"a key named '{name}' already exists", hint="pick another name or revoke that key first"
-                )
-            cursor = db.execute(
-                "INSERT INTO keys (name, prefix, secret_sha256, scope, rate, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (name, prefix, _digest(secret), scope, rate, _now()),
-            )
-            row = db.execute(f"SELECT {_COLUMNS} FROM keys WHERE id = ?", (cursor.lastrowid,)).fetchone()
-            info = _info(row)
-            _write_audit(db, "key.create", info, detail=f"scope={scope} rate={rate or 'unlimited'}")
+        if len(name) > MAX_NAME:
+            raise ApiKeyError(f"a key name has at most {MAX_NAME} characters, got {len(name)}")
+        taken = ApiKeyError(
+            f"a key named '{name}' already exists", hint="pick another name or revoke that key first"
+        )
+        k = keys_table
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(k.c.id).where(k.c.name == name, _LIVE)).first():
+                raise taken
+            values = {"name": name, "prefix": prefix, "secret_sha256": digest(secret), "scope": scope}
+            try:
+                result = conn.execute(k.insert().values(**values, rate=rate, created_at=utc_now()))
+            except sa.exc.IntegrityError:  # another host created the same name since the check
+                raise taken from None
+            assert result.inserted_primary_key is not None
+            query = sa.select(*_INFO).where(k.c.id == result.inserted_primary_key[0])
+            info = _info(conn.execute(query).mappings().one())
+            _write_audit(conn, "key.create", info, "", f"scope={scope} rate={rate or 'unlimited'}")
         return CreatedKey(info=info, secret=secret)
 
     def revoke(self, ref: str | int) -> KeyInfo:
         """Revoke a key named by id, prefix, name or its secret; the row stays for the audit trail."""
         ref = str(ref).strip()
-        with self._transaction() as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM keys "
-                "WHERE CAST(id AS TEXT) = ? OR prefix = ? OR name = ? OR secret_sha256 = ?",
-                (ref, ref, ref, _digest(ref)),
-            ).fetchall()
+        k = keys_table
+        named = sa.or_(
+            sa.cast(k.c.id, sa.String) == ref,
+            k.c.prefix == ref,
+            k.c.name == ref,
+            k.c.secret_sha256 == digest(ref),
+        )
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(*_INFO).where(named).order_by(k.c.id)).mappings().all()
             # A name may be reused once its old key is revoked: the live key is the one meant.
             matches = [r for r in rows if r["revoked_at"] is None] or rows
             if not matches:
@@ -238,31 +187,36 @@ class KeyStore:
                 ids = ", ".join(str(r["id"]) for r in matches)
                 raise ApiKeyError(f"'{ref}' matches keys {ids}", hint="revoke by id instead")
             info = _info(matches[0])
-            if info.revoked:
+            now = utc_now()
+            # Conditional: of two hosts revoking at once, only one records the revocation.
+            done = conn.execute(k.update().where(k.c.id == info.id, _LIVE).values(revoked_at=now))
+            if info.revoked or done.rowcount != 1:
                 raise ApiKeyError(f"key '{ref}' (id {info.id}) was already revoked at {info.revoked_at}")
-            info = replace(info, revoked_at=_now())
-            db.execute("UPDATE keys SET revoked_at = ? WHERE id = ?", (info.revoked_at, info.id))
-            _write_audit(db, "key.revoke", info, detail=f"scope={info.scope}")
+            info = replace(info, revoked_at=now)
+            _write_audit(conn, "key.revoke", info, "", f"scope={info.scope}")
         return info
 
     def authenticate(self, secret: str) -> KeyInfo | None:
         """The live key whose secret this is, or None; records when it was last used.
 
         The database compares hashes, never the secret itself, so response times reveal
-        nothing about how much of a guessed secret was right.
+        nothing about how much of a guessed secret was right. A wrong secret costs one read
+        and no write lock, so guessing cannot stall the writers.
         """
         if not secret.startswith(SECRET_PREFIX):  # cheap reject: no database round trip
             return None
-        digest = _digest(secret)
-        with self._connect() as db:
-            query = f"SELECT {_COLUMNS}, secret_sha256 FROM keys WHERE secret_sha256 = ?"
-            row = db.execute(query, (digest,)).fetchone()
-            if row is None or row["revoked_at"] is not None:
-                return None
-            if not hmac.compare_digest(row["secret_sha256"], digest):  # belt and braces
-                return None
-            now = _now()
-            db.execute("UPDATE keys SET last_used_at = ? WHERE id = ?", (now, row["id"]))
+        wanted = digest(secret)
+        k = keys_table
+        with self._reader.connect() as conn:
+            query = sa.select(*_INFO, k.c.secret_sha256).where(k.c.secret_sha256 == wanted)
+            row = conn.execute(query).mappings().first()
+        if row is None or row["revoked_at"] is not None:
+            return None
+        if not hmac.compare_digest(row["secret_sha256"], wanted):  # belt and braces
+            return None
+        now = utc_now()
+        with self.engine.begin() as conn:
+            conn.execute(k.update().where(k.c.id == row["id"]).values(last_used_at=now))
         return replace(_info(row), last_used_at=now)
 
     @staticmethod
@@ -272,55 +226,66 @@ class KeyStore:
 
     def audit(self, action: str, key: KeyInfo | None, target: str = "", detail: str = "") -> None:
         """Record who did what (e.g. ``predict``, ``/predict``, ``200``); `key` None for anonymous."""
-        with self._connect() as db:
-            _write_audit(db, action, key, target, detail)
+        with self.engine.begin() as conn:
+            _write_audit(conn, action, key, target, detail)
 
     def audit_log(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """The newest `limit` audit entries, newest first."""
-        with self._connect() as db:
-            rows = db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [dict(row) for row in rows]
+        query = sa.select(audit_table).order_by(audit_table.c.id.desc()).limit(limit)
+        with self._reader.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     def list(self) -> builtins.list[KeyInfo]:
         """Every key, revoked ones included, oldest first; secrets and hashes are never returned."""
-        with self._connect() as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM keys ORDER BY id").fetchall()
+        with self._reader.connect() as conn:
+            rows = conn.execute(sa.select(*_INFO).order_by(keys_table.c.id)).mappings().all()
         return [_info(row) for row in rows]
 
 
-@dataclass
-class _Bucket:
-    rate: str
-    tokens: float
-    stamp: float
+def _hidden(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "the keys database URL"
 
 
-class RateLimiter:
-    """A token bucket per key: a ``COUNT/PERIOD`` key may burst COUNT requests, refilled at COUNT per PERIOD.
+def _engine(url: sa.URL) -> sa.Engine:
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    # timeout: threads and processes writing at once wait for the lock instead of failing.
+    engine = sa.create_engine(url, connect_args={"timeout": 10.0, "check_same_thread": False})
+    sa.event.listen(engine, "connect", _sqlite_connect)
+    sa.event.listen(engine, "begin", _sqlite_begin)
+    return engine
 
-    Buckets live in memory, so limits are per server process; that keeps the hot path off the
-    database, and a restart simply hands every key a full bucket.
-    """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._buckets: dict[int, _Bucket] = {}
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver must not open transactions itself: _sqlite_begin says how each one starts.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.close()
 
-    def check(self, key: KeyInfo) -> float | None:
-        """Take one token: None when allowed, else the seconds until one is free (for ``Retry-After``)."""
-        if key.rate is None:
-            return None
-        capacity, period = parse_rate(key.rate)
-        per_second = capacity / period
-        with self._lock:
-            now = self._clock()  # read under the lock so time never runs backwards for a bucket
-            bucket = self._buckets.get(key.id)
-            if bucket is None or bucket.rate != key.rate:
-                bucket = self._buckets[key.id] = _Bucket(key.rate, float(capacity), now)
-            bucket.tokens = min(float(capacity), bucket.tokens + (now - bucket.stamp) * per_second)
-            bucket.stamp = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                return None
-            return (1.0 - bucket.tokens) / per_second
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # IMMEDIATE takes the write lock up front, so a check-then-write cannot interleave and a
+    # reader turned writer never fails with "database is locked" mid-transaction.
+    read_only = conn.get_execution_options().get("lmforge_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _upgrade(conn: sa.Connection) -> None:
+    """Bring a database written by an earlier lmforge up to date (a no-op on a current one)."""
+    for table in (keys_table, audit_table):
+        found = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+        missing = {c.name for c in table.c} - found
+        if missing:
+            raise ApiKeyError(
+                f"table '{table.name}' lacks columns {sorted(missing)}: not an lmforge keys database",
+                hint="point serve.keys_url (or --db) at another database",
+            )
+    if conn.dialect.name in _PARTIAL:
+        live_names.create(conn, checkfirst=True)  # absent from keys.db files before this index

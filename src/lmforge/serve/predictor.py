@@ -23,7 +23,17 @@ Runtime = Literal["auto", "onnx", "torch"]
 
 
 class ServeError(LmforgeError):
+    """A model that cannot be served as asked; requests see a subclass (statuses in `serve/errors.py`)."""
+
     headline = "serve error"
+
+
+class EmptyPrompt(ServeError):
+    """The prompt has no tokens, so there is nothing to continue: the client's error."""
+
+
+class GenerationFailed(ServeError):
+    """`model.generate` raised: the server's error."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,7 @@ class GenerationPredictor:
 
         ids = torch.tensor([prompt_ids(self.tokenizer, prompt)], dtype=torch.long)
         if ids.shape[1] == 0:
-            raise ServeError("the prompt has no tokens", hint="send a non-empty prompt")
+            raise EmptyPrompt("the prompt has no tokens", hint="send a non-empty prompt")
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {}
@@ -169,7 +179,7 @@ class GenerationPredictor:
             yield from streamer
             worker.join()
         if failed:
-            raise ServeError(f"generation failed: {failed[0]}") from failed[0]
+            raise GenerationFailed(f"generation failed: {failed[0]}") from failed[0]
 
 
 def load_predictor(folder: Path, *, runtime: Runtime = "auto", threads: int | None = None) -> Any:

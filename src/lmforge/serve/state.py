@@ -1,6 +1,6 @@
 """The model a server is serving, and swapping it for a newer champion without a restart.
 
-A version is downloaded into `state_dir/models/NAME-vN/` once (to a temp folder renamed into
+A version is downloaded into the state folder's `models/NAME-vN/` once (to a temp folder renamed into
 place, so workers starting together never see half a download), loaded, and then published
 by replacing one reference: requests already running keep the object they started with.
 """
@@ -13,11 +13,11 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lmforge.config import ServeConfig
 from lmforge.serve.predictor import load_predictor
+from lmforge.state_dir import StateDir
 
 log = logging.getLogger("lmforge.serve")
 
@@ -36,11 +36,11 @@ class Loaded:
 class ModelHolder:
     """Resolves `ref` in the registry, loads it, and reloads when the alias moves."""
 
-    def __init__(self, ref: str, tracking_uri: str, cfg: ServeConfig, state_dir: Path) -> None:
+    def __init__(self, ref: str, tracking_uri: str, cfg: ServeConfig, state: StateDir) -> None:
         self.ref = ref
         self.tracking_uri = tracking_uri
         self.cfg = cfg
-        self.models_dir = state_dir / "models"
+        self.state = state
         self.current: Loaded | None = None
         self.swaps = 0
         self._watcher: asyncio.Task[None] | None = None
@@ -57,9 +57,9 @@ class ModelHolder:
     def _load(self, client: Any, name: str, version: str) -> Loaded:
         from lmforge.registry import download
 
-        folder = self.models_dir / f"{name}-v{version}"
+        folder = self.state.model_dir(name, version)
         if not folder.exists():
-            tmp = self.models_dir / f".{name}-v{version}.tmp-{os.getpid()}"
+            tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             download(client, f"{name}@{version}", tmp)

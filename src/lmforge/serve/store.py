@@ -25,6 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lmforge.errors import LmforgeError
+from lmforge.state_dir import sqlite_url as sqlite_url  # re-exported: the default store's URL
 
 FEEDBACK_KINDS = ("label", "rating", "correction")
 STATUSES = ("pending", "accepted", "rejected")
@@ -72,19 +73,26 @@ feedback_table = sa.Table(
 
 
 class FeedbackError(LmforgeError):
-    """Feedback the store refuses: the client's request is wrong, not the server."""
+    """Feedback the store refuses: the client's request is wrong, not the server.
+
+    Raised as one of the subclasses below; the server answers each with its own status
+    (`serve/errors.py`), chosen by type, never by the wording of the message.
+    """
 
     headline = "invalid feedback"
+
+
+class InvalidFeedback(FeedbackError):
+    """Incomplete or contradictory feedback (no kind, two kinds, an unknown label or status)."""
+
+
+class UnknownPrediction(FeedbackError):
+    """Feedback about a prediction id the store never logged, without the text it is about."""
 
 
 def text_sha256(text: str) -> str:
     """The digest logged for every prediction, so texts can be matched without storing them."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def sqlite_url(path: str | Path) -> str:
-    """The SQLAlchemy URL of a local SQLite file (the default store)."""
-    return f"sqlite:///{Path(path)}"
 
 
 @dataclass
@@ -138,20 +146,22 @@ def _prediction_from(mapping: Any) -> PredictionRow:
 
 def _check_feedback(item: FeedbackItem) -> None:
     if item.kind not in FEEDBACK_KINDS:
-        raise FeedbackError(f"unknown feedback kind '{item.kind}'", hint=f"use one of {list(FEEDBACK_KINDS)}")
+        raise InvalidFeedback(
+            f"unknown feedback kind '{item.kind}'", hint=f"use one of {list(FEEDBACK_KINDS)}"
+        )
     needed = _REQUIRED[item.kind]
     value = getattr(item, needed)
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise FeedbackError(f"'{item.kind}' feedback needs a '{needed}'")
+        raise InvalidFeedback(f"'{item.kind}' feedback needs a '{needed}'")
     if item.kind == "rating" and (isinstance(item.rating, bool) or not isinstance(item.rating, int)):
-        raise FeedbackError(f"rating must be an integer, got {item.rating!r}")
+        raise InvalidFeedback(f"rating must be an integer, got {item.rating!r}")
     if item.status not in STATUSES:
-        raise FeedbackError(f"unknown status '{item.status}'", hint=f"use one of {list(STATUSES)}")
+        raise InvalidFeedback(f"unknown status '{item.status}'", hint=f"use one of {list(STATUSES)}")
 
 
 def _check_status(status: str) -> None:
     if status not in STATUSES:
-        raise FeedbackError(f"unknown status '{status}'", hint=f"use one of {list(STATUSES)}")
+        raise InvalidFeedback(f"unknown status '{status}'", hint=f"use one of {list(STATUSES)}")
 
 
 class ServeStore:
@@ -221,21 +231,22 @@ class ServeStore:
         is kept only when it carries its own text: otherwise it could never be used.
 
         Raises:
-            FeedbackError: the feedback is incomplete or refers to nothing usable.
+            InvalidFeedback: the feedback is incomplete or contradictory.
+            UnknownPrediction: it names a prediction never logged and carries no text.
         """
         _check_feedback(item)
         text = item.text
         if item.prediction_id is not None:
             logged = self.get_prediction(item.prediction_id)
             if logged is None and text is None:
-                raise FeedbackError(
+                raise UnknownPrediction(
                     f"unknown prediction id '{item.prediction_id}'",
                     hint="send the 'text' the feedback is about, or a prediction id returned by the server",
                 )
             if text is None and logged is not None:
                 text = logged.text
         elif text is None:
-            raise FeedbackError("feedback needs a 'prediction_id' or the 'text' it is about")
+            raise InvalidFeedback("feedback needs a 'prediction_id' or the 'text' it is about")
         values = {k: v for k, v in item.__dict__.items() if k != "id"}
         values["text"] = text
         with self.engine.begin() as conn:

@@ -1,34 +1,42 @@
 """The UI app: FastAPI with server-rendered Jinja2 pages and one stylesheet shipped in the
-package (no CDN: it must work on a machine without internet). Pages live in `views_*.py`."""
+package (no CDN: it must work on a machine without internet). Pages live in `views_*.py`,
+which render through `pages.page` and never import this module (it imports them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader
 
 from lmforge.config import Config
+from lmforge.state_dir import StateDir
+from lmforge.ui import (
+    views_compare,
+    views_models,
+    views_monitor,
+    views_playground,
+    views_review,
+    views_runs,
+    views_start,
+)
+from lmforge.ui.pages import HERE, page
 from lmforge.ui.session import COOKIE, SESSION_SECONDS, Forbidden, LoginRequired, Sessions
-
-HERE = Path(__file__).parent
 
 
 @dataclass
 class Project:
-    """Where the UI reads and writes: the config's run folder, MLflow store and serve state."""
+    """Where the UI reads and writes: the config's run folder, MLflow store and serve state
+    (the same state folder `lmforge serve` uses with this config: keys, feedback, models, drift)."""
 
     config: Config
     config_file: Path
     runs_dir: Path
     tracking_uri: str
-    state_dir: Path
+    state: StateDir
 
 
 def project_for(config_file: Path, tracking_uri: str | None = None) -> Project:
@@ -36,50 +44,20 @@ def project_for(config_file: Path, tracking_uri: str | None = None) -> Project:
     from lmforge.registry import tracking_uri as configured
 
     config = load_config(config_file)
-    state = Path(config.serve.state_dir)
-    state = state if state.is_absolute() else (Path.cwd() / state)
     return Project(
         config,
         config_file.resolve(),
         config.resolve_path(config.output_dir),
         tracking_uri or configured(config),
-        state.resolve(),
-    )
-
-
-# Autoescape everything: the `.html.j2` names are not in Jinja's default list, and pages show
-# user data (texts, labels, error messages) that must never become markup.
-templates = Jinja2Templates(
-    env=Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True)
-)
-
-
-def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """Render `name` with the user and project every page shows in its header."""
-    app = request.app
-    user = app.state.sessions.user(request)
-    return templates.TemplateResponse(
-        request,
-        template,
-        {"user": user, "project": app.state.project.config.project_name, **context},
-        status_code=status_code,
+        StateDir.of(config.serve),
     )
 
 
 def create_ui_app(project: Project, *, auth: bool = True) -> FastAPI:
-    from lmforge.ui import (
-        views_compare,
-        views_models,
-        views_monitor,
-        views_playground,
-        views_review,
-        views_runs,
-        views_start,
-    )
-
+    """The UI of `project`; `auth` False makes every visitor an admin (`--no-auth`, loopback only)."""
     app = FastAPI(title="lmforge ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.project = project
-    app.state.sessions = Sessions(project.state_dir / "keys.db", auth=auth)
+    app.state.sessions = Sessions(project.state.keys_url, auth=auth)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.exception_handler(LoginRequired)

@@ -41,10 +41,11 @@ class User:
 class Sessions:
     """Session tokens in memory: a restart logs everyone out, which is the safe default."""
 
-    def __init__(self, keys_db: Path, *, auth: bool = True) -> None:
+    def __init__(self, keys: str | Path, *, auth: bool = True) -> None:
+        """`keys`: the server's keys database, a SQLAlchemy URL or a SQLite file."""
         from lmforge.serve.keys import KeyStore
 
-        self.keys = KeyStore(keys_db)
+        self.keys = KeyStore(keys)
         self.auth = auth
         self._live: dict[str, tuple[float, User]] = {}
         self._lock = threading.Lock()

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from lmforge.ui.launch import run_folder
+from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
 router = APIRouter()
@@ -112,8 +113,6 @@ def _choices(runs_dir: Path) -> list[dict[str, Any]]:
 async def compare(
     request: Request, a: str | None = None, b: str | None = None, user: User = Depends(needs("predict"))
 ) -> Response:
-    from lmforge.ui.app import page
-
     runs_dir: Path = request.app.state.project.runs_dir
     choices = _choices(runs_dir)
     if not (a and b):

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lmforge.errors import LmforgeError
+from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
 router = APIRouter()
@@ -20,7 +21,6 @@ async def models(
     error: str | None = None,
 ) -> Response:
     from lmforge.registry import client_for, list_models, list_versions
-    from lmforge.ui.app import page
 
     uri = request.app.state.project.tracking_uri
     try:

@@ -12,6 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
+from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
 router = APIRouter()
@@ -45,14 +46,12 @@ def traffic(store: Any, name: str, hours: float = 24) -> dict[str, Any]:
 
 @router.get("/monitor", response_class=HTMLResponse)
 async def monitor(request: Request, user: User = Depends(needs("predict"))) -> Response:
-    from lmforge.retrain import feedback_url
     from lmforge.serve.store import ServeStore
-    from lmforge.ui.app import page
 
     project = request.app.state.project
     name = project.config.register_.model_name or project.config.project_name
-    store = ServeStore(feedback_url(project.config))
-    drift_file: Path = project.state_dir / "drift" / f"{name}.json"
+    store = ServeStore(project.state.feedback_url)
+    drift_file: Path = project.state.drift_report(name)
     drift = json.loads(drift_file.read_text()) if drift_file.exists() else None
     feedback = {s: store.count_feedback(s) for s in ("pending", "accepted", "rejected")}
     return page(

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool
 
 from lmforge.errors import LmforgeError
+from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
 router = APIRouter()
@@ -64,12 +65,11 @@ def playground(request: Request) -> Playground:
     state = request.app.state
     with _SETUP:
         if getattr(state, "playground", None) is None:
-            from lmforge.retrain import feedback_url
             from lmforge.serve.predlog import PredictionLog
             from lmforge.serve.store import ServeStore
 
             config = state.project.config
-            store = ServeStore(feedback_url(config))
+            store = ServeStore(state.project.state.feedback_url)
             state.playground = Playground(store, PredictionLog(store, log_inputs=config.serve.log_inputs))
     return state.playground
 
@@ -81,7 +81,7 @@ def model_name(request: Request) -> str:
 
 def _load(request: Request, version: str) -> Any:
     """The `Loaded` version (name, version, predictor), downloaded into the serve state dir the
-    way `lmforge serve` does (`state_dir/models/NAME-vN/`) so both share the copy."""
+    way `lmforge serve` does (the state folder's `models/NAME-vN/`) so both share the copy."""
     from lmforge.serve.state import ModelHolder
 
     play, project, name = playground(request), request.app.state.project, model_name(request)
@@ -89,7 +89,7 @@ def _load(request: Request, version: str) -> Any:
         key = (name, version)
         if key not in play.loaded:
             holder = ModelHolder(
-                f"{name}@{version}", project.tracking_uri, project.config.serve, project.state_dir
+                f"{name}@{version}", project.tracking_uri, project.config.serve, project.state
             )
             play.loaded[key] = holder.load_now()
         return play.loaded[key]
@@ -113,7 +113,6 @@ async def playground_page(
     from lmforge.registry import client_for, list_versions
     from lmforge.registry.names import CHAMPION, TASK_TAG
     from lmforge.serve.keys import KeyInfo, allows
-    from lmforge.ui.app import page
 
     project, name = request.app.state.project, model_name(request)
     versions, error = [], None

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lmforge.errors import LmforgeError
+from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
 router = APIRouter()
@@ -67,8 +68,6 @@ def review_page(
     message: str | None = None,
     error: str | None = None,
 ) -> Response:
-    from lmforge.ui.app import page
-
     queue, answers = queue_file(request.app.state.project.runs_dir), answers_file(request)
     todo: list[dict[str, Any]] = []
     skipped: set[str] = set()

@@ -12,6 +12,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
 router = APIRouter()
@@ -55,15 +56,11 @@ def run_rows(runs_dir: Path) -> list[dict[str, Any]]:
 
 @router.get("/runs", response_class=HTMLResponse)
 async def runs(request: Request, user: User = Depends(needs("predict"))) -> Response:
-    from lmforge.ui.app import page
-
     return page(request, "runs.html.j2", runs=run_rows(request.app.state.project.runs_dir))
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 async def run_page(request: Request, run_id: str, user: User = Depends(needs("predict"))) -> Response:
-    from lmforge.ui.app import page
-
     folder = _run_dir(request, run_id)
     run = json.loads((folder / "run.json").read_text())
     return page(

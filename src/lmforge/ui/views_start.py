@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from lmforge.ui import launch as runs
+from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
 router = APIRouter()
@@ -158,8 +159,6 @@ def for_project(text: str, request: Request) -> str:
 
 
 def _form(request: Request, text: str, values: dict[str, str], problems: list[str], **extra: Any) -> Response:
-    from lmforge.ui.app import page
-
     specs = field_specs()
     errors: dict[str, list[str]] = {}
     general = []
@@ -182,8 +181,6 @@ def _values(text: str) -> dict[str, str]:
 
 @router.get("/start", response_class=HTMLResponse)
 async def start(request: Request, user: User = Depends(needs("admin"))) -> Response:
-    from lmforge.ui.app import page
-
     return page(request, "start.html.j2", step="upload", error=None)
 
 
@@ -193,7 +190,6 @@ async def start(request: Request, user: User = Depends(needs("admin"))) -> Respo
 def upload(request: Request, file: UploadFile = File(...), user: User = Depends(needs("admin"))) -> Response:
     from lmforge.errors import LmforgeError
     from lmforge.starter import guess, render
-    from lmforge.ui.app import page
 
     config_dir = request.app.state.project.config_file.parent
     try:
@@ -242,8 +238,6 @@ async def start_run(request: Request, user: User = Depends(needs("admin"))) -> R
 def waiting(request: Request, name: str, user: User = Depends(needs("predict"))) -> Response:
     """Redirects to the run's page once `lmforge run` has created its folder; until then
     a page that reloads itself every second (or the log, when the process failed first)."""
-    from lmforge.ui.app import page
-
     project = request.app.state.project
     started = runs.find_launch(project.config_file.parent, name, _launches(request))
     if started is None:

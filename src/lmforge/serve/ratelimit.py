@@ -1,0 +1,48 @@
+"""Per-key rate limits for `lmforge serve`: a token bucket per key, in memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lmforge.serve.key_rules import KeyInfo, parse_rate
+
+
+@dataclass
+class _Bucket:
+    rate: str
+    tokens: float
+    stamp: float
+
+
+class RateLimiter:
+    """A token bucket per key: a ``COUNT/PERIOD`` key may burst COUNT requests, refilled at COUNT per PERIOD.
+
+    Buckets live in memory, so limits are per server process; that keeps the hot path off the
+    database, and a restart simply hands every key a full bucket.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[int, _Bucket] = {}
+
+    def check(self, key: KeyInfo) -> float | None:
+        """Take one token: None when allowed, else the seconds until one is free (for ``Retry-After``)."""
+        if key.rate is None:
+            return None
+        capacity, period = parse_rate(key.rate)
+        per_second = capacity / period
+        with self._lock:
+            now = self._clock()  # read under the lock so time never runs backwards for a bucket
+            bucket = self._buckets.get(key.id)
+            if bucket is None or bucket.rate != key.rate:
+                bucket = self._buckets[key.id] = _Bucket(key.rate, float(capacity), now)
+            bucket.tokens = min(float(capacity), bucket.tokens + (now - bucket.stamp) * per_second)
+            bucket.stamp = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return None
+            return (1.0 - bucket.tokens) / per_second

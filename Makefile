@@ -18,14 +18,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt requirements-models.txt
 demo: install
 	$(LMFORGE) run examples/support-intents/lmforge.yaml
 
+# lint-imports checks the layering contracts in pyproject.toml ([tool.importlinter]).
 test: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(PY) bench/bench_pipeline.py

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from lmforge.config import load_config
 from lmforge.pipeline.events import Event, EventBus
@@ -124,3 +127,28 @@ def test_killed_training_resumes_from_its_last_checkpoint(config_dict: dict, tmp
 def test_until_stops_early(config_dict: dict) -> None:
     result = run_pipeline(load_config(data=config_dict), until="split")
     assert list(result.artifacts) == ["ingest", "validate", "clean", "label", "split"]
+
+
+# The CLI in a fresh process, then which heavy libraries that process imported.
+RERUN = """
+import json, sys
+from lmforge.cli import app
+app(["run", sys.argv[1]], standalone_mode=False)
+print(json.dumps({name: name in sys.modules for name in ("torch", "transformers")}))
+"""
+
+
+def test_cached_rerun_never_imports_torch(tmp_path: Path, tiny_model: Path) -> None:
+    # Importing torch + transformers alone takes seconds: a no-change rerun must not pay it
+    # (stage modules load lazily, and the gate reuses the score it stored for the champion).
+    config = fast_config(tmp_path, write_csv(tmp_path / "data.csv", make_rows()), tiny_model)
+    path = tmp_path / "lmforge.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    run_pipeline(load_config(path))
+
+    done = subprocess.run([sys.executable, "-c", RERUN, str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"torch": False, "transformers": False}
+    rerun = max(list_runs(tmp_path / "runs"), key=lambda run: run["started_at"])
+    assert rerun["status"] == "succeeded"
+    assert [name for name, info in rerun["stages"].items() if info["status"] != "cached"] == ["gate"]

@@ -46,12 +46,24 @@ def test_max_length_is_the_99th_percentile_rounded_and_capped(
 
 @pytest.mark.parametrize(
     ("rows", "batch", "epochs"),
-    [(100, 32, recipe.MAX_EPOCHS), (900, 32, 11), (1800, 32, 6), (14_400, 32, recipe.MIN_EPOCHS)],
+    [(100, 32, recipe.MAX_EPOCHS), (900, 32, 6), (1200, 32, 5), (1800, 32, 3), (14_400, 32, 3)],
 )
 def test_few_rows_get_more_passes(rows: int, batch: int, epochs: int) -> None:
     value, reason = auto_epochs(rows, batch)
     assert value == epochs
     assert f"{rows:,} train rows" in reason
+
+
+@pytest.mark.parametrize(
+    ("rows", "epochs", "lr"),
+    # the measured points: 450 / 900 / 1,800 / 9,000 train rows in batches of 32
+    [(450, 6.0, 5e-4), (900, 6.0, 4.9e-4), (1800, 3.0, 5e-4), (9000, 3.0, 1e-4), (4000, 3.0, 2.3e-4)],
+)
+def test_encoder_learning_rate_falls_with_the_number_of_steps(rows: int, epochs: float, lr: float) -> None:
+    value, reason = recipe.auto_encoder_lr(rows, 32, epochs)
+    assert value == pytest.approx(lr)
+    assert recipe.ENCODER_MIN_LR <= value <= recipe.ENCODER_PEAK_LR
+    assert "optimizer steps" in reason
 
 
 def test_class_weights_only_when_a_class_is_rare() -> None:
@@ -86,6 +98,7 @@ def test_configured_values_are_kept_and_said_so() -> None:
 
 @pytest.mark.parametrize(
     ("hidden", "causal", "expected"),
+    # 10 rows: a handful of steps, so a small encoder gets the peak rate
     [(384, False, "ENCODER_LR"), (768, False, "WIDE_ENCODER_LR"), (576, True, "CAUSAL_LR")],
 )
 def test_learning_rate_by_model_family(hidden: int, causal: bool, expected: str) -> None:

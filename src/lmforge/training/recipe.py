@@ -28,14 +28,23 @@ LENGTH_PERCENTILE = 99.0
 MIN_MAX_LENGTH = 16
 
 # Epochs: enough passes for TARGET_STEPS optimizer steps, within [MIN_EPOCHS, MAX_EPOCHS].
-# Early stopping on the validation metric ends a run that has converged sooner.
-TARGET_STEPS = 300
+# Small sets need more passes (1,000 rows: 6), large ones no more than 3; never fewer than 3,
+# because one short epoch never predicts a rare class. Early stopping on the validation
+# metric ends a run that has converged sooner.
+TARGET_STEPS = 170
 MIN_EPOCHS = 3
-MAX_EPOCHS = 15
+MAX_EPOCHS = 6
 
-# Peak learning rates by (model family, method). Encoders: measured on minilm-l6 with the
-# mean-pooling head; wider encoders (hidden >= 768) keep the BERT paper's range.
-ENCODER_LR = {"full": 2e-4, "freeze": 5e-4, "lora": 1e-3}
+# Small encoders, full fine-tuning: the peak learning rate is ENCODER_PEAK_LR up to
+# TARGET_STEPS optimizer steps and falls as 1/steps beyond (a fixed "learning-rate x steps"
+# budget), down to ENCODER_MIN_LR: on the measured grid 5e-4 won at 84-174 steps, 2e-4 at
+# ~340, 1e-4 at ~850 (docs/decisions.md).
+ENCODER_PEAK_LR = 5e-4
+ENCODER_MIN_LR = 1e-4
+
+# Peak learning rates by (model family, method) where no step scaling was measured.
+# Wider encoders (hidden >= 768) keep the BERT paper's range.
+ENCODER_LR = {"full": ENCODER_PEAK_LR, "freeze": 5e-4, "lora": 1e-3}
 WIDE_ENCODER_LR = {"full": 5e-5, "freeze": 2e-4, "lora": 5e-4}
 WIDE_HIDDEN = 768
 CAUSAL_LR = {"full": 5e-5, "freeze": 1e-4, "lora": 1e-3}
@@ -100,11 +109,14 @@ def resolve_classification(
     decide("pooling", cfg.pooling, pooling if not causal else ("default", "a causal LM: the last token"))
     decide("max_length", cfg.max_length, auto_max_length(token_lengths, model_limit))
     rows = len(train_labels)
-    decide("epochs", cfg.epochs, auto_epochs(rows, cfg.batch_size * cfg.gradient_accumulation_steps))
+    batch = cfg.batch_size * cfg.gradient_accumulation_steps
+    decide("epochs", cfg.epochs, auto_epochs(rows, batch))
     if causal:
         lr = (CAUSAL_LR[cfg.method], f"{cfg.method} fine-tuning of a causal LM")
     elif hidden_size is not None and hidden_size >= WIDE_HIDDEN:
         lr = (WIDE_ENCODER_LR[cfg.method], f"{cfg.method} fine-tuning of an encoder of width {hidden_size}")
+    elif cfg.method == "full":
+        lr = auto_encoder_lr(rows, batch, float(values["epochs"]))
     else:
         lr = (ENCODER_LR[cfg.method], f"{cfg.method} fine-tuning of a small encoder (width {hidden_size})")
     decide("learning_rate", cfg.learning_rate, lr)
@@ -138,6 +150,17 @@ def auto_epochs(rows: int, batch: int) -> tuple[float, str]:
     return epochs, (
         f"{rows:,} train rows in batches of {batch} make {steps_per_epoch} steps per epoch; "
         f"{TARGET_STEPS} steps need {wanted}, kept within {MIN_EPOCHS}-{MAX_EPOCHS}"
+    )
+
+
+def auto_encoder_lr(rows: int, batch: int, epochs: float) -> tuple[float, str]:
+    """`ENCODER_PEAK_LR` up to `TARGET_STEPS` steps, then scaled by TARGET_STEPS / steps."""
+    steps = max(1, math.ceil(rows / max(1, batch))) * epochs
+    scaled = ENCODER_PEAK_LR * TARGET_STEPS / steps
+    lr = float(f"{min(ENCODER_PEAK_LR, max(ENCODER_MIN_LR, scaled)):.2g}")
+    return lr, (
+        f"{steps:.0f} optimizer steps: {ENCODER_PEAK_LR:g} x {TARGET_STEPS}/steps, "
+        f"kept within {ENCODER_MIN_LR:g}-{ENCODER_PEAK_LR:g}"
     )
 
 

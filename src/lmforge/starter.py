@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lmforge.datafiles import read_data_file
 from lmforge.errors import DataError
+from lmforge.tasks.registry import get_task
 
 TEXT_NAMES = ("text", "sentence", "utterance", "message", "content", "review", "body", "query", "input")
 LABEL_NAMES = ("label", "labels", "intent", "category", "class", "target", "sentiment", "topic", "y")
@@ -72,7 +73,7 @@ def render(path: Path, found: Guess, config_dir: Path) -> str:
     except ValueError:
         data_path = str(path.resolve())
     project = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in path.stem) or "lmforge"
-    if found.task != "classification":
+    if not get_task(found.task).uses_labels:
         return _render_causal(data_path, project, path.name, found)
     return f"""\
 # lmforge config written by `lmforge init {path.name}` ({found.rows:,} rows, {found.classes} classes).
@@ -94,7 +95,7 @@ tracking: {{uri: sqlite:///mlruns.db}}
 
 
 def _render_causal(data_path: str, project: str, name: str, found: Guess) -> str:
-    gate = "rouge_l" if found.task == "generation" else "perplexity"
+    gate = get_task(found.task).gate_metric
     return f"""\
 # lmforge config written by `lmforge init {name}` ({found.rows:,} rows).
 # `lmforge config show` prints every setting with its default; `lmforge config schema` documents them.

@@ -135,7 +135,7 @@ def _champion_check(ctx: StageContext, cfg: GateConfig, value: float, inputs: In
     else:
         score_or_reason = (
             _score_champion(ctx, client, champion, test, inputs["split"].json("labels"), cfg.metric)
-            if config.task == "classification"
+            if config.task_def.uses_labels
             else _score_causal_champion(ctx, champion, test, cfg.metric)
         )
         if isinstance(score_or_reason, str):

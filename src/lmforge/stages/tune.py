@@ -34,7 +34,7 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     split = inputs["split"]
-    causal = ctx.config.task != "classification"  # generation / language-modeling: no labels
+    causal = not ctx.config.task_def.uses_labels  # generation / language-modeling
     labels: list[str] = [] if causal else split.json("labels")
     train = split.table("train") if causal else inputs["augment"].table("train")
     validation = split.table("validation")

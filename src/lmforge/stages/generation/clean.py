@@ -20,7 +20,7 @@ from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
 def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
     validate = inputs["validate"]
-    lm = ctx.config.task == "language-modeling"
+    lm = ctx.config.task_def.raw_text
     fixer = TextFixer(unicode=cfg.fix_unicode, html=cfg.strip_html, whitespace=False)
     detector = PiiDetector(cfg.pii_types, phone_region=cfg.phone_region) if cfg.pii != "off" else None
     result = StageResult()

@@ -30,7 +30,7 @@ def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
             continue
         path = ctx.config.resolve_path(value)
         data = read_data_file(path, format=cfg.format, encoding=cfg.encoding)
-        if ctx.config.task == "language-modeling":
+        if ctx.config.task_def.raw_text:
             table, layout = _texts(data.frame, cfg, path), "text"
         else:
             layout = _layout(list(data.frame.columns), cfg, path)

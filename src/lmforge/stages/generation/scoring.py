@@ -33,7 +33,7 @@ def score(ctx: StageContext, reference: str, test: pd.DataFrame, cfg: EvaluateCo
     from lmforge.models.load import load_causal_lm
     from lmforge.models.resolve import resolve_model
 
-    lm = ctx.config.task == "language-modeling"
+    lm = ctx.config.task_def.raw_text
     tokenizer, model = load_causal_lm(resolve_model(reference, ctx.config.base_dir))
     pad = tokenizer.pad_token_id
     if lm:

@@ -28,7 +28,7 @@ def prompt_key(value: str, lm: bool) -> str:
 
 def run(ctx: StageContext, cfg: SplitConfig, inputs: Inputs) -> StageResult:
     clean = inputs["clean"]
-    lm = ctx.config.task == "language-modeling"
+    lm = ctx.config.task_def.raw_text
     column = "text" if lm else "messages"
     pool = clean.table("train").sample(frac=1.0, random_state=cfg.seed).reset_index(drop=True)
     parts: dict[str, pd.DataFrame] = {}

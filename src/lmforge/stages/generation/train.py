@@ -33,7 +33,7 @@ from lmforge.training.stage_support import (
 
 def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     split = inputs["split"]
-    lm = ctx.config.task == "language-modeling"
+    lm = ctx.config.task_def.raw_text
     reference = ctx.config.model_name
     tuned: dict[str, Any] = inputs["tune"].json("best")["params"] if "tune" in inputs else {}
     if tuned:

@@ -35,7 +35,7 @@ def conversation_reason(messages: str | None, problem: str | None) -> str:
 
 def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
     ingest = inputs["ingest"]
-    lm = ctx.config.task == "language-modeling"
+    lm = ctx.config.task_def.raw_text
     result = StageResult()
     rejected = []
     for name in ("train", "validation", "test"):

@@ -889,6 +889,17 @@ def _task_problems(config: Config, task: Task) -> list[str]:
     if config.selects_model and not task.selects_models:
         supported = ", ".join(t.name for t in TASKS.values() if t.selects_models)
         problems.append(f"model: a list or `auto` (model selection) supports {supported} only so far")
+    bounded = ", ".join(task.threshold_metrics)
+    problems += [
+        f"gate.min.{name}: {task.name} does not compute {name}; bound one of {bounded}"
+        for name in config.gate.min
+        if name not in task.threshold_metrics
+    ]
+    problems += [
+        f"tune.space.{name}: train.{name} is not used by task {task.name}; leave it out of the search"
+        for name in config.tune.space or {}
+        if _covers(task.unused_keys, f"train.{name}")
+    ]
     for path in _set_keys(config, task.unused_keys):
         users = [t.name for t in TASKS.values() if not _covers(t.unused_keys, path)]
         problems.append(f"{path}: not used by task {task.name} (only by {', '.join(users)}); remove it")

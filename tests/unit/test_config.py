@@ -207,3 +207,35 @@ def test_unknown_task_lists_the_registered_tasks() -> None:
 def test_gate_metric_must_be_one_the_task_computes(task: str, metric: str, message: str) -> None:
     problems = _problems({"task": task, "data": {"train": "x.csv"}, "gate": {"metric": metric}})
     assert problems[0].startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("task", "data", "message"),
+    [
+        (
+            "generation",
+            {"gate": {"min": {"f1_macro": 0.8}}},
+            "gate.min.f1_macro: generation does not compute f1_macro; bound one of rouge_l,",
+        ),
+        (
+            "language-modeling",
+            {"gate": {"min": {"rouge_l": 0.2}}},
+            "gate.min.rouge_l: language-modeling does not compute rouge_l; bound one of perplexity",
+        ),
+        (
+            "classification",
+            {"gate": {"min": {"bleu": 10}}},
+            "gate.min.bleu: classification does not compute bleu",
+        ),
+        (
+            "generation",
+            {"tune": {"enabled": True, "space": {"adversarial_epsilon": {"low": 0.1, "high": 1}}}},
+            "tune.space.adversarial_epsilon: train.adversarial_epsilon is not used by task generation",
+        ),
+    ],
+)
+def test_what_the_gate_bounds_and_the_tuner_searches_must_be_used(
+    task: str, data: dict, message: str
+) -> None:
+    problems = _problems({"task": task, "data": {"train": "x.csv"}, **data})
+    assert len(problems) == 1 and problems[0].startswith(message)

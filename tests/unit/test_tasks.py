@@ -55,6 +55,9 @@ def test_every_task_declares_what_it_must(name: str) -> None:
     assert name in ZOO[task.default_model].tasks
     gate_metrics = get_args(GateConfig.model_fields["metric"].annotation)
     assert task.gate_metric in task.gate_metrics and set(task.gate_metrics) <= set(gate_metrics)
+    bounded = get_args(get_args(GateConfig.model_fields["min"].annotation)[0])
+    assert set(task.gate_metrics) <= set(task.threshold_metrics)
+    assert set(task.threshold_metrics) <= {m for arg in bounded for m in (get_args(arg) or (arg,))}
     best_metrics = get_args(TrainConfig.model_fields["metric_for_best_model"].annotation)
     assert task.best_model_metrics and set(task.best_model_metrics) <= set(best_metrics)
     assert task.feedback_kind in (None, "label", "correction")

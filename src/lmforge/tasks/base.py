@@ -26,6 +26,7 @@ class Task(Protocol):
         metrics: test-set metrics of the evaluate stage, in the order a summary shows them.
         gate_metric: `gate.metric` when the config does not set it.
         gate_metrics: the `gate.metric` values the task can be gated on.
+        threshold_metrics: the test metrics `gate.min` can bound (the evaluate stage reports them).
         best_model_metrics: the `train.metric_for_best_model` values the task supports.
         uses_labels: rows carry a class label (labelling, stratified splits, label feedback).
         raw_text: rows are raw text and every token is a training target (language
@@ -55,6 +56,8 @@ class Task(Protocol):
     def gate_metric(self) -> str: ...
     @property
     def gate_metrics(self) -> tuple[str, ...]: ...
+    @property
+    def threshold_metrics(self) -> tuple[str, ...]: ...
     @property
     def best_model_metrics(self) -> tuple[str, ...]: ...
     @property

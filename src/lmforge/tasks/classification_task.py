@@ -39,6 +39,7 @@ class ClassificationTask:
     metrics = ("accuracy", "f1_macro", "f1_weighted")
     gate_metric = "f1_macro"
     gate_metrics = ("f1_macro", "f1_weighted", "accuracy")
+    threshold_metrics = (*gate_metrics, "precision_macro", "recall_macro")
     best_model_metrics = ("f1_macro", "f1_weighted", "accuracy", "loss")
     uses_labels = True
     raw_text = False

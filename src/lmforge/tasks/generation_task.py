@@ -66,6 +66,7 @@ class GenerationTask:
     metrics = ("perplexity", "rouge_l", "bleu")
     gate_metric = "rouge_l"
     gate_metrics = ("rouge_l", "exact_match", "perplexity")
+    threshold_metrics = ("rouge_l", "rouge1", "rouge2", "bleu", "exact_match", "perplexity")
     best_model_metrics = ("loss",)
     uses_labels = False
     raw_text = False

@@ -25,6 +25,7 @@ class LanguageModelingTask:
     metrics = ("perplexity",)
     gate_metric = "perplexity"
     gate_metrics = ("perplexity",)
+    threshold_metrics = ("perplexity",)
     best_model_metrics = ("loss",)
     uses_labels = False
     raw_text = True

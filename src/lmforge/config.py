@@ -33,6 +33,12 @@ else:  # the registered task names: the schema lists them, a wrong one is a lite
     TaskName = Literal[task_names()]
 
 
+def _task_choices() -> str:
+    """The registered tasks for the schema: "`a` (what), `b` (what) or `c` (what)."."""
+    named = [f"`{task.name}` ({task.description})" for task in TASKS.values()]
+    return (", ".join(named[:-1]) + " or " + named[-1] if len(named) > 1 else named[0]) + "."
+
+
 class KeyedProblems(ValueError):
     """Problems of sub-keys of a dict-valued field, each "key: problem"; reported one per line."""
 
@@ -740,10 +746,7 @@ class Config(Section):
     )
     task: TaskName = Field(
         "classification",
-        description=" or ".join(f"`{t.name}` ({t.description})" for t in TASKS.values()).replace(
-            " or ", ", ", len(TASKS) - 2
-        )
-        + ".",
+        description=_task_choices(),
     )
     data: DataConfig = Field(description="Where the data is and which columns to use.")
     validate_: ValidateConfig = Field(
@@ -901,8 +904,8 @@ def _task_problems(config: Config, task: Task) -> list[str]:
         if _covers(task.unused_keys, f"train.{name}")
     ]
     for path in _set_keys(config, task.unused_keys):
-        users = [t.name for t in TASKS.values() if not _covers(t.unused_keys, path)]
-        problems.append(f"{path}: not used by task {task.name} (only by {', '.join(users)}); remove it")
+        users = ", ".join(t.name for t in TASKS.values() if not _covers(t.unused_keys, path))
+        problems.append(f"{path}: not used by task {task.name} (only by {users or 'no task'}); remove it")
     return problems
 
 

@@ -124,7 +124,7 @@ def test_config_docs_are_generated_from_the_schema() -> None:
         ("generation", "evaluate", "cv_folds", 3),
         ("language-modeling", "export", "int8", False),
         ("generation", "select", "max_params", 1e9),
-        ("generation", "data", "label_column", "intent"),
+        ("language-modeling", "evaluate", "max_new_tokens", 16),
         ("classification", "train", "packing", True),
         ("classification", "evaluate", "samples", 2),
         ("classification", "export", "gguf", False),

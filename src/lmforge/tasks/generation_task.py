@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from lmforge.config import Config, ParamRange, TrainConfig
 
 # What a causal LM does not read: labels and their sections, the TF-IDF baseline, the
-# classifier head and its loss, label noise, cross-validation, ONNX export.
+# classifier head and its loss, label noise, cross-validation, ONNX export. (Data column keys
+# are not listed: the UI's start form submits the column fields it hides for the other task.)
 CAUSAL_UNUSED_KEYS = (
-    "data.label_column",
     "validate.min_rows_per_class",
     "clean.label_noise",
     "clean.label_noise_model",

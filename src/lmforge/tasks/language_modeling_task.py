@@ -11,6 +11,17 @@ from typing import TYPE_CHECKING
 
 from lmforge.tasks.generation_task import CAUSAL_DEFAULTS, CAUSAL_UNUSED_KEYS, causal_stages
 
+# Raw text is scored by perplexity only: nothing is generated.
+LM_UNUSED_KEYS = (
+    *CAUSAL_UNUSED_KEYS,
+    "evaluate.generation_rows",
+    "evaluate.max_new_tokens",
+    "evaluate.do_sample",
+    "evaluate.temperature",
+    "evaluate.top_p",
+    "evaluate.samples",
+)
+
 if TYPE_CHECKING:
     from lmforge.config import Config, ParamRange, TrainConfig
     from lmforge.pipeline.spec import StageSpec
@@ -35,7 +46,7 @@ class LanguageModelingTask:
     baseline_name = "base model"
     feedback_kind: str | None = None  # neither labels nor answers to correct
     defaults = CAUSAL_DEFAULTS
-    unused_keys = CAUSAL_UNUSED_KEYS
+    unused_keys = LM_UNUSED_KEYS
 
     def stages(self, config: Config) -> tuple[StageSpec, ...]:
         return causal_stages(config)

@@ -43,6 +43,7 @@ def init(
 ) -> None:
     """Write a starter lmforge.yaml for DATA, guessing the task and the columns."""
     from lmforge.starter import guess, render
+    from lmforge.tasks.registry import get_task
 
     with _errors():
         if output.exists() and not force:
@@ -51,7 +52,7 @@ def init(
         output.write_text(render(data, found, output.parent), encoding="utf-8")
         for reason in found.reasons:
             console.print(f"  [dim]•[/] {reason}")
-        classes = f", {found.classes} classes" if found.task == "classification" else ""
+        classes = f", {found.classes} classes" if get_task(found.task).uses_labels else ""
         console.print(f"wrote [bold]{output}[/] ({found.task}, {found.rows:,} rows{classes})")
         console.print(f"next: [bold]lmforge run {output}[/]")
 
@@ -106,31 +107,29 @@ def _summary(result, seconds: float, task: str) -> None:
         )
 
 
-# (metric key, column title, format) per task, for the end-of-run table.
-SUMMARY_COLUMNS = {
-    "classification": [
-        ("accuracy", "accuracy", ".3f"),
-        ("f1_macro", "macro-F1", ".3f"),
-        ("f1_weighted", "weighted-F1", ".3f"),
-    ],
-    "generation": [
-        ("perplexity", "perplexity", ".2f"),
-        ("rouge_l", "ROUGE-L", ".3f"),
-        ("bleu", "BLEU", ".1f"),
-    ],
-    "language-modeling": [("perplexity", "perplexity", ".2f")],
+# Column title and format of each metric a task's summary shows (`Task.metrics`).
+METRIC_COLUMNS = {
+    "accuracy": ("accuracy", ".3f"),
+    "f1_macro": ("macro-F1", ".3f"),
+    "f1_weighted": ("weighted-F1", ".3f"),
+    "perplexity": ("perplexity", ".2f"),
+    "rouge_l": ("ROUGE-L", ".3f"),
+    "bleu": ("BLEU", ".1f"),
 }
 
 
-def _comparison_table(result, task: str) -> Table:
+def _comparison_table(result, task_name: str) -> Table:
     """Baseline(s) vs the fine-tuned model on the test set, in the task's metrics."""
-    columns = SUMMARY_COLUMNS[task]
+    from lmforge.tasks.registry import get_task
+
+    task = get_task(task_name)
+    columns = [(key, *METRIC_COLUMNS[key]) for key in task.metrics]
     table = Table(title=None, box=None, show_header=True, header_style="bold")
     table.add_column("")
     for _, title, _ in columns:
         table.add_column(title, justify="right")
     baseline = result.artifacts.get("baseline")
-    prefix, name = ("tfidf_", "TF-IDF baseline") if task == "classification" else ("base_", "base model")
+    prefix, name = task.baseline_prefix, task.baseline_name
     if baseline is not None and all(f"{prefix}{k}" in baseline.metrics for k, _, _ in columns):
         b = baseline.metrics
         table.add_row(name, *(format(b[f"{prefix}{k}"], f) for k, _, f in columns))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -24,6 +24,19 @@ from pydantic import (
 )
 
 from lmforge.errors import ConfigError
+from lmforge.tasks.base import Task
+from lmforge.tasks.registry import TASKS, get_task, task_names
+
+if TYPE_CHECKING:
+    TaskName = str
+else:  # the registered task names: the schema lists them, a wrong one is a literal error
+    TaskName = Literal[task_names()]
+
+
+def _task_choices() -> str:
+    """The registered tasks for the schema: "`a` (what), `b` (what) or `c` (what)."."""
+    named = [f"`{task.name}` ({task.description})" for task in TASKS.values()]
+    return (", ".join(named[:-1]) + " or " + named[-1] if len(named) > 1 else named[0]) + "."
 
 
 class KeyedProblems(ValueError):
@@ -731,12 +744,9 @@ class Config(Section):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Names the MLflow experiment and registered model; defaults to the data file's name.",
     )
-    task: Literal["classification", "generation", "language-modeling"] = Field(
+    task: TaskName = Field(
         "classification",
-        description=(
-            "`classification` (text -> label), `generation` (instruction tuning of a causal LM) or "
-            "`language-modeling` (continued pretraining on raw text)."
-        ),
+        description=_task_choices(),
     )
     data: DataConfig = Field(description="Where the data is and which columns to use.")
     validate_: ValidateConfig = Field(
@@ -783,40 +793,18 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _task_defaults(self) -> Config:
-        """Defaults that depend on the task; an explicit value that cannot work is an error."""
-        if self.task == "classification":
-            return self
+        """Defaults that depend on the task; an explicit value the task cannot use is an error."""
+        task = self.task_def
         if "model" not in self.model_fields_set:
-            self.model = "smollm2-135m"
-        # A causal LM's logits are tokens x vocabulary floats per row: batches of 64 rows of
-        # 512 tokens would need ~6 GB for smollm2's 49k vocabulary alone.
-        if "eval_batch_size" not in self.train.model_fields_set:
-            self.train.eval_batch_size = 8
-        if "batch_size" not in self.evaluate.model_fields_set:
-            self.evaluate.batch_size = 8
-        problems = []
-        if "metric_for_best_model" not in self.train.model_fields_set:
-            self.train.metric_for_best_model = "loss"
-        elif self.train.metric_for_best_model != "loss":
-            problems.append(
-                f"train.metric_for_best_model: {self.task} picks the best checkpoint by validation loss; "
-                "set it to loss (or leave it out)"
-            )
+            self.model = task.default_model
+        for path, value in task.defaults.items():
+            section, key = path.split(".")
+            model = self.section_model(section)
+            if key not in model.model_fields_set:
+                setattr(model, key, value)
         if "metric" not in self.gate.model_fields_set:
-            self.gate.metric = "rouge_l" if self.task == "generation" else "perplexity"
-        allowed = (
-            ("perplexity",) if self.task == "language-modeling" else ("rouge_l", "exact_match", "perplexity")
-        )
-        if self.gate.metric not in allowed:
-            problems.append(
-                f"gate.metric: {self.task} is gated on {' or '.join(allowed)}, not {self.gate.metric}"
-            )
-        if self.tune.enabled and self.tune.ensemble_top_k > 1:
-            problems.append(
-                "tune.ensemble_top_k: averaging trial models applies to classification only; use 1"
-            )
-        if self.selects_model:
-            problems.append("model: a list or `auto` (model selection) supports classification only so far")
+            self.gate.metric = task.gate_metric  # type: ignore[assignment]  # a GateMetric by test_tasks
+        problems = _task_problems(self, task)
         if problems:
             raise KeyedProblems(problems)
         return self
@@ -832,6 +820,11 @@ class Config(Section):
             if len(value) == 1:
                 return value[0]
         return value
+
+    @property
+    def task_def(self) -> Task:
+        """The registered `Task` named by `task`: what differs between tasks."""
+        return get_task(self.task)
 
     @property
     def selects_model(self) -> bool:
@@ -876,6 +869,62 @@ class Config(Section):
         return yaml.safe_dump(
             self.model_dump(mode="json", by_alias=True), sort_keys=False, allow_unicode=True
         )
+
+
+def _task_problems(config: Config, task: Task) -> list[str]:
+    """Settings the task cannot use: a metric it does not compute, a feature it lacks, or a
+    key its stages never read set to a non-default value (a default is never an error, so a
+    resolved config that spells out every default stays valid)."""
+    problems = []
+    best = config.train.metric_for_best_model
+    if best not in task.best_model_metrics:
+        problems.append(
+            f"train.metric_for_best_model: {task.name} picks the best checkpoint by "
+            f"{' or '.join(task.best_model_metrics)}, not {best}; set it to one of them (or leave it out)"
+        )
+    if config.gate.metric not in task.gate_metrics:
+        problems.append(
+            f"gate.metric: {task.name} is gated on {' or '.join(task.gate_metrics)}, not {config.gate.metric}"
+        )
+    if config.tune.enabled and config.tune.ensemble_top_k > 1 and not task.ensembles_trials:
+        supported = ", ".join(t.name for t in TASKS.values() if t.ensembles_trials)
+        problems.append(f"tune.ensemble_top_k: averaging trial models applies to {supported} only; use 1")
+    if config.selects_model and not task.selects_models:
+        supported = ", ".join(t.name for t in TASKS.values() if t.selects_models)
+        problems.append(f"model: a list or `auto` (model selection) supports {supported} only so far")
+    bounded = ", ".join(task.threshold_metrics)
+    problems += [
+        f"gate.min.{name}: {task.name} does not compute {name}; bound one of {bounded}"
+        for name in config.gate.min
+        if name not in task.threshold_metrics
+    ]
+    problems += [
+        f"tune.space.{name}: train.{name} is not used by task {task.name}; leave it out of the search"
+        for name in config.tune.space or {}
+        if _covers(task.unused_keys, f"train.{name}")
+    ]
+    for path in _set_keys(config, task.unused_keys):
+        users = ", ".join(t.name for t in TASKS.values() if not _covers(t.unused_keys, path))
+        problems.append(f"{path}: not used by task {task.name} (only by {users or 'no task'}); remove it")
+    return problems
+
+
+def _set_keys(config: Config, paths: tuple[str, ...]) -> list[str]:
+    """The key paths under `paths` (sections or section.key) whose value is not the default."""
+    found = []
+    for path in paths:
+        section_name, _, key = path.partition(".")
+        section = config.section_model(section_name)
+        fields = type(section).model_fields
+        for name in [key] if key else list(fields):
+            default = fields[name].get_default(call_default_factory=True)
+            if getattr(section, name) != default:
+                found.append(f"{section_name}.{fields[name].alias or name}")
+    return found
+
+
+def _covers(paths: tuple[str, ...], key: str) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in paths)
 
 
 def load_config(

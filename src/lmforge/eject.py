@@ -19,6 +19,7 @@ from typing import Any
 
 from lmforge.config import TrainConfig
 from lmforge.errors import LmforgeError
+from lmforge.tasks.registry import get_task
 
 TEMPLATE = "eject_template.py.j2"
 LINE_LENGTH = 88  # ruff's default: the script passes `ruff check` in any project
@@ -67,7 +68,7 @@ def read_run(run_dir: Path, base_dir: Path) -> EjectSpec:
         )
     manifest = _read_json(manifest_file)
     task = manifest.get("config", {}).get("task", "classification")
-    if task != "classification":
+    if not get_task(task).uses_labels:
         raise LmforgeError(
             f"run {run_dir.name} is a {task} run; eject writes classification scripts only so far",
             hint="its train/model/ folder (and model-adapter/ with LoRA) loads with transformers / peft",

@@ -46,14 +46,14 @@ def retrain(
     from lmforge.serve.store import ServeStore, accepted_training_rows
 
     config = load_config(config_file, overrides=overrides)
-    if config.task == "language-modeling":
+    kind = config.task_def.feedback_kind
+    if kind is None:
         raise LmforgeError(
-            "retrain learns from corrections of answers or labels; a language-modeling run has neither",
+            f"retrain learns from corrections of answers or labels; a {config.task} run has neither",
             hint="add the new text to your data file and run `lmforge run`",
         )
     url = store_url or StateDir.of(config.serve).feedback_url  # where `lmforge serve` stores it
     store = ServeStore(url)
-    kind = "label" if config.task == "classification" else "correction"
     if accept_all:
         store.accept_pending(kind)
     rows = (

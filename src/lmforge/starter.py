@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lmforge.datafiles import read_data_file
 from lmforge.errors import DataError
+from lmforge.tasks.registry import get_task
 
 TEXT_NAMES = ("text", "sentence", "utterance", "message", "content", "review", "body", "query", "input")
 LABEL_NAMES = ("label", "labels", "intent", "category", "class", "target", "sentiment", "topic", "y")
@@ -72,7 +73,7 @@ def render(path: Path, found: Guess, config_dir: Path) -> str:
     except ValueError:
         data_path = str(path.resolve())
     project = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in path.stem) or "lmforge"
-    if found.task != "classification":
+    if not get_task(found.task).uses_labels:
         return _render_causal(data_path, project, path.name, found)
     return f"""\
 # lmforge config written by `lmforge init {path.name}` ({found.rows:,} rows, {found.classes} classes).
@@ -94,7 +95,16 @@ tracking: {{uri: sqlite:///mlruns.db}}
 
 
 def _render_causal(data_path: str, project: str, name: str, found: Guess) -> str:
-    gate = "rouge_l" if found.task == "generation" else "perplexity"
+    task = get_task(found.task)
+    gate = (
+        f"gate: {{metric: {task.gate_metric}, min_gain: 0.0, required: false}}"
+        "   # must beat the base model (and the champion)"
+    )
+    answers = (
+        "evaluate: {max_new_tokens: 64, generation_rows: 32}   # answers generated and scored (CPU is slow)\n"
+    )
+    if "evaluate.generation_rows" in task.unused_keys:  # language-modeling generates nothing
+        answers = ""
     return f"""\
 # lmforge config written by `lmforge init {name}` ({found.rows:,} rows).
 # `lmforge config show` prints every setting with its default; `lmforge config schema` documents them.
@@ -106,7 +116,6 @@ data:
 split: {{validation: 0.1, test: 0.1, seed: 42}}
 model: smollm2-135m           # a zoo name, a local causal LM folder or .gguf file, a hub id
 train: {{method: lora, batch_size: 4}}   # epochs, learning_rate, max_length: auto (see the report)
-evaluate: {{max_new_tokens: 64, generation_rows: 32}}   # answers generated and scored (CPU is slow)
-gate: {{metric: {gate}, min_gain: 0.0, required: false}}   # must beat the base model (and the champion)
+{answers}{gate}
 tracking: {{uri: sqlite:///mlruns.db}}
 """

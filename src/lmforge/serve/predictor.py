@@ -18,6 +18,7 @@ import numpy as np
 
 from lmforge.errors import LmforgeError
 from lmforge.registry.names import TASK_TAG
+from lmforge.tasks.registry import get_task
 
 Runtime = Literal["auto", "onnx", "torch"]
 
@@ -185,7 +186,7 @@ class GenerationPredictor:
 def load_predictor(folder: Path, *, runtime: Runtime = "auto", threads: int | None = None) -> Any:
     """The predictor for the version in `folder`, by the task recorded at registration."""
     task = _task(folder)
-    if task == "classification":
+    if get_task(task).uses_labels:
         return ClassifierPredictor(folder, runtime=runtime, threads=threads)
     return GenerationPredictor(folder, threads=threads)
 

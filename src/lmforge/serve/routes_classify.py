@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from lmforge.config import ServeConfig
 from lmforge.serve.context import ERRORS, PREDICT, ServeContext, context
 from lmforge.serve.schemas import ClassifyRequest, ClassifyResponse, Prediction
+from lmforge.tasks.registry import get_task
 
 router = APIRouter(tags=["predict"])
 
@@ -21,7 +22,7 @@ async def classify(
 ) -> ClassifyResponse:
     """Labels and class probabilities for a batch of texts."""
     loaded = ctx.serving()
-    if loaded.task != "classification":
+    if not get_task(loaded.task).uses_labels:
         raise HTTPException(422, f"{loaded.name} is a {loaded.task} model: use /v1/chat/completions")
     check_texts(body.texts, ctx.cfg)
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from lmforge.serve.context import ERRORS, PREDICT, ServeContext, context
 from lmforge.serve.schemas import ChatRequest, CompletionRequest
+from lmforge.tasks.registry import get_task
 
 router = APIRouter(tags=["predict"])
 
@@ -33,7 +34,7 @@ async def chat_completions(
     loaded = ctx.serving()
     prompt = (
         loaded.predictor.chat_prompt([m.model_dump() for m in body.messages])
-        if loaded.task != "classification"
+        if not get_task(loaded.task).uses_labels
         else ""
     )
     asked = next((m.content for m in reversed(body.messages) if m.role == "user"), body.messages[-1].content)
@@ -52,7 +53,7 @@ def _prepare(ctx: ServeContext, prompt: str, max_tokens: int | None) -> tuple[An
     """The model and the tokens to generate, holding a generation slot (the caller releases it)."""
     cfg = ctx.cfg
     loaded = ctx.serving()
-    if loaded.task == "classification":
+    if get_task(loaded.task).uses_labels:
         raise HTTPException(422, f"{loaded.name} is a classifier: use /v1/classify")
     if not prompt.strip():  # no token to continue: generate() would fail on an empty input
         raise HTTPException(422, "the prompt is empty")

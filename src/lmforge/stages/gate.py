@@ -22,6 +22,7 @@ import pandas as pd
 from lmforge.config import GateConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.registry.names import CHAMPION, CHECK_TAG, HASH_TAG, SCORE_TAG
+from lmforge.tasks.registry import get_task
 
 CHAMPION_CHECK = "champion"
 """The name of the check against the registry's champion in `decision.json`."""
@@ -135,7 +136,7 @@ def _champion_check(ctx: StageContext, cfg: GateConfig, value: float, inputs: In
     else:
         score_or_reason = (
             _score_champion(ctx, client, champion, test, inputs["split"].json("labels"), cfg.metric)
-            if config.task == "classification"
+            if get_task(config.task).uses_labels
             else _score_causal_champion(ctx, champion, test, cfg.metric)
         )
         if isinstance(score_or_reason, str):

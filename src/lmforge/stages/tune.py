@@ -22,6 +22,7 @@ from lmforge.config import TuneConfig
 from lmforge.errors import StageError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.classification import GREATER_IS_BETTER
+from lmforge.tasks.registry import get_task
 from lmforge.training.stage_support import short_value
 from lmforge.tuning.executors import make_executor
 from lmforge.tuning.objective import TrialOutcome, TrialRequest
@@ -34,7 +35,7 @@ def run(ctx: StageContext, cfg: TuneConfig, inputs: Inputs) -> StageResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     split = inputs["split"]
-    causal = ctx.config.task != "classification"  # generation / language-modeling: no labels
+    causal = not get_task(ctx.config.task).uses_labels  # generation / language-modeling
     labels: list[str] = [] if causal else split.json("labels")
     train = split.table("train") if causal else inputs["augment"].table("train")
     validation = split.table("validation")

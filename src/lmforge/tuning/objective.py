@@ -130,7 +130,10 @@ def run_trial(request: TrialRequest) -> TrialOutcome:
 
 def _fit(request: TrialRequest, cfg: Any, checkpoints: Path, reporter: _Reporter) -> Any:
     """The same fine-tune as the train stage of the task, reporting to the trial."""
-    if request.task == "classification":
+    from lmforge.tasks.registry import get_task
+
+    task = get_task(request.task)
+    if task.uses_labels:
         from lmforge.training.fit import fit_classifier
 
         return fit_classifier(
@@ -146,8 +149,9 @@ def _fit(request: TrialRequest, cfg: Any, checkpoints: Path, reporter: _Reporter
         )
     from lmforge.training.causal_fit import fit_causal_lm, prepare_causal
 
-    lm = request.task == "language-modeling"
-    data = prepare_causal(request.model, Path(request.base_dir), cfg, request.train, request.validation, lm)
+    data = prepare_causal(
+        request.model, Path(request.base_dir), cfg, request.train, request.validation, task.raw_text
+    )
     return fit_causal_lm(
         request.model,
         Path(request.base_dir),

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool
 
 from lmforge.errors import LmforgeError
+from lmforge.tasks.registry import get_task
 from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
@@ -132,7 +133,7 @@ async def playground_page(
         name=name,
         versions=versions,
         selected=selected,
-        task="classification" if task == "classification" else "generation",
+        task="classification" if get_task(task).uses_labels else "generation",  # the page's two modes
         can_feedback=allows(probe, "feedback"),
         max_chars=project.config.serve.max_chars,
         max_new_tokens=min(256, project.config.serve.max_new_tokens),
@@ -146,7 +147,7 @@ async def classify(
 ) -> dict[str, Any]:
     """Label and class probabilities of one text, logged like a `/v1/classify` prediction."""
     loaded = await loaded_version(request, body)
-    if loaded.task != "classification":
+    if not get_task(loaded.task).uses_labels:
         raise HTTPException(422, f"version {loaded.version} is a {loaded.task} model: generate instead")
     play = playground(request)
 
@@ -183,7 +184,7 @@ async def generate(request: Request, body: PlayRequest, user: User = Depends(nee
     from lmforge.serve.predictor import ServeError
 
     loaded = await loaded_version(request, body)
-    if loaded.task == "classification":
+    if get_task(loaded.task).uses_labels:
         raise HTTPException(422, f"version {loaded.version} is a classifier: classify instead")
     cfg = request.app.state.project.config.serve
     wanted = body.max_new_tokens or min(256, cfg.max_new_tokens)

@@ -16,11 +16,12 @@ from lmforge.data.dedup import normal_form
 from lmforge.data.pii import PiiDetector
 from lmforge.data.textfix import TextFixer
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.tasks.registry import get_task
 
 
 def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
     validate = inputs["validate"]
-    lm = ctx.config.task == "language-modeling"
+    lm = get_task(ctx.config.task).raw_text
     fixer = TextFixer(unicode=cfg.fix_unicode, html=cfg.strip_html, whitespace=False)
     detector = PiiDetector(cfg.pii_types, phone_region=cfg.phone_region) if cfg.pii != "off" else None
     result = StageResult()

@@ -14,6 +14,7 @@ import json
 from lmforge.config import ExportConfig
 from lmforge.errors import LmforgeError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.tasks.registry import get_task
 
 
 class ExportCheckFailed(LmforgeError):
@@ -36,7 +37,7 @@ def run(ctx: StageContext, cfg: ExportConfig, inputs: Inputs) -> StageResult:
     except GgufExportError as exc:
         ctx.warn(f"no GGUF file: {exc}")
         return StageResult(summary={"gguf": None, "skipped": str(exc)})
-    texts = _check_texts(inputs, ctx.config.task)
+    texts = _check_texts(inputs, get_task(ctx.config.task).raw_text)
     with ctx.progress("checking the GGUF file against the model", total=None):
         check = compare_gguf(model, written.path, texts)
     summary = {
@@ -64,9 +65,9 @@ def run(ctx: StageContext, cfg: ExportConfig, inputs: Inputs) -> StageResult:
     )
 
 
-def _check_texts(inputs: Inputs, task: str) -> list[str]:
+def _check_texts(inputs: Inputs, raw_text: bool) -> list[str]:
     test = inputs["split"].table("test").head(3)
-    if task == "language-modeling":
+    if raw_text:
         return [t[:500] for t in test["text"]]
     texts = []
     for messages in test["messages"]:

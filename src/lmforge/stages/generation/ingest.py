@@ -21,6 +21,7 @@ from lmforge.datafiles import read_data_file
 from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.generation import conversation, parse_messages
+from lmforge.tasks.registry import get_task
 
 
 def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
@@ -30,7 +31,7 @@ def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
             continue
         path = ctx.config.resolve_path(value)
         data = read_data_file(path, format=cfg.format, encoding=cfg.encoding)
-        if ctx.config.task == "language-modeling":
+        if get_task(ctx.config.task).raw_text:
             table, layout = _texts(data.frame, cfg, path), "text"
         else:
             layout = _layout(list(data.frame.columns), cfg, path)

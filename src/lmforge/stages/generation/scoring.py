@@ -15,6 +15,7 @@ from lmforge.config import EvaluateConfig
 from lmforge.pipeline.context import StageContext
 from lmforge.tasks.generation import encode_conversations, encode_texts_packed, render_prompt
 from lmforge.tasks.generation_eval import generate, perplexity, text_metrics
+from lmforge.tasks.registry import get_task
 
 
 @dataclass
@@ -33,7 +34,7 @@ def score(ctx: StageContext, reference: str, test: pd.DataFrame, cfg: EvaluateCo
     from lmforge.models.load import load_causal_lm
     from lmforge.models.resolve import resolve_model
 
-    lm = ctx.config.task == "language-modeling"
+    lm = get_task(ctx.config.task).raw_text
     tokenizer, model = load_causal_lm(resolve_model(reference, ctx.config.base_dir))
     pad = tokenizer.pad_token_id
     if lm:

@@ -16,6 +16,7 @@ from lmforge.config import SplitConfig
 from lmforge.data.dedup import normal_form
 from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.tasks.registry import get_task
 
 
 def prompt_key(value: str, lm: bool) -> str:
@@ -28,7 +29,7 @@ def prompt_key(value: str, lm: bool) -> str:
 
 def run(ctx: StageContext, cfg: SplitConfig, inputs: Inputs) -> StageResult:
     clean = inputs["clean"]
-    lm = ctx.config.task == "language-modeling"
+    lm = get_task(ctx.config.task).raw_text
     column = "text" if lm else "messages"
     pool = clean.table("train").sample(frac=1.0, random_state=cfg.seed).reset_index(drop=True)
     parts: dict[str, pd.DataFrame] = {}

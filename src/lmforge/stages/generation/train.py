@@ -17,6 +17,7 @@ from typing import Any
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.generation import Encoded
+from lmforge.tasks.registry import get_task
 from lmforge.training.causal_fit import fit_causal_lm, prepare_causal
 from lmforge.training.fit import save_fitted
 from lmforge.training.recipe import ResolvedTrain
@@ -33,7 +34,7 @@ from lmforge.training.stage_support import (
 
 def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     split = inputs["split"]
-    lm = ctx.config.task == "language-modeling"
+    lm = get_task(ctx.config.task).raw_text
     reference = ctx.config.model_name
     tuned: dict[str, Any] = inputs["tune"].json("best")["params"] if "tune" in inputs else {}
     if tuned:

@@ -15,6 +15,7 @@ from lmforge.config import ValidateConfig
 from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.stages.validate import check_rejected
+from lmforge.tasks.registry import get_task
 
 COLUMNS = ["file", "split", "source_row", "reason", "content"]
 
@@ -35,7 +36,7 @@ def conversation_reason(messages: str | None, problem: str | None) -> str:
 
 def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
     ingest = inputs["ingest"]
-    lm = ctx.config.task == "language-modeling"
+    lm = get_task(ctx.config.task).raw_text
     result = StageResult()
     rejected = []
     for name in ("train", "validation", "test"):

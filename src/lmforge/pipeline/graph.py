@@ -25,12 +25,18 @@ class StageSpec:
     hashes of its `inputs` artifacts, the content of its `files(config)` (user data),
     its `fingerprint(config)` (e.g. the base model's identity) and the lmforge version.
     Stages with side effects outside the run folder are not `cacheable`.
+
+    While it runs, a stage's `ctx.config` reads only its `sections` and its `unkeyed`
+    sections (anything else raises `UndeclaredConfigRead`). `unkeyed` sections say where or
+    how the stage runs (the trial executor, TensorBoard logs in scratch space), never what it
+    produces, so they stay out of the key: changing them must not change the artifact.
     """
 
     name: str
     inputs: tuple[str, ...]
     sections: tuple[str, ...]
     cacheable: bool = True
+    unkeyed: tuple[str, ...] = ()
     files: Callable[[Config], list[Path]] | None = None
     fingerprint: Callable[[Config], dict[str, Any]] | None = None
     still_valid: Callable[[Config], bool] | None = None  # checked on a cache hit
@@ -144,6 +150,11 @@ def _train_fingerprint(config: Config) -> dict[str, Any]:
     return {**_trained_model_fingerprint(config), **_library_versions(config)}
 
 
+# Trials run where `executor` says and are stored under a study named after `project`;
+# neither changes which hyperparameters win.
+_TUNE_UNKEYED = ("executor", "project")
+
+
 def stages_for(config: Config) -> tuple[StageSpec, ...]:
     """The stage graph for the config, in a valid execution order.
 
@@ -156,9 +167,11 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
     chosen = ("select",) if config.selects_model else ()
     tuned = ("tune",) if config.tune.enabled else ()
     specs = [
-        StageSpec("ingest", (), ("data",), files=_data_files),
+        StageSpec("ingest", (), ("data", "label"), files=_data_files),  # label: the unlabeled file
         StageSpec("validate", ("ingest",), ("validate", "label")),
-        StageSpec("clean", ("validate",), ("clean",), files=_clean_answers, fingerprint=_clean_fingerprint),
+        StageSpec(
+            "clean", ("validate",), ("clean", "label"), files=_clean_answers, fingerprint=_clean_fingerprint
+        ),
         StageSpec(
             "label", ("clean",), ("label", "validate"), files=_reviewed_labels, fingerprint=_label_fingerprint
         ),
@@ -173,15 +186,21 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
             )
         )
     if tuned:
-        # The executor section only says where trials run, so it is not part of the key.
         specs.append(
-            StageSpec("tune", ("split", "augment", *chosen), ("tune", "train"), fingerprint=_tune_fingerprint)
+            StageSpec(
+                "tune",
+                ("split", "augment", *chosen),
+                ("tune", "train", "model"),
+                unkeyed=_TUNE_UNKEYED,
+                fingerprint=_tune_fingerprint,
+            )
         )
     specs.append(
         StageSpec(
             "train",
             ("split", "augment", *chosen, *tuned),
             ("train", "model", "task"),
+            unkeyed=("tracking",),
             fingerprint=_train_fingerprint,
         )
     )
@@ -190,7 +209,10 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
     exported = ("export",)
     specs.append(
         StageSpec(
-            "export", ("split", "train", "evaluate"), ("export", "project"), fingerprint=_export_versions
+            "export",
+            ("split", "train", "evaluate"),
+            ("export", "project", "data"),
+            fingerprint=_export_versions,
         )
     )
     crossval = ("crossval",) if config.evaluate.cv_folds else ()
@@ -207,7 +229,7 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
         StageSpec(
             "gate",
             ("split", "train", "baseline", "evaluate"),
-            ("gate", "tracking", "register"),
+            ("gate", "tracking", "register", "project", "evaluate"),
             cacheable=False,
         )
     )
@@ -230,7 +252,7 @@ def stages_for(config: Config) -> tuple[StageSpec, ...]:
                 *exported,
                 "gate",
             ),
-            ("project",),
+            ("project", "clean", "label"),  # the report shows clean and label settings
         )
     )
     specs.append(
@@ -257,13 +279,25 @@ def _causal_stages(config: Config) -> tuple[StageSpec, ...]:
         own("ingest", (), ("data",), files=_data_files),
         own("validate", ("ingest",), ("validate",)),
         own("clean", ("validate",), ("clean",)),
-        own("split", ("clean",), ("split",)),
+        own("split", ("clean",), ("split", "data")),  # data: names the file when too few rows
         own("baseline", ("split",), ("baseline", "evaluate", "model"), fingerprint=_model_fingerprint),
         *(
-            StageSpec("tune", ("split",), ("tune", "train", "task"), fingerprint=_tune_fingerprint)
+            StageSpec(
+                "tune",
+                ("split",),
+                ("tune", "train", "model", "task"),
+                unkeyed=_TUNE_UNKEYED,
+                fingerprint=_tune_fingerprint,
+            )
             for _ in tuned
         ),
-        own("train", ("split", *tuned), ("train", "model"), fingerprint=_train_fingerprint),
+        own(
+            "train",
+            ("split", *tuned),
+            ("train", "model"),
+            unkeyed=("tracking",),
+            fingerprint=_train_fingerprint,
+        ),
         own("evaluate", ("split", "train", "baseline"), ("evaluate",)),
     ]
     if exported:
@@ -272,7 +306,7 @@ def _causal_stages(config: Config) -> tuple[StageSpec, ...]:
         StageSpec(
             "gate",
             ("split", "train", "baseline", "evaluate"),
-            ("gate", "tracking", "register"),
+            ("gate", "tracking", "register", "project", "evaluate"),
             cacheable=False,
         ),
         own(
@@ -289,7 +323,7 @@ def _causal_stages(config: Config) -> tuple[StageSpec, ...]:
                 *exported,
                 "gate",
             ),
-            ("project",),
+            ("project", "evaluate"),  # the report shows the sampling settings
         ),
         StageSpec(
             "register",

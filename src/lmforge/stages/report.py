@@ -88,20 +88,14 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
         per_class=evaluate.json("per_class"),
         worst=evaluate.json("worst_errors"),
         export=inputs["export"].summary.get("check") if "export" in inputs else None,
-        stages=_stage_times(inputs, ctx.config),
+        stages=_stage_times(inputs),
         versions=train.manifest.get("versions", {}),
     )
 
 
-def _stage_times(inputs: Inputs, config: Any) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    from lmforge.pipeline.graph import stages_for
-
-    order = [spec.name for spec in stages_for(config)]
-    for artifact in inputs.values():
-        seen[artifact.stage] = {
-            "name": artifact.stage,
-            "seconds": artifact.manifest["seconds"],
-            "run_id": artifact.manifest["run_id"],
-        }
-    return [seen[n] for n in order if n in seen]
+def _stage_times(inputs: Inputs) -> list[dict[str, Any]]:
+    """Each input stage's time, in the order the report's spec lists its inputs (the graph's)."""
+    return [
+        {"name": art.stage, "seconds": art.manifest["seconds"], "run_id": art.manifest["run_id"]}
+        for art in inputs.values()
+    ]

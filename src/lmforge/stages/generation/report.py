@@ -107,7 +107,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
         tune=_tune(inputs),
         recipe=train.json("recipe") if train.has("recipe.json") else [],
         images=images,
-        stages=_stage_times(inputs, ctx.config),
+        stages=_stage_times(inputs),
         versions=train.manifest.get("versions", {}),
     )
 

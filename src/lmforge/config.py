@@ -180,6 +180,20 @@ class CleanConfig(Section):
         return "off" if value is False else value
 
 
+def _clean_problems(task: str, clean: CleanConfig) -> list[str]:
+    """`clean` keys set explicitly that a causal task cannot apply (its clean stage says why)."""
+    given = clean.model_fields_set
+    problems = []
+    if "normalize_whitespace" in given and clean.normalize_whitespace:
+        problems.append(f"clean.normalize_whitespace: {task} keeps whitespace (newlines); set it to false")
+    for key in ("label_noise", "label_noise_model"):
+        if key in given and clean.label_noise != "off":
+            problems.append(f"clean.{key}: {task} rows have no labels to check; set clean.label_noise to off")
+    if task == "language-modeling" and "conflicts" in given:
+        problems.append("clean.conflicts: language-modeling texts have no answers to conflict; remove it")
+    return problems
+
+
 class LabelConfig(Section):
     enabled: bool = Field(
         True, description="Label rows without a label; false rejects them as `missing label`."
@@ -817,6 +831,7 @@ class Config(Section):
             )
         if self.selects_model:
             problems.append("model: a list or `auto` (model selection) supports classification only so far")
+        problems += _clean_problems(self.task, self.clean)
         if problems:
             raise KeyedProblems(problems)
         return self

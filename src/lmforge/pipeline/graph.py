@@ -28,8 +28,9 @@ class StageSpec:
 
     While it runs, a stage's `ctx.config` reads only its `sections` and its `unkeyed`
     sections (anything else raises `UndeclaredConfigRead`). `unkeyed` sections say where or
-    how the stage runs (the trial executor, TensorBoard logs in scratch space), never what it
-    produces, so they stay out of the key: changing them must not change the artifact.
+    how the stage runs (the trial executor, the study's name), never what it produces, so they
+    stay out of the key; a value among them that does change the artifact enters the key
+    through `fingerprint` (train's `tracking.tensorboard`).
     """
 
     name: str
@@ -147,7 +148,10 @@ def _tune_fingerprint(config: Config) -> dict[str, Any]:
 
 
 def _train_fingerprint(config: Config) -> dict[str, Any]:
-    return {**_trained_model_fingerprint(config), **_library_versions(config)}
+    # TensorBoard logs are moved into the train artifact, so turning them on or off changes
+    # it; the rest of `tracking` (where MLflow is) does not, and stays out of the key.
+    tensorboard = {"tensorboard": config.tracking.tensorboard}
+    return {**_trained_model_fingerprint(config), **_library_versions(config), **tensorboard}
 
 
 # Trials run where `executor` says and are stored under a study named after `project`;

@@ -125,11 +125,17 @@ class CleanConfig(Section):
     enabled: bool = Field(True, description="Run the cleaning steps below; false passes rows through.")
     fix_unicode: bool = Field(True, description="Repair mojibake and odd Unicode with ftfy.")
     normalize_whitespace: bool = Field(
-        True, description="Remove control characters and collapse runs of whitespace."
+        True,
+        description=(
+            "Remove control characters and collapse runs of whitespace "
+            "(generation and language-modeling keep whitespace: false)."
+        ),
     )
     strip_html: bool = Field(False, description="Remove HTML tags and decode entities.")
     min_chars: int = Field(
-        1, ge=0, description="Drop texts shorter than this many characters (after repair)."
+        1,
+        ge=0,
+        description="Drop texts shorter than this many characters after repair (generation: prompt, answer).",
     )
     max_chars: int | None = Field(None, ge=1, description="Drop texts longer than this; null: no limit.")
     min_tokens: int = Field(0, ge=0, description="Drop texts with fewer whitespace-separated tokens.")
@@ -152,7 +158,7 @@ class CleanConfig(Section):
         description=(
             "Duplicates whose labels disagree: `majority` keeps one row with the majority label "
             "(drops the group on a tie), `drop` drops the group, `keep` keeps every row. "
-            "Always listed in conflicts.csv."
+            "Always listed in conflicts.csv. Generation: duplicate prompts whose answers differ."
         ),
     )
     pii: Literal["mask", "drop", "off"] = Field(
@@ -167,7 +173,10 @@ class CleanConfig(Section):
     )
     label_noise: Literal["flag", "drop", "off"] = Field(
         "flag",
-        description="Likely wrong labels (cleanlab, out-of-fold probabilities): list, drop, or skip them.",
+        description=(
+            "Likely wrong labels (cleanlab, out-of-fold probabilities): list, drop, or skip them "
+            "(classification; off for the other tasks)."
+        ),
     )
     label_noise_model: Literal["tfidf", "embeddings"] = Field(
         "tfidf", description="Fast model for out-of-fold probabilities: TF-IDF or minilm-l6 embeddings + LR."
@@ -181,15 +190,20 @@ class CleanConfig(Section):
 
 
 def _clean_problems(task: str, clean: CleanConfig) -> list[str]:
-    """`clean` keys set explicitly that a causal task cannot apply (its clean stage says why)."""
+    """Causal tasks keep whitespace (newlines) and have no labels: those `clean` keys default
+    to what the task does, and any other value is an error. A key set to what the task does
+    anyway is fine, so a resolved config (every default written out) loads back."""
     given = clean.model_fields_set
     problems = []
-    if "normalize_whitespace" in given and clean.normalize_whitespace:
+    if "normalize_whitespace" not in given:
+        clean.normalize_whitespace = False
+    elif clean.normalize_whitespace:
         problems.append(f"clean.normalize_whitespace: {task} keeps whitespace (newlines); set it to false")
-    for key in ("label_noise", "label_noise_model"):
-        if key in given and clean.label_noise != "off":
-            problems.append(f"clean.{key}: {task} rows have no labels to check; set clean.label_noise to off")
-    if task == "language-modeling" and "conflicts" in given:
+    if "label_noise" not in given:
+        clean.label_noise = "off"
+    elif clean.label_noise != "off":
+        problems.append(f"clean.label_noise: {task} rows have no labels to check; set it to off")
+    if task == "language-modeling" and clean.conflicts != "majority":
         problems.append("clean.conflicts: language-modeling texts have no answers to conflict; remove it")
     return problems
 

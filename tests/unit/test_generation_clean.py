@@ -120,3 +120,12 @@ def test_a_clean_key_the_task_cannot_apply_is_a_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match=key):
         load_config(data={"task": task, "data": {"train": "data.jsonl"}, "clean": clean})
+
+
+@pytest.mark.parametrize("task", ["generation", "language-modeling"])
+def test_a_resolved_causal_config_loads_back(task: str) -> None:
+    # Every default is written out in a run's config.yaml; the UI reruns from it.
+    config = load_config(data={"task": task, "data": {"train": "data.jsonl"}})
+    assert config.clean.normalize_whitespace is False and config.clean.label_noise == "off"
+    again = load_config(data=config.model_dump(mode="json", by_alias=True))
+    assert again.section("clean") == config.section("clean")

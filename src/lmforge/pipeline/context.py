@@ -96,7 +96,7 @@ class StageContext:
 
     run_id: str
     stage: str
-    config: Config
+    config: Config  # at run time a StageConfig: only the stage's declared sections
     out: ArtifactWriter
     work_dir: Path  # keyed by the cache key: a rerun of the same stage finds checkpoints here
     run_dir: Path

@@ -138,11 +138,17 @@ class CleanConfig(Section):
     enabled: bool = Field(True, description="Run the cleaning steps below; false passes rows through.")
     fix_unicode: bool = Field(True, description="Repair mojibake and odd Unicode with ftfy.")
     normalize_whitespace: bool = Field(
-        True, description="Remove control characters and collapse runs of whitespace."
+        True,
+        description=(
+            "Remove control characters and collapse runs of whitespace "
+            "(generation and language-modeling keep whitespace: false)."
+        ),
     )
     strip_html: bool = Field(False, description="Remove HTML tags and decode entities.")
     min_chars: int = Field(
-        1, ge=0, description="Drop texts shorter than this many characters (after repair)."
+        1,
+        ge=0,
+        description="Drop texts shorter than this many characters after repair (generation: prompt, answer).",
     )
     max_chars: int | None = Field(None, ge=1, description="Drop texts longer than this; null: no limit.")
     min_tokens: int = Field(0, ge=0, description="Drop texts with fewer whitespace-separated tokens.")
@@ -165,7 +171,7 @@ class CleanConfig(Section):
         description=(
             "Duplicates whose labels disagree: `majority` keeps one row with the majority label "
             "(drops the group on a tie), `drop` drops the group, `keep` keeps every row. "
-            "Always listed in conflicts.csv."
+            "Always listed in conflicts.csv. Generation: duplicate prompts whose answers differ."
         ),
     )
     pii: Literal["mask", "drop", "off"] = Field(
@@ -180,7 +186,10 @@ class CleanConfig(Section):
     )
     label_noise: Literal["flag", "drop", "off"] = Field(
         "flag",
-        description="Likely wrong labels (cleanlab, out-of-fold probabilities): list, drop, or skip them.",
+        description=(
+            "Likely wrong labels (cleanlab, out-of-fold probabilities): list, drop, or skip them "
+            "(classification; off for the other tasks)."
+        ),
     )
     label_noise_model: Literal["tfidf", "embeddings"] = Field(
         "tfidf", description="Fast model for out-of-fold probabilities: TF-IDF or minilm-l6 embeddings + LR."
@@ -191,6 +200,25 @@ class CleanConfig(Section):
     def _yaml_off(cls, value: Any) -> Any:
         # YAML 1.1 reads a bare `off` as false; the user meant the string.
         return "off" if value is False else value
+
+
+def _clean_problems(task: str, clean: CleanConfig) -> list[str]:
+    """Causal tasks keep whitespace (newlines) and have no labels: those `clean` keys default
+    to what the task does, and any other value is an error. A key set to what the task does
+    anyway is fine, so a resolved config (every default written out) loads back."""
+    given = clean.model_fields_set
+    problems = []
+    if "normalize_whitespace" not in given:
+        clean.normalize_whitespace = False
+    elif clean.normalize_whitespace:
+        problems.append(f"clean.normalize_whitespace: {task} keeps whitespace (newlines); set it to false")
+    if "label_noise" not in given:
+        clean.label_noise = "off"
+    elif clean.label_noise != "off":
+        problems.append(f"clean.label_noise: {task} rows have no labels to check; set it to off")
+    if task == "language-modeling" and clean.conflicts != "majority":
+        problems.append("clean.conflicts: language-modeling texts have no answers to conflict; remove it")
+    return problems
 
 
 class LabelConfig(Section):
@@ -805,6 +833,8 @@ class Config(Section):
         if "metric" not in self.gate.model_fields_set:
             self.gate.metric = task.gate_metric  # type: ignore[assignment]  # a GateMetric by test_tasks
         problems = _task_problems(self, task)
+        if not task.uses_labels:
+            problems += _clean_problems(self.task, self.clean)
         if problems:
             raise KeyedProblems(problems)
         return self

@@ -74,6 +74,12 @@ class ModelNotFoundError(LmforgeError):
     headline = "model not found"
 
 
+class ExportCheckFailed(LmforgeError):
+    """An exported file (ONNX, GGUF) disagrees with the trained model beyond the set limit."""
+
+    headline = "export check failed"
+
+
 class StageError(LmforgeError):
     """A stage failed for a reason the user can act on."""
 

@@ -118,8 +118,7 @@ def test_config_docs_are_generated_from_the_schema() -> None:
         ("language-modeling", "label", "enabled", False),
         ("generation", "augment", "paraphrases", 2),
         ("generation", "baseline", "ngram_max", 3),
-        ("generation", "clean", "label_noise", "drop"),
-        ("language-modeling", "clean", "label_noise", False),  # YAML's bare `off`
+        ("generation", "clean", "label_noise_model", "embeddings"),
         ("generation", "validate", "min_rows_per_class", 2),
         ("generation", "evaluate", "cv_folds", 3),
         ("language-modeling", "export", "int8", False),

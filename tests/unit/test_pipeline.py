@@ -96,6 +96,17 @@ def test_register_is_idempotent_for_the_same_model(first_run: tuple[dict, Any]) 
     assert result.artifacts["register"].summary["version"] == "1"
 
 
+def test_a_setting_the_report_shows_is_in_its_key(first_run: tuple[dict, Any]) -> None:
+    # B3: clean.pii does not change clean's output here (no personal data), so only the
+    # clean stage's key and the report's (which shows the setting) may change.
+    config, _ = first_run
+    assert "clean.pii = mask" in (first_run[1].run_dir / "report" / "report.html").read_text()
+    changed = {**config, "clean": {**config.get("clean", {}), "pii": "off"}}
+    result = run_pipeline(load_config(data=changed))
+    assert _ran(result) == ["clean", "gate", "report", "register"]
+    assert "clean.pii = off" in (result.run_dir / "report" / "report.html").read_text()
+
+
 def test_changed_data_file_reruns_everything(first_run: tuple[dict, Any], tmp_path: Path) -> None:
     config, _ = first_run
     data = write_csv(tmp_path / "other.csv", make_rows(seed=5))

@@ -19,6 +19,8 @@ class CleanLog:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     pii: Counter[str] = field(default_factory=Counter)
     repairs: Counter[str] = field(default_factory=Counter)
+    # Columns of a removed row recorded besides text and label (generation: the answer).
+    row_columns: tuple[str, ...] = ()
 
     def remove(self, split: str, frame: pd.DataFrame, reason: str | Sequence[str], **extra: Any) -> None:
         """Record every row of `frame` as removed, with one reason for all or one per row.
@@ -33,6 +35,7 @@ class CleanLog:
                 "reason": reasons[i],
                 "text": row.text,
                 "label": row.label,
+                **{column: getattr(row, column) for column in self.row_columns},
             }
             for key, value in extra.items():
                 record[key] = value if isinstance(value, (str, int, float)) or value is None else value[i]

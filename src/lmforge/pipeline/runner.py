@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lmforge
 from lmforge.config import Config
@@ -28,7 +28,7 @@ from lmforge.pipeline.artifacts import (
     link_copy,
     write_json_atomic,
 )
-from lmforge.pipeline.context import StageContext, StageResult
+from lmforge.pipeline.context import StageConfig, StageContext, StageResult
 from lmforge.pipeline.events import EventBus, LogFileSink
 from lmforge.pipeline.graph import StageSpec, dependents, stages_for
 from lmforge.pipeline.runs import RunRecord, new_run_id
@@ -134,7 +134,8 @@ def _run_stage(
     ctx = StageContext(
         run_id=run_dir.name,
         stage=spec.name,
-        config=config,
+        # The stage sees only what its key covers (plus what it reads to run, not to decide).
+        config=cast(Config, StageConfig(config, spec.name, (*spec.sections, *spec.unkeyed))),
         out=ArtifactWriter(out_dir),
         work_dir=work_dir,
         run_dir=run_dir,

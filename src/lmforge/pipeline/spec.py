@@ -26,12 +26,19 @@ class StageSpec:
     hashes of its `inputs` artifacts, the content of its `files(config)` (user data),
     its `fingerprint(config)` (e.g. the base model's identity) and the lmforge version.
     Stages with side effects outside the run folder are not `cacheable`.
+
+    While it runs, a stage's `ctx.config` reads only its `sections` and its `unkeyed`
+    sections (anything else raises `UndeclaredConfigRead`). `unkeyed` sections say where or
+    how the stage runs (the trial executor, the study's name), never what it produces, so they
+    stay out of the key; a value among them that does change the artifact enters the key
+    through `fingerprint` (train's `tracking.tensorboard`).
     """
 
     name: str
     inputs: tuple[str, ...]
     sections: tuple[str, ...]
     cacheable: bool = True
+    unkeyed: tuple[str, ...] = ()
     files: Callable[[Config], list[Path]] | None = None
     fingerprint: Callable[[Config], dict[str, Any]] | None = None
     still_valid: Callable[[Config], bool] | None = None  # checked on a cache hit
@@ -142,4 +149,12 @@ def tune_fingerprint(config: Config) -> dict[str, Any]:
 
 
 def train_fingerprint(config: Config) -> dict[str, Any]:
-    return {**_trained_model_fingerprint(config), **library_versions(config)}
+    # TensorBoard logs are moved into the train artifact, so turning them on or off changes
+    # it; the rest of `tracking` (where MLflow is) does not, and stays out of the key.
+    tensorboard = {"tensorboard": config.tracking.tensorboard}
+    return {**_trained_model_fingerprint(config), **library_versions(config), **tensorboard}
+
+
+# Trials run where `executor` says and are stored under a study named after `project`;
+# neither changes which hyperparameters win.
+TUNE_UNKEYED = ("executor", "project")

@@ -21,7 +21,7 @@ from lmforge.config import CleanConfig
 from lmforge.data import review
 from lmforge.data.cleanlog import CleanLog
 from lmforge.data.duplicate_rows import deduplicate
-from lmforge.data.textfix import TextFixer, token_count
+from lmforge.data.row_checks import Repairer, length_filter
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
 TABLES = ("train", "unlabeled", "validation", "test")
@@ -45,7 +45,7 @@ def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
     if cfg.enabled:
         for name in frames:
             frames[name] = _repair(ctx, cfg, name, frames[name], log)
-            frames[name] = _length_filter(cfg, name, frames[name], log)
+            frames[name] = length_filter(cfg, name, frames[name], log)
         if cfg.exact_duplicates or cfg.near_duplicates:
             with ctx.progress("finding duplicates", total=None):
                 frames = deduplicate(cfg, frames, log)
@@ -60,23 +60,12 @@ def _repair(
     ctx: StageContext, cfg: CleanConfig, name: str, frame: pd.DataFrame, log: CleanLog
 ) -> pd.DataFrame:
     """Unicode / HTML / whitespace repair, then PII masking (or dropping), per row."""
-    fixer = TextFixer(unicode=cfg.fix_unicode, html=cfg.strip_html, whitespace=cfg.normalize_whitespace)
-    detector = None
-    if cfg.pii != "off":
-        from lmforge.data.pii import PiiDetector
-
-        detector = PiiDetector(cfg.pii_types, phone_region=cfg.phone_region)
+    repairer = Repairer(cfg, whitespace=cfg.normalize_whitespace)
     texts, keep = [], []
     with ctx.progress(f"repairing {name} texts", total=len(frame)) as bar:
         for i, row in enumerate(frame.itertuples(index=False)):
-            text, changes = fixer.fix(row.text)
-            found: dict[str, int] = {}
-            if detector is not None:
-                masked, found = detector.mask(text)
-                log.pii.update(found)
-                if found and cfg.pii == "mask":
-                    text = masked
-                    changes.extend(f"pii:{kind}" for kind in sorted(found))
+            text, changes, found = repairer.repair(row.text)
+            log.pii.update(found)
             keep.append(not (found and cfg.pii == "drop"))
             if not keep[-1]:
                 kinds = ", ".join(sorted(found))
@@ -87,24 +76,6 @@ def _repair(
             if i % 500 == 499:
                 bar.advance(500)
     return frame.assign(text=texts)[keep].reset_index(drop=True)
-
-
-def _length_filter(cfg: CleanConfig, name: str, frame: pd.DataFrame, log: CleanLog) -> pd.DataFrame:
-    chars = frame["text"].str.len()
-    tokens = frame["text"].map(token_count)
-    checks = [
-        (chars < cfg.min_chars, f"shorter than clean.min_chars={cfg.min_chars}"),
-        (chars > (cfg.max_chars or float("inf")), f"longer than clean.max_chars={cfg.max_chars}"),
-        (tokens < cfg.min_tokens, f"fewer tokens than clean.min_tokens={cfg.min_tokens}"),
-        (tokens > (cfg.max_tokens or float("inf")), f"more tokens than clean.max_tokens={cfg.max_tokens}"),
-    ]
-    dropped = pd.Series(False, index=frame.index)
-    for mask, reason in checks:
-        hit = mask & ~dropped
-        if hit.any():
-            log.remove(name, frame[hit], reason)
-            dropped |= hit
-    return frame[~dropped].reset_index(drop=True)
 
 
 def _label_noise(ctx: StageContext, cfg: CleanConfig, train: pd.DataFrame, log: CleanLog) -> pd.DataFrame:

@@ -21,13 +21,9 @@ from typing import Any
 import numpy as np
 
 from lmforge.config import ExportConfig
-from lmforge.errors import LmforgeError
+from lmforge.errors import ExportCheckFailed
 from lmforge.export.card import model_card
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
-
-
-class ExportCheckFailed(LmforgeError):
-    headline = "export check failed"
 
 
 def run(ctx: StageContext, cfg: ExportConfig, inputs: Inputs) -> StageResult:

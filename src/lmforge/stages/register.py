@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lmforge.config import RegisterConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.registry import RegistryError, client_for, experiment_id, tracking_uri
@@ -102,7 +104,10 @@ def _log(client: Any, run_id: str, ctx: StageContext, inputs: Inputs) -> None:
     from mlflow.entities import Metric, Param
 
     train, evaluate, report, baseline = (inputs[n] for n in ("train", "evaluate", "report", "baseline"))
-    params = _flatten(ctx.config.model_dump(mode="json", by_alias=True))
+    # The resolved config the runner saved for this run: a record of what produced the model,
+    # logged once per model hash (a rerun with the same model reuses the MLflow run), so it
+    # is not a setting of this stage and reading it whole does not widen the stage's key.
+    params = _flatten(yaml.safe_load((ctx.run_dir / "config.yaml").read_text(encoding="utf-8")))
     params = {k: str(v)[:500] for k, v in params.items()}
     metrics = []
     for entry in train.json("history"):

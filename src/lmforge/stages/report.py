@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
-
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.report import plots
+from lmforge.report.assemble import common_context, render
 from lmforge.report.automl_section import automl_section
 from lmforge.report.data_section import data_section
 
@@ -34,9 +32,7 @@ def run(ctx: StageContext, cfg: Any, inputs: Inputs) -> StageResult:
 
 
 def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dict[str, Any]) -> str:
-    validate, split, baseline, train, evaluate = (
-        inputs[n] for n in ("validate", "split", "baseline", "train", "evaluate")
-    )
+    baseline, train, evaluate = (inputs[n] for n in ("baseline", "train", "evaluate"))
     b = baseline.metrics
     keys = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro")
     comparison = [
@@ -51,24 +47,13 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
         {"name": f"fine-tuned {train.summary['model']}", **{k: evaluate.metrics[k] for k in keys}}
     )
     summary = train.summary
-    env = Environment(
-        loader=PackageLoader("lmforge.report", "templates"), autoescape=select_autoescape(["html", "j2"])
-    )
-    rejected = validate.summary.get("rejected_reasons", {})
-    return env.get_template("report.html.j2").render(
-        project=ctx.config.project_name,
-        run_id=ctx.run_id,
-        task=ctx.config.task,
-        model=summary["model"],
-        created=time.strftime("%Y-%m-%d %H:%M"),
+    return render(
+        "report.html.j2",
+        **common_context(ctx, inputs),
         metrics=evaluate.metrics,
         gain=evaluate.metrics.get("gain_f1_macro_vs_tfidf"),
-        rows={k: v for k, v in split.manifest["rows"].items() if k in ("train", "validation", "test")},
         comparison=comparison,
-        rejected_total=sum(rejected.values()),
-        rejected_reasons=rejected,
-        rejected_examples=validate.summary.get("rejected_examples", []),
-        lengths=validate.summary["text_chars"],
+        lengths=inputs["validate"].summary["text_chars"],
         images=images,
         data=data,
         config_clean=ctx.config.clean,
@@ -84,24 +69,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
         },
         automl=automl_section(inputs),
         tuned=summary.get("tuned") or {},
-        recipe=train.json("recipe") if train.has("recipe.json") else [],
         per_class=evaluate.json("per_class"),
         worst=evaluate.json("worst_errors"),
         export=inputs["export"].summary.get("check") if "export" in inputs else None,
-        stages=_stage_times(inputs, ctx.config),
-        versions=train.manifest.get("versions", {}),
     )
-
-
-def _stage_times(inputs: Inputs, config: Any) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    from lmforge.pipeline.graph import stages_for
-
-    order = [spec.name for spec in stages_for(config)]
-    for artifact in inputs.values():
-        seen[artifact.stage] = {
-            "name": artifact.stage,
-            "seconds": artifact.manifest["seconds"],
-            "run_id": artifact.manifest["run_id"],
-        }
-    return [seen[n] for n in order if n in seen]

@@ -10,7 +10,6 @@ The best checkpoint (by the validation metric) is what the stage outputs.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,15 @@ from typing import Any
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.training.ensemble import maybe_ensemble
-from lmforge.training.fit import fit_classifier, save_fitted
+from lmforge.training.fit import fit_classifier
 from lmforge.training.stage_support import (
     count_params,
     log_decisions,
     precision_name,
-    recipe_rows,
     regularisation_summary,
     short_value,
     stage_callbacks,
+    write_train_outputs,
 )
 
 
@@ -62,13 +61,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     ensemble = None
     if "tune" in inputs and inputs["tune"].has("ensemble"):
         ensemble = maybe_ensemble(ctx, fit, inputs["tune"].path("ensemble"), validation, labels, settings)
-    save_fitted(fit, ctx.out.path("model"))
-    ctx.out.write_json("history", trainer.state.log_history)
-    ctx.out.write_json("hyperparameters", settings.model_dump(mode="json"))
-    ctx.out.write_json("recipe", recipe_rows(fit.decisions, tuned))
-    ctx.out.write_json("restarts", fit.restarts)
-    if (ctx.work_dir / "tensorboard").exists():
-        shutil.move(str(ctx.work_dir / "tensorboard"), str(ctx.out.path("tensorboard")))
+    write_train_outputs(ctx, fit, settings, fit.decisions, tuned)
     best = fit.best_metric
     parameters = count_params(fit.model)
     return StageResult(

@@ -62,16 +62,23 @@ def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
     else:
         check_classes(train, ingest.summary["train"]["file"], cfg)
     result.rows["unlabeled"] = len(waiting)
-    columns = ["file", "split", "source_row", "reason", "text", "label"]
-    all_bad = pd.concat(rejected) if rejected else pd.DataFrame(columns=columns)
-    ctx.out.write_csv("rejected", all_bad[columns])
+    write_rejected(ctx, result, rejected, ["file", "split", "source_row", "reason", "text", "label"])
     counts = ingest.table("train").pipe(lambda t: t[_reasons(t) == ""])["label"].str.strip()
     result.summary["label_counts"] = counts.value_counts().to_dict()
     result.summary["train_file"] = ingest.summary["train"]["file"]
-    result.summary["rejected_reasons"] = all_bad["reason"].value_counts().to_dict()
-    result.summary["rejected_examples"] = all_bad[columns].head(10).to_dict("records")
     result.summary["text_chars"] = _lengths(ingest.table("train")["text"].dropna())
     return result
+
+
+def write_rejected(
+    ctx: StageContext, result: StageResult, rejected: list[pd.DataFrame], columns: list[str]
+) -> pd.DataFrame:
+    """`rejected.csv` (every task) and the report's view of it: counts by reason, first rows."""
+    all_bad = pd.concat(rejected) if rejected else pd.DataFrame(columns=columns)
+    ctx.out.write_csv("rejected", all_bad[columns])
+    result.summary["rejected_reasons"] = all_bad["reason"].value_counts().to_dict()
+    result.summary["rejected_examples"] = all_bad[columns].head(10).to_dict("records")
+    return all_bad
 
 
 def check_rejected(

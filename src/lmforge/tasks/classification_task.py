@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from lmforge.pipeline.spec import (
+    TUNE_UNKEYED,
     StageSpec,
     augment_fingerprint,
     clean_answers,
@@ -72,9 +73,11 @@ class ClassificationTask:
         chosen = ("select",) if config.selects_model else ()
         tuned = ("tune",) if config.tune.enabled else ()
         specs = [
-            StageSpec("ingest", (), ("data",), files=data_files),
+            StageSpec("ingest", (), ("data", "label"), files=data_files),  # label: the unlabeled file
             StageSpec("validate", ("ingest",), ("validate", "label")),
-            StageSpec("clean", ("validate",), ("clean",), files=clean_answers, fingerprint=clean_fingerprint),
+            StageSpec(
+                "clean", ("validate",), ("clean", "label"), files=clean_answers, fingerprint=clean_fingerprint
+            ),
             StageSpec(
                 "label",
                 ("clean",),
@@ -99,7 +102,11 @@ class ClassificationTask:
             # The executor section only says where trials run, so it is not part of the key.
             specs.append(
                 StageSpec(
-                    "tune", ("split", "augment", *chosen), ("tune", "train"), fingerprint=tune_fingerprint
+                    "tune",
+                    ("split", "augment", *chosen),
+                    ("tune", "train", "model"),
+                    unkeyed=TUNE_UNKEYED,
+                    fingerprint=tune_fingerprint,
                 )
             )
         specs.append(
@@ -107,6 +114,7 @@ class ClassificationTask:
                 "train",
                 ("split", "augment", *chosen, *tuned),
                 ("train", "model", "task"),
+                unkeyed=("tracking",),
                 fingerprint=train_fingerprint,
             )
         )
@@ -115,7 +123,10 @@ class ClassificationTask:
         exported = ("export",)
         specs.append(
             StageSpec(
-                "export", ("split", "train", "evaluate"), ("export", "project"), fingerprint=export_versions
+                "export",
+                ("split", "train", "evaluate"),
+                ("export", "project", "data"),
+                fingerprint=export_versions,
             )
         )
         crossval = ("crossval",) if config.evaluate.cv_folds else ()
@@ -132,7 +143,7 @@ class ClassificationTask:
             StageSpec(
                 "gate",
                 ("split", "train", "baseline", "evaluate"),
-                ("gate", "tracking", "register"),
+                ("gate", "tracking", "register", "project", "evaluate"),
                 cacheable=False,
             )
         )
@@ -155,7 +166,7 @@ class ClassificationTask:
                     *exported,
                     "gate",
                 ),
-                ("project",),
+                ("project", "clean", "label"),  # the report shows clean and label settings
             )
         )
         specs.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lmforge.pipeline.spec import (
+    TUNE_UNKEYED,
     StageSpec,
     data_files,
     library_versions,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 # are not listed: the UI's start form submits the column fields it hides for the other task.)
 CAUSAL_UNUSED_KEYS = (
     "validate.min_rows_per_class",
-    "clean.label_noise",
+    # clean.label_noise: defaults to off for causal tasks; config._clean_problems checks it
     "clean.label_noise_model",
     "label",
     "augment",
@@ -100,13 +101,25 @@ def causal_stages(config: Config) -> tuple[StageSpec, ...]:
         own("ingest", (), ("data",), files=data_files),
         own("validate", ("ingest",), ("validate",)),
         own("clean", ("validate",), ("clean",)),
-        own("split", ("clean",), ("split",)),
+        own("split", ("clean",), ("split", "data")),  # data: names the file when too few rows
         own("baseline", ("split",), ("baseline", "evaluate", "model"), fingerprint=model_fingerprint),
         *(
-            StageSpec("tune", ("split",), ("tune", "train", "task"), fingerprint=tune_fingerprint)
+            StageSpec(
+                "tune",
+                ("split",),
+                ("tune", "train", "model", "task"),
+                unkeyed=TUNE_UNKEYED,
+                fingerprint=tune_fingerprint,
+            )
             for _ in tuned
         ),
-        own("train", ("split", *tuned), ("train", "model"), fingerprint=train_fingerprint),
+        own(
+            "train",
+            ("split", *tuned),
+            ("train", "model"),
+            unkeyed=("tracking",),
+            fingerprint=train_fingerprint,
+        ),
         own("evaluate", ("split", "train", "baseline"), ("evaluate",)),
     ]
     if exported:
@@ -115,7 +128,7 @@ def causal_stages(config: Config) -> tuple[StageSpec, ...]:
         StageSpec(
             "gate",
             ("split", "train", "baseline", "evaluate"),
-            ("gate", "tracking", "register"),
+            ("gate", "tracking", "register", "project", "evaluate"),
             cacheable=False,
         ),
         own(
@@ -132,7 +145,7 @@ def causal_stages(config: Config) -> tuple[StageSpec, ...]:
                 *exported,
                 "gate",
             ),
-            ("project",),
+            ("project", "evaluate"),  # the report shows the sampling settings
         ),
         StageSpec(
             "register",

@@ -3,7 +3,10 @@ steps into lmforge progress events (and TensorBoard), and the small summaries th
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
+
+from pydantic import BaseModel
 
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import StageContext
@@ -59,6 +62,23 @@ def progress_callback(ctx: StageContext) -> Any:
                 self.bar = None
 
     return RichProgress()
+
+
+def write_train_outputs(
+    ctx: StageContext, fit: Any, settings: BaseModel, decisions: list[Decision], tuned: dict[str, Any]
+) -> None:
+    """The files every train stage leaves: `model/`, the Trainer's log history, the effective
+    hyperparameters (after tuning and `auto` resolution: later stages read these, never the
+    config's `train`), the recipe's decisions, the restarts, and TensorBoard logs if written."""
+    from lmforge.training.fit import save_fitted
+
+    save_fitted(fit, ctx.out.path("model"))
+    ctx.out.write_json("history", fit.trainer.state.log_history)
+    ctx.out.write_json("hyperparameters", settings.model_dump(mode="json"))
+    ctx.out.write_json("recipe", recipe_rows(decisions, tuned))
+    ctx.out.write_json("restarts", fit.restarts)
+    if (ctx.work_dir / "tensorboard").exists():
+        shutil.move(str(ctx.work_dir / "tensorboard"), str(ctx.out.path("tensorboard")))
 
 
 def regularisation_summary(cfg: TrainConfig) -> dict[str, Any]:

@@ -1,77 +1,165 @@
-"""clean (generation, language-modeling): repair text, mask personal data, drop exact
-duplicates. Newlines are kept (dialogues and code need them); runs of spaces are not
-collapsed. Every removed row is listed in `removed.csv` with its reason.
+"""clean (generation, language-modeling): repair text, mask personal data, drop rows outside
+the length limits, duplicates and near-duplicates, and settle conflicting answers.
+
+The steps and the `clean` keys are the classification stage's (`lmforge.data.row_checks`,
+`lmforge.data.duplicate_rows`), applied to a row's parts:
+
+- repair and PII: every turn of a conversation (the text, for language modeling). Newlines
+  are kept (dialogues and code need them): `clean.normalize_whitespace` cannot apply.
+- `min_chars` / `max_chars` / `min_tokens` / `max_tokens`: the prompt (every turn but the
+  last, joined) and the answer (the last turn) must each be within the limits.
+- duplicates (`exact_duplicates`, `near_duplicates`): rows whose prompts are the same (or
+  near-copies) are one example, as in the split stage's leakage check. Their answers play the
+  part of a classifier's labels, compared by normal form (case, punctuation, spacing): equal
+  answers make a plain duplicate, and differing answers a conflict settled by
+  `clean.conflicts` (`majority` keeps one row with the most frequent answer and drops the group
+  on a tie, `drop` drops the group, `keep` keeps every row). Conflicts go to `conflicts.csv`.
+  A language-modeling text has no answer: its duplicates never conflict.
+
+Every removed row is listed in `removed.csv` with its reason (prompt and answer, or text).
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from typing import Any
 
 import pandas as pd
 
 from lmforge.config import CleanConfig
+from lmforge.data.cleanlog import CleanLog
 from lmforge.data.dedup import normal_form
-from lmforge.data.pii import PiiDetector
-from lmforge.data.textfix import TextFixer
+from lmforge.data.duplicate_rows import deduplicate
+from lmforge.data.row_checks import Repairer, length_filter
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.registry import get_task
+
+SPLITS = ("train", "validation", "test")
 
 
 def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
     validate = inputs["validate"]
     lm = get_task(ctx.config.task).raw_text
-    fixer = TextFixer(unicode=cfg.fix_unicode, html=cfg.strip_html, whitespace=False)
-    detector = PiiDetector(cfg.pii_types, phone_region=cfg.phone_region) if cfg.pii != "off" else None
+    column = "text" if lm else "messages"
+    tables = {n: validate.table(n) for n in SPLITS if validate.has(f"{n}.parquet")}
+    log = CleanLog(row_columns=("answer",))
+    repaired = 0
+    if cfg.enabled:
+        repairer = Repairer(cfg, whitespace=False)
+        rows = {}
+        for name, table in tables.items():
+            table, changed = _repair(repairer, cfg, name, table, column, log)
+            repaired += changed
+            roles = {"text": ""} if lm else {"text": "prompt", "answer": "answer"}
+            rows[name] = length_filter(cfg, name, table, log, roles)
+        # Each answer's text by its normal form (the first row's), before duplicates go:
+        # the text `conflicts: majority` gives a kept row whose answer lost.
+        texts = {n: _first_texts(f) for n, f in rows.items()}
+        answers = {
+            (n, r): a for n, f in rows.items() for r, a in zip(f["source_row"], f["answer"], strict=True)
+        }
+        if cfg.exact_duplicates or cfg.near_duplicates:
+            with ctx.progress("finding duplicates", total=None):
+                rows = deduplicate(cfg, rows, log)
+        tables = {name: _settled(frame, column, texts[name]) for name, frame in rows.items()}
+        for conflict in log.conflicts:  # the answer as written, not its normal form
+            conflict["label"] = answers[(conflict["split"], conflict["source_row"])]
+    return _write(ctx, tables, lm, log, repaired)
+
+
+def _repair(
+    repairer: Repairer, cfg: CleanConfig, name: str, table: pd.DataFrame, column: str, log: CleanLog
+) -> tuple[pd.DataFrame, int]:
+    """Each row repaired turn by turn, with the parts the row checks read: `text` (the prompt,
+    or the whole text), `answer` and `label` (the answer's normal form, for conflicts)."""
+    lm = column == "text"
+    out, keep, changed = [], [], 0
+    for value in table[column]:
+        texts = [value] if lm else [m["content"] for m in json.loads(value)]
+        fixed: list[str] = []
+        found: dict[str, int] = {}
+        for text in texts:
+            repaired, changes, pii = repairer.repair(text)
+            fixed.append(repaired.strip())
+            changed += any(not c.startswith("pii:") for c in changes) or repaired != repaired.strip()
+            for kind, count in pii.items():
+                found[kind] = found.get(kind, 0) + count
+        log.pii.update(found)
+        keep.append(not (found and cfg.pii == "drop"))
+        out.append(fixed[0] if lm else _with_contents(value, fixed))
+    table = table.assign(**{column: out})
+    parts = _parts(table[column], lm)
+    table = table.assign(**parts)
+    dropped = table[[not k for k in keep]]
+    if len(dropped):
+        log.remove(name, dropped, "personal data")
+    return table[keep].reset_index(drop=True), changed
+
+
+def _parts(values: pd.Series, lm: bool) -> dict[str, list[Any]]:
+    if lm:
+        return {"text": list(values), "answer": [None] * len(values), "label": [None] * len(values)}
+    turns = [json.loads(v) for v in values]
+    answers = [t[-1]["content"] for t in turns]
+    return {
+        "text": ["\n".join(m["content"] for m in t[:-1]) for t in turns],
+        "answer": answers,
+        # Answers that differ only in case, punctuation or spacing are the same answer.
+        "label": [normal_form(a) for a in answers],
+    }
+
+
+def _first_texts(frame: pd.DataFrame) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for label, answer in zip(frame["label"], frame["answer"], strict=True):
+        texts.setdefault(label, answer)
+    return texts
+
+
+def _settled(frame: pd.DataFrame, column: str, texts: dict[str, str]) -> pd.DataFrame:
+    """The kept rows in their own columns; where `conflicts: majority` gave a row the group's
+    answer (as a label), the conversation gets that answer's text."""
+    if column == "messages" and len(frame):
+        for i in frame.index[frame["label"] != frame["answer"].map(normal_form)]:
+            frame.loc[i, "messages"] = _with_answer(frame.at[i, "messages"], texts[frame.at[i, "label"]])
+    return frame.drop(columns=["answer", "label"] + (["text"] if column == "messages" else []))
+
+
+def _write(
+    ctx: StageContext, tables: dict[str, pd.DataFrame], lm: bool, log: CleanLog, repaired: int
+) -> StageResult:
     result = StageResult()
-    removed, pii_counts, repaired = [], Counter[str](), 0
-    for name in ("train", "validation", "test"):
-        if not validate.has(f"{name}.parquet"):
-            continue
-        table = validate.table(name)
-        column = "text" if lm else "messages"
-        keep, reasons, values = [], [], []
-        seen: set[str] = set()
-        for value in table[column]:
-            if not cfg.enabled:
-                keep.append(True)
-                reasons.append("")
-                values.append(value)
-                continue
-            texts = [value] if lm else [m["content"] for m in json.loads(value)]
-            fixed = [fixer.fix(t)[0].strip() for t in texts]
-            repaired += sum(a != b for a, b in zip(texts, fixed, strict=True))
-            found: dict[str, int] = {}
-            if detector is not None:
-                masked = [detector.mask(t) for t in fixed]
-                found = dict(sum((Counter(c) for _, c in masked), Counter()))
-                if cfg.pii == "mask":
-                    fixed = [t for t, _ in masked]
-            pii_counts.update(found)
-            key = normal_form("\n".join(fixed))
-            reason = ""
-            if found and cfg.pii == "drop":
-                reason = "personal data"
-            elif cfg.exact_duplicates and key in seen:
-                reason = "exact duplicate"
-            seen.add(key)
-            keep.append(reason == "")
-            reasons.append(reason)
-            values.append(fixed[0] if lm else _with_contents(value, fixed))
-        table[column] = values
-        mask = pd.Series(keep, index=table.index)
-        gone = table[~mask].assign(split=name, reason=[r for r in reasons if r])
-        removed.append(gone)
-        ctx.out.write_table(name, table[mask])
-        result.rows[name] = int(mask.sum())
-        result.rows[f"{name}_removed"] = int((~mask).sum())
-    all_removed = pd.concat(removed, ignore_index=True) if removed else pd.DataFrame()
-    ctx.out.write_csv("removed", all_removed)
-    by_reason = all_removed["reason"].value_counts().to_dict() if len(all_removed) else {}
+    for name, table in tables.items():
+        ctx.out.write_table(name, table)
+        result.rows[name] = len(table)
+    columns = (
+        ["split", "source_row", "reason", "text"]
+        if lm
+        else ["split", "source_row", "reason", "text", "answer"]
+    )
+    removed = pd.DataFrame(log.removed, columns=columns)
+    removed = removed if lm else removed.rename(columns={"text": "prompt"})
+    for name in tables:
+        result.rows[f"{name}_removed"] = int((removed["split"] == name).sum())
+    ctx.out.write_csv("removed", removed)
+    ctx.out.write_csv(
+        "conflicts",
+        pd.DataFrame(
+            log.conflicts, columns=["group", "split", "source_row", "text", "label", "resolution"]
+        ).rename(columns={"text": "prompt", "label": "answer"}),
+    )
+    by_reason = {str(k): int(v) for k, v in removed["reason"].value_counts().items()}
     if by_reason:
         ctx.log("removed: " + ", ".join(f"{v} {k}" for k, v in by_reason.items()))
-    result.summary.update({"removed": by_reason, "pii": dict(pii_counts), "repaired_texts": repaired})
+    result.summary.update(
+        {
+            "removed": by_reason,
+            "removed_by_reason": by_reason,  # the key the UI's run page reads for every task
+            "pii": dict(log.pii),
+            "repaired_texts": repaired,
+            "conflict_groups": len({c["group"] for c in log.conflicts}),
+        }
+    )
     return result
 
 
@@ -79,4 +167,10 @@ def _with_contents(messages: str, contents: list[str]) -> str:
     turns: list[dict[str, Any]] = json.loads(messages)
     for turn, content in zip(turns, contents, strict=True):
         turn["content"] = content
+    return json.dumps(turns, ensure_ascii=False)
+
+
+def _with_answer(messages: str, answer: str) -> str:
+    turns: list[dict[str, Any]] = json.loads(messages)
+    turns[-1]["content"] = answer
     return json.dumps(turns, ensure_ascii=False)

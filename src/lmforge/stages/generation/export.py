@@ -12,13 +12,9 @@ from __future__ import annotations
 import json
 
 from lmforge.config import ExportConfig
-from lmforge.errors import LmforgeError
+from lmforge.errors import ExportCheckFailed
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.registry import get_task
-
-
-class ExportCheckFailed(LmforgeError):
-    headline = "export check failed"
 
 
 def run(ctx: StageContext, cfg: ExportConfig, inputs: Inputs) -> StageResult:

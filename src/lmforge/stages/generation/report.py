@@ -4,14 +4,11 @@ fine-tuning, sample answers side by side, data handling, training and stage timi
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
-
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.report import plots
-from lmforge.stages.report import _stage_times
+from lmforge.report.assemble import common_context, render
 
 COLUMNS = [
     ("perplexity", "perplexity ↓"),
@@ -45,8 +42,8 @@ def _fmt(key: str, value: float | None) -> str | None:
 
 
 def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
-    validate, clean, split, baseline, train, evaluate, gate = (
-        inputs[n] for n in ("validate", "clean", "split", "baseline", "train", "evaluate", "gate")
+    clean, split, baseline, train, evaluate, gate = (
+        inputs[n] for n in ("clean", "split", "baseline", "train", "evaluate", "gate")
     )
     metrics, base = evaluate.metrics, baseline.metrics
     columns = [(k, label) for k, label in COLUMNS if k in metrics]
@@ -60,17 +57,10 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
         )
     comparison.append({"name": "fine-tuned", **{k: _fmt(k, metrics.get(k)) for k, _ in columns}})
     summary, hyper = train.summary, train.json("hyperparameters")  # after tuning
-    rejected = validate.summary.get("rejected_reasons", {})
-    env = Environment(
-        loader=PackageLoader("lmforge.report", "templates"), autoescape=select_autoescape(["html", "j2"])
-    )
     evaluate_cfg = ctx.config.evaluate
-    return env.get_template("report_generation.html.j2").render(
-        project=ctx.config.project_name,
-        run_id=ctx.run_id,
-        task=ctx.config.task,
-        model=summary["model"],
-        created=time.strftime("%Y-%m-%d %H:%M"),
+    return render(
+        "report_generation.html.j2",
+        **common_context(ctx, inputs),
         metrics=metrics,
         base=base,
         columns=columns,
@@ -80,14 +70,10 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
         max_new_tokens=evaluate_cfg.max_new_tokens,
         tokens_per_second=evaluate.summary.get("tokens_per_second", 0.0),
         gate=gate.json("decision") if gate.has("decision.json") else None,
-        rows={k: v for k, v in split.manifest["rows"].items() if k in ("train", "validation", "test")},
         leaked=split.manifest["rows"].get("leaked", 0),
-        rejected_total=sum(rejected.values()),
-        rejected_reasons=rejected,
-        rejected_examples=validate.summary.get("rejected_examples", []),
         removed=clean.summary.get("removed", {}),
         pii=clean.summary.get("pii", {}),
-        lengths=validate.summary.get("lengths", {}),
+        lengths=inputs["validate"].summary.get("lengths", {}),
         train={
             **summary,
             **{
@@ -105,10 +91,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str]) -> str:
         },
         export=inputs["export"].summary if "export" in inputs else None,
         tune=_tune(inputs),
-        recipe=train.json("recipe") if train.has("recipe.json") else [],
         images=images,
-        stages=_stage_times(inputs, ctx.config),
-        versions=train.manifest.get("versions", {}),
     )
 
 

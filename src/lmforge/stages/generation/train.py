@@ -10,7 +10,6 @@ folder let a killed run resume; a diverging loss restarts at a lower learning ra
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from typing import Any
 
@@ -19,16 +18,15 @@ from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.generation import Encoded
 from lmforge.tasks.registry import get_task
 from lmforge.training.causal_fit import fit_causal_lm, prepare_causal
-from lmforge.training.fit import save_fitted
 from lmforge.training.recipe import ResolvedTrain
 from lmforge.training.stage_support import (
     count_params,
     log_decisions,
     precision_name,
-    recipe_rows,
     regularisation_summary,
     short_value,
     stage_callbacks,
+    write_train_outputs,
 )
 
 
@@ -69,13 +67,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         ctx.log(f"resumed from {fit.resumed_from}")
     trainer = fit.trainer
     fit.model.config.use_cache = True  # off for training; generation wants it
-    save_fitted(fit, ctx.out.path("model"))
-    ctx.out.write_json("history", trainer.state.log_history)
-    ctx.out.write_json("hyperparameters", settings.model_dump(mode="json"))
-    ctx.out.write_json("recipe", recipe_rows(data.decisions, tuned))
-    ctx.out.write_json("restarts", fit.restarts)
-    if (ctx.work_dir / "tensorboard").exists():
-        shutil.move(str(ctx.work_dir / "tensorboard"), str(ctx.out.path("tensorboard")))
+    write_train_outputs(ctx, fit, settings, data.decisions, tuned)
     best = fit.best_metric
     return StageResult(
         rows={"train": len(train), "validation": len(validation)},

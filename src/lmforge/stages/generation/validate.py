@@ -14,7 +14,7 @@ import pandas as pd
 from lmforge.config import ValidateConfig
 from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
-from lmforge.stages.validate import check_rejected
+from lmforge.stages.validate import check_rejected, write_rejected
 from lmforge.tasks.registry import get_task
 
 COLUMNS = ["file", "split", "source_row", "reason", "content"]
@@ -76,15 +76,12 @@ def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
         rejected.append(bad)
         if name == "train":
             result.summary["lengths"] = _lengths(good, lm)
-    all_bad = pd.concat(rejected) if rejected else pd.DataFrame(columns=COLUMNS)
-    ctx.out.write_csv("rejected", all_bad[COLUMNS])
+    write_rejected(ctx, result, rejected, COLUMNS)
     if result.rows.get("train", 0) < 2:
         raise DataError(
             f"only {result.rows.get('train', 0)} usable training row(s)", file=ingest.summary["train"]["file"]
         )
     result.summary["train_file"] = ingest.summary["train"]["file"]
-    result.summary["rejected_reasons"] = all_bad["reason"].value_counts().to_dict()
-    result.summary["rejected_examples"] = all_bad[COLUMNS].head(10).to_dict("records")
     return result
 
 

@@ -1,0 +1,83 @@
+"""Per-row cleaning that every task's clean stage applies the same way: text repair with
+personal-data masking, and the length limits of the `clean` section.
+
+The classification and the generation clean stages both call these, so a `clean` key means
+the same thing whatever the task (generation checks the prompt and the answer of a row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from lmforge.config import CleanConfig
+from lmforge.data.cleanlog import CleanLog
+from lmforge.data.textfix import TextFixer, token_count
+
+if TYPE_CHECKING:
+    from lmforge.data.pii import PiiDetector
+
+
+class Repairer:
+    """Unicode / HTML (/ whitespace) repair, then PII detection and masking, of one text."""
+
+    def __init__(self, cfg: CleanConfig, *, whitespace: bool) -> None:
+        # Generation keeps whitespace as it is: dialogues and code need their newlines.
+        self.fixer = TextFixer(unicode=cfg.fix_unicode, html=cfg.strip_html, whitespace=whitespace)
+        self.mask_pii = cfg.pii == "mask"
+        self.detector: PiiDetector | None = None
+        if cfg.pii != "off":
+            from lmforge.data.pii import PiiDetector
+
+            self.detector = PiiDetector(cfg.pii_types, phone_region=cfg.phone_region)
+
+    def repair(self, text: str) -> tuple[str, list[str], dict[str, int]]:
+        """The repaired text, the changes made (`pii:<kind>` for a mask) and the PII found.
+
+        Found PII is returned even when not masked: `clean.pii: drop` drops the row instead.
+        """
+        text, changes = self.fixer.fix(text)
+        found: dict[str, int] = {}
+        if self.detector is not None:
+            masked, found = self.detector.mask(text)
+            if found and self.mask_pii:
+                text = masked
+                changes = [*changes, *(f"pii:{kind}" for kind in sorted(found))]
+        return text, changes, found
+
+
+def length_filter(
+    cfg: CleanConfig,
+    name: str,
+    frame: pd.DataFrame,
+    log: CleanLog,
+    columns: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """`frame` without the rows whose texts break `clean.min_chars` / `max_chars` /
+    `min_tokens` / `max_tokens`; each removal is logged with the limit it broke.
+
+    `columns` maps each checked column to the word that names it in the reason (default:
+    `text`, unnamed); a row goes when any of its checked texts breaks a limit.
+    """
+    dropped = pd.Series(False, index=frame.index)
+    for column, role in (columns or {"text": ""}).items():
+        texts = frame[column].fillna("").astype(str)
+        chars, tokens = texts.str.len(), texts.map(token_count)
+        prefix = f"{role} " if role else ""
+        checks = [
+            (chars < cfg.min_chars, f"{prefix}shorter than clean.min_chars={cfg.min_chars}"),
+            (chars > (cfg.max_chars or float("inf")), f"{prefix}longer than clean.max_chars={cfg.max_chars}"),
+            (tokens < cfg.min_tokens, f"{prefix}fewer tokens than clean.min_tokens={cfg.min_tokens}"),
+            (
+                tokens > (cfg.max_tokens or float("inf")),
+                f"{prefix}more tokens than clean.max_tokens={cfg.max_tokens}",
+            ),
+        ]
+        for mask, reason in checks:
+            hit = mask & ~dropped
+            if hit.any():
+                log.remove(name, frame[hit], reason)
+                dropped |= hit
+    return frame[~dropped].reset_index(drop=True)

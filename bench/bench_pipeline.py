@@ -2,7 +2,8 @@
 
 1. train stage vs a hand-written Trainer script (same data, model, hyperparameters):
    wall-time ratio, alternated A/B to cancel drift (goal <= 1.05).
-2. no-change rerun of the whole pipeline through the CLI: seconds (goal <= 3 s).
+2. no-change rerun of the whole pipeline through the CLI: seconds, the first one after a
+   run that registered and the median of the next 3 (goal <= 1 s).
 3. emotion.csv (16k rows, ../shared/data): seconds spent outside training, and
 4. test accuracy / macro-F1 on emotion_test.csv vs the TF-IDF baseline.
 
@@ -111,8 +112,10 @@ def train_overhead(folder: Path, repeats: int) -> dict[str, float]:
 def rerun(folder: Path) -> dict[str, float]:
     config = folder / "lmforge.yaml"
     lmforge(config)  # complete the pipeline once (evaluate, report, register)
-    times = [lmforge(config)[0] for _ in range(3)]
-    return {"rerun_s": statistics.median(times)}
+    # The first rerun after a run that registered asks MLflow (the registry changed); the gate
+    # remembers the answer, so the reruns after it do not, until something writes to the store.
+    times = [lmforge(config)[0] for _ in range(4)]
+    return {"first_rerun_s": times[0], "rerun_s": statistics.median(times[1:])}
 
 
 def emotion(folder: Path, steps: int) -> dict[str, float]:
@@ -164,8 +167,9 @@ def main() -> None:
             f"   lmforge {overhead['lmforge_s']:.1f}s vs hand-written {overhead['handwritten_s']:.1f}s "
             f"-> ratio {overhead['ratio']:.3f} (goal <= 1.05)"
         )
-        print("2. no-change rerun of the whole pipeline (CLI, median of 3)")
-        print(f"   {rerun(folder / 'overhead')['rerun_s']:.2f}s (goal <= 3 s)")
+        print("2. no-change rerun of the whole pipeline (CLI; first after registering, then median of 3)")
+        again = rerun(folder / "overhead")
+        print(f"   first {again['first_rerun_s']:.2f}s, then {again['rerun_s']:.2f}s (goal <= 1 s)")
         if args.skip_emotion:
             return
         if not (DATA / "emotion.csv").exists():

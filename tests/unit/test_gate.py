@@ -92,3 +92,35 @@ def test_champion_challenger_and_required(config_dict: dict[str, Any], tmp_path:
     third = run_pipeline(load_config(data=better))
     assert _gate(third)["passed"] and third.artifacts["register"].summary["alias"] == "champion"
     assert _aliases(config_dict)["champion"] == third.artifacts["register"].summary["version"]
+
+
+def test_a_rerun_reuses_the_champion_check_until_the_registry_changes(
+    config_dict: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    import lmforge.registry
+
+    def offline(uri: str) -> None:
+        raise AssertionError("the gate asked the registry")
+
+    config_dict["gate"] = {"min_gain": -1.0}
+    run_pipeline(load_config(data=config_dict))  # registers version 1: the store changed since
+    checked = _gate(run_pipeline(load_config(data=config_dict)))  # so this gate asks MLflow
+    with monkeypatch.context() as patch:
+        patch.setattr(lmforge.registry, "client_for", offline)
+        assert _gate(run_pipeline(load_config(data=config_dict))) == checked  # nothing wrote: reused
+
+    # Any write to the store (here a tag, as `lmforge models` or another run would) is seen.
+    uri = config_dict["tracking"]["uri"]
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_model_version_tag(
+        config_dict["project"], "1", "k", "v"
+    )
+    with monkeypatch.context() as patch:
+        patch.setattr(lmforge.registry, "client_for", offline)
+        with pytest.raises(AssertionError, match="asked the registry"):
+            run_pipeline(load_config(data=config_dict))
+
+    # A memo that cannot be read is ignored, never trusted.
+    (Path(config_dict["output_dir"]) / ".gate-champion.json").write_text("{not json")
+    assert _gate(run_pipeline(load_config(data=config_dict))) == checked

@@ -112,14 +112,48 @@ def testset_hash(test: pd.DataFrame) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+# Where the gate remembers its last champion check, beside the run folders.
+MEMO_FILE = ".gate-champion.json"
+
+
 def _champion_check(ctx: StageContext, cfg: GateConfig, value: float, inputs: Inputs) -> Check | None:
     config = ctx.config
     if not (config.tracking.enabled and config.register_.enabled):
         return None
-    from lmforge.registry import client_for, tracking_uri
+    from lmforge.registry.client import local_store, tracking_uri
+    from lmforge.registry.memo import recall, remember, store_stamp
 
-    client = client_for(tracking_uri(config))
     name = config.register_.model_name or config.project_name
+    uri = tracking_uri(config)
+    # Same registry state, model, test split and rule as last time: the same answer, without
+    # importing MLflow (a no-change rerun's cost). The split's content hash covers the test set.
+    key = {
+        "uri": uri,
+        "model_name": name,
+        "model": inputs["train"].content_hash,
+        "split": inputs["split"].content_hash,
+        "metric": cfg.metric,
+        "value": value,
+        "tolerance": cfg.champion_tolerance,
+    }
+    memo, stamp = ctx.run_dir.parent / MEMO_FILE, store_stamp(local_store(config))
+    remembered = recall(memo, key, stamp)
+    if remembered is not None:
+        ctx.log("champion check reused: the registry has not changed since it was made")
+        return Check(**remembered)
+    check = _ask_registry(ctx, cfg, value, inputs, uri, name)
+    # The stamp after asking: scoring the champion tags its version, which is a write.
+    remember(memo, key, store_stamp(local_store(config)), asdict(check))
+    return check
+
+
+def _ask_registry(
+    ctx: StageContext, cfg: GateConfig, value: float, inputs: Inputs, uri: str, name: str
+) -> Check:
+    from lmforge.registry import client_for
+
+    config = ctx.config
+    client = client_for(uri)
     champion = _champion(client, name)
     if champion is None:
         return Check(CHAMPION_CHECK, True, f"no champion registered as {name} yet")

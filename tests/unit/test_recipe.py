@@ -46,7 +46,7 @@ def test_max_length_is_the_99th_percentile_rounded_and_capped(
 
 @pytest.mark.parametrize(
     ("rows", "batch", "epochs"),
-    [(100, 32, recipe.MAX_EPOCHS), (900, 32, 6), (1200, 32, 5), (1800, 32, 3), (14_400, 32, 3)],
+    [(100, 32, recipe.MAX_EPOCHS), (900, 32, 6), (1800, 32, 6), (3000, 32, 4), (14_400, 32, 3)],
 )
 def test_few_rows_get_more_passes(rows: int, batch: int, epochs: int) -> None:
     value, reason = auto_epochs(rows, batch)
@@ -57,7 +57,7 @@ def test_few_rows_get_more_passes(rows: int, batch: int, epochs: int) -> None:
 @pytest.mark.parametrize(
     ("rows", "epochs", "lr"),
     # the measured points: 450 / 900 / 1,800 / 9,000 train rows in batches of 32
-    [(450, 6.0, 5e-4), (900, 6.0, 4.9e-4), (1800, 3.0, 5e-4), (9000, 3.0, 1e-4), (4000, 3.0, 2.3e-4)],
+    [(450, 6.0, 5e-4), (900, 6.0, 4.9e-4), (1800, 6.0, 2.5e-4), (9000, 3.0, 1e-4), (4000, 3.0, 2.3e-4)],
 )
 def test_encoder_learning_rate_falls_with_the_number_of_steps(rows: int, epochs: float, lr: float) -> None:
     value, reason = recipe.auto_encoder_lr(rows, 32, epochs)

@@ -28,18 +28,19 @@ LENGTH_PERCENTILE = 99.0
 MIN_MAX_LENGTH = 16
 
 # Epochs: enough passes for TARGET_STEPS optimizer steps, within [MIN_EPOCHS, MAX_EPOCHS].
-# Small sets need more passes (1,000 rows: 6), large ones no more than 3; never fewer than 3,
-# because one short epoch never predicts a rare class. Early stopping on the validation
-# metric ends a run that has converged sooner.
-TARGET_STEPS = 170
+# Small sets need more passes (up to 2,000 rows: 6), large ones no more than 3; never fewer
+# than 3, because one short epoch never predicts a rare class. Early stopping on the
+# validation metric ends a run that has converged sooner.
+TARGET_STEPS = 340
 MIN_EPOCHS = 3
 MAX_EPOCHS = 6
 
 # Small encoders, full fine-tuning: the peak learning rate is ENCODER_PEAK_LR up to
-# TARGET_STEPS optimizer steps and falls as 1/steps beyond (a fixed "learning-rate x steps"
+# PEAK_LR_STEPS optimizer steps and falls as 1/steps beyond (a fixed "learning-rate x steps"
 # budget), down to ENCODER_MIN_LR: on the measured grid 5e-4 won at 84-174 steps, 2e-4 at
 # ~340, 1e-4 at ~850 (docs/decisions.md).
 ENCODER_PEAK_LR = 5e-4
+PEAK_LR_STEPS = 170
 ENCODER_MIN_LR = 1e-4
 
 # Peak learning rates by (model family, method) where no step scaling was measured.
@@ -154,12 +155,12 @@ def auto_epochs(rows: int, batch: int) -> tuple[float, str]:
 
 
 def auto_encoder_lr(rows: int, batch: int, epochs: float) -> tuple[float, str]:
-    """`ENCODER_PEAK_LR` up to `TARGET_STEPS` steps, then scaled by TARGET_STEPS / steps."""
+    """`ENCODER_PEAK_LR` up to `PEAK_LR_STEPS` steps, then scaled by PEAK_LR_STEPS / steps."""
     steps = max(1, math.ceil(rows / max(1, batch))) * epochs
-    scaled = ENCODER_PEAK_LR * TARGET_STEPS / steps
+    scaled = ENCODER_PEAK_LR * PEAK_LR_STEPS / steps
     lr = float(f"{min(ENCODER_PEAK_LR, max(ENCODER_MIN_LR, scaled)):.2g}")
     return lr, (
-        f"{steps:.0f} optimizer steps: {ENCODER_PEAK_LR:g} x {TARGET_STEPS}/steps, "
+        f"{steps:.0f} optimizer steps: {ENCODER_PEAK_LR:g} x {PEAK_LR_STEPS}/steps, "
         f"kept within {ENCODER_MIN_LR:g}-{ENCODER_PEAK_LR:g}"
     )
 

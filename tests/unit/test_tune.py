@@ -197,3 +197,15 @@ def test_default_space_per_method(train: dict[str, Any], keys: set[str]) -> None
     from lmforge.tuning.space import default_space
 
     assert set(default_space(TrainConfig.model_validate(train))) == keys
+
+
+def test_a_tuned_max_length_reaches_evaluate_export_and_serving(tmp_path: Path, tiny_model: Path) -> None:
+    # B2: downstream stages once read train.max_length from the config, not the tuned value.
+    config = tune_config(tmp_path, tiny_model, trials=2, startup_trials=2)
+    config["train"]["max_length"] = 32
+    config["tune"]["space"] = {"max_length": {"choices": [8, 12]}}
+    result = run_pipeline(load_config(data=config))
+    tuned = result.artifacts["tune"].json("best")["params"]["max_length"]
+    assert tuned in (8, 12)
+    assert result.artifacts["train"].json("hyperparameters")["max_length"] == tuned
+    assert result.artifacts["export"].json("serving")["max_length"] == tuned

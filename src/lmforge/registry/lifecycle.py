@@ -34,12 +34,7 @@ def promote(client: MlflowClient | str, ref: str | ModelRef, *, audit: Audit | N
     the current champion, which `rollback` skips.
     """
     c = connect(client)
-    info = resolve(c, ref)
-    if info.archived:
-        raise RegistryError(
-            f"{info.ref} is archived and cannot be promoted",
-            hint=f"pick an active version from `lmforge models show {info.name}`",
-        )
+    info = _active(c, ref, "promoted")
     aliases = _aliases(c, info.name)
     current = aliases.get(CHAMPION)
     if current == info.version:
@@ -53,6 +48,17 @@ def promote(client: MlflowClient | str, ref: str | ModelRef, *, audit: Audit | N
     return resolve(c, info.ref)
 
 
+def _active(c: MlflowClient, ref: str | ModelRef, becoming: str) -> VersionInfo:
+    """The version `ref` names, refused when archived: whoever archived it decided so."""
+    info = resolve(c, ref)
+    if info.archived:
+        raise RegistryError(
+            f"{info.ref} is archived and cannot be {becoming}",
+            hint=f"pick an active version from `lmforge models show {info.name}`",
+        )
+    return info
+
+
 def set_challenger(
     client: MlflowClient | str, ref: str | ModelRef, *, audit: Audit | None = None
 ) -> VersionInfo:
@@ -62,12 +68,7 @@ def set_challenger(
     come back, and a rerun of the pipeline that trains the same model does not overrule them.
     """
     c = connect(client)
-    info = resolve(c, ref)
-    if info.archived:
-        raise RegistryError(
-            f"{info.ref} is archived and cannot be a challenger",
-            hint=f"pick an active version from `lmforge models show {info.name}`",
-        )
+    info = _active(c, ref, "a challenger")
     if CHALLENGER in info.aliases:
         return info
     c.set_registered_model_alias(info.name, CHALLENGER, info.version)

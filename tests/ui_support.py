@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from httpx import Response
 
 from lmforge.config import load_config
 from lmforge.pipeline.runner import RunResult, run_pipeline
 from lmforge.serve.keys import KeyStore
+from lmforge.ui.csrf import HEADER
 from tests.conftest import fast_config, make_rows, write_csv
 
 UNLABELED = ["invoice refund charge please", "password login locked again", "parcel delivery courier why"]
@@ -45,10 +48,27 @@ def ui_project(
     return {"path": path, "folder": folder, "keys": keys, "runs": runs, "config": config}
 
 
-def logged_in(app: FastAPI, key: str | None) -> TestClient:
-    """A client of `app`, logged in with `key` unless it is None."""
-    client = TestClient(app)
+def page_token(html: str) -> str:
+    """The CSRF token a page embeds in its forms (the login form's, on the login page)."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no form carrying a csrf_token"
+    return found.group(1)
+
+
+def log_in(client: TestClient, key: str, **form: str) -> Response:
+    """Log in as a browser does: open the login page, then post its form with the key."""
+    token = page_token(client.get("/login").text)
+    return client.post("/login", data={"key": key, "csrf_token": token, **form}, follow_redirects=False)
+
+
+def logged_in(app: FastAPI, key: str | None, **client_options: Any) -> TestClient:
+    """A client of `app`, logged in with `key` unless it is None. Like the UI's own scripts,
+    it sends the session's CSRF token (from the page's meta tag) as a header with every request."""
+    client = TestClient(app, **client_options)
     if key:
-        response = client.post("/login", data={"key": key}, follow_redirects=False)
+        response = log_in(client, key)
         assert response.status_code == 303, response.text
+        meta = re.search(r'<meta name="csrf-token" content="([^"]+)"', client.get("/runs").text)
+        assert meta, "a logged-in page has no csrf-token meta tag"
+        client.headers[HEADER] = meta.group(1)
     return client

@@ -452,7 +452,9 @@ def ui(
             err_console.print("[bold yellow]WARNING: --no-auth: anyone on this machine is admin.[/]")
         app_ = create_ui_app(project_for(config, tracking_uri), auth=not no_auth)
         console.print(f"lmforge ui for [bold]{config}[/] on http://{host}:{port}")
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        # proxy_headers off: the UI itself decides which peers' X-Forwarded-* to believe
+        # (ui.trusted_proxies), and needs the real peer address to decide it.
+        uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=False)
 
 
 @app.command()

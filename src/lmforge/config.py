@@ -764,6 +764,31 @@ class ServeConfig(Section):
     metrics_public: bool = Field(False, description="Serve /metrics without a key (for an internal scraper).")
 
 
+class UiConfig(Section):
+    """`lmforge ui`: how long a login lasts, and what the server believes about the proxy in front."""
+
+    idle_minutes: float = Field(
+        30.0, gt=0, le=7 * 24 * 60, description="A UI session ends after this many minutes without a request."
+    )
+    session_hours: float = Field(
+        12.0, gt=0, le=30 * 24, description="A UI session ends this many hours after login, however active."
+    )
+    secure_cookies: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description=(
+            "Mark the UI's cookies Secure (sent over HTTPS only): auto when the request came over https "
+            "(TLS at the server, or X-Forwarded-Proto from a trusted proxy), always, or never."
+        ),
+    )
+    trusted_proxies: list[str] = Field(
+        ["127.0.0.1", "::1"],
+        description=(
+            "Peer addresses whose X-Forwarded-Proto and X-Forwarded-Host the UI believes (a TLS proxy "
+            "in front of it); `*` trusts every peer, [] none."
+        ),
+    )
+
+
 class Config(Section):
     """A whole lmforge run. The YAML file mirrors this model key for key."""
 
@@ -808,6 +833,7 @@ class Config(Section):
         default_factory=RegisterConfig, alias="register", description="Model registry."
     )
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Model server (`lmforge serve`).")
+    ui: UiConfig = Field(default_factory=UiConfig, description="Web UI (`lmforge ui`): sessions and cookies.")
     output_dir: str = Field("runs", description="Folder of run folders, relative to the config file.")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

@@ -13,7 +13,7 @@ from lmforge.config import load_config
 from lmforge.pipeline.runner import run_pipeline
 from lmforge.serve.keys import KeyStore
 from lmforge.ui.app import create_ui_app, project_for
-from tests.ui_support import logged_in, ui_project
+from tests.ui_support import log_in, logged_in, page_token, ui_project
 
 NAME = "test-project"
 
@@ -58,23 +58,21 @@ def test_actions_need_admin(project: dict[str, Any], path: str, who: str | None)
 def test_a_wrong_or_revoked_key_cannot_log_in(project: dict[str, Any]) -> None:
     client = TestClient(create_ui_app(project_for(project["path"])))
     for secret in ("lmf_not_a_key", project["keys"]["revoked"]):
-        response = client.post("/login", data={"key": secret}, follow_redirects=False)
+        response = log_in(client, secret)
         assert response.status_code == 401 and "Unknown or revoked key" in response.text
     assert client.get("/runs", follow_redirects=False).status_code == 303
 
 
 def test_login_cookie_is_http_only_and_next_stays_on_site(project: dict[str, Any]) -> None:
     client = TestClient(create_ui_app(project_for(project["path"])))
-    response = client.post(
-        "/login", data={"key": project["keys"]["predict"], "next": "//evil.example/x"}, follow_redirects=False
-    )
+    response = log_in(client, project["keys"]["predict"], next="//evil.example/x")
     assert response.headers["location"] == "/runs"
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert (
         project["keys"]["predict"] not in response.headers["set-cookie"]
     )  # the key never reaches the browser
-    client.post("/logout")
+    client.post("/logout", data={"csrf_token": page_token(client.get("/runs").text)})
     assert client.get("/runs", follow_redirects=False).status_code == 303
 
 
@@ -124,8 +122,7 @@ def test_a_tuned_run_shows_its_trials_and_search_plots(tmp_path: Path, tiny_mode
     path.write_text(yaml.safe_dump(config))
     run = run_pipeline(load_config(path))
     secret = KeyStore(tmp_path / "state" / "keys.db").create("predict", name="viewer").secret
-    client = TestClient(create_ui_app(project_for(path)))
-    client.post("/login", data={"key": secret})
+    client = logged_in(create_ui_app(project_for(path)), secret)
     page = client.get(f"/runs/{run.run_id}").text
     assert "Hyperparameter trials" in page and page.count("<tr>") > 3
     plots = [p.name for p in (run.run_dir / "tune").glob("hpo_*.png")]

@@ -219,6 +219,16 @@ class KeyStore:
             conn.execute(k.update().where(k.c.id == row["id"]).values(last_used_at=now))
         return replace(_info(row), last_used_at=now)
 
+    def get(self, key_id: int) -> KeyInfo | None:
+        """Key `key_id` as the database has it now (revoked ones included), or None.
+
+        One primary-key read, no write: cheap enough for a per-request re-check of a key
+        that was authenticated earlier (a UI session), and never stale.
+        """
+        with self._reader.connect() as conn:
+            row = conn.execute(sa.select(*_INFO).where(keys_table.c.id == key_id)).mappings().first()
+        return _info(row) if row is not None else None
+
     @staticmethod
     def allows(key: KeyInfo, needed: str) -> bool:
         """Same as the module-level :func:`allows`, here so the server needs only the store."""

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from lmforge.config import Config
 from lmforge.state_dir import StateDir
 from lmforge.ui import (
+    csrf,
     views_compare,
     views_models,
     views_monitor,
@@ -24,7 +25,7 @@ from lmforge.ui import (
     views_start,
 )
 from lmforge.ui.pages import HERE, page
-from lmforge.ui.session import COOKIE, SESSION_SECONDS, Forbidden, LoginRequired, Sessions
+from lmforge.ui.session import COOKIE, Forbidden, LoginRequired, Sessions
 
 
 @dataclass
@@ -54,33 +55,81 @@ def project_for(config_file: Path, tracking_uri: str | None = None) -> Project:
 
 
 def create_ui_app(project: Project, *, auth: bool = True) -> FastAPI:
-    """The UI of `project`; `auth` False makes every visitor an admin (`--no-auth`, loopback only)."""
-    app = FastAPI(title="lmforge ui", docs_url=None, redoc_url=None, openapi_url=None)
+    """The UI of `project`; `auth` False makes every visitor an admin (`--no-auth`, loopback only).
+
+    Every route depends on `csrf.guard`: state-changing requests must come from this site's
+    own pages (Origin and CSRF token), so a route added later cannot forget the check.
+    """
+    settings = project.config.ui
+    app = FastAPI(
+        title="lmforge ui",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(csrf.guard)],
+    )
     app.state.project = project
-    app.state.sessions = Sessions(project.state.keys_url, auth=auth)
+    app.state.ui_settings = settings
+    app.state.sessions = Sessions(
+        project.state.keys_url,
+        auth=auth,
+        idle_seconds=settings.idle_minutes * 60,
+        lifetime_seconds=settings.session_hours * 3600,
+    )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    def set_cookie(request: Request, response: Response, name: str, value: str, **options: object) -> None:
+        secure = csrf.secure_cookie(request, settings)
+        response.set_cookie(name, value, httponly=True, samesite="strict", secure=secure, **options)  # type: ignore[arg-type]
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:
-        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        # Back to this page after the login; an action (POST) is not repeated: back to the list.
+        back = request.url.path if request.method == "GET" else "/runs"
+        response = RedirectResponse(f"/login?next={quote(back)}", status_code=303)
+        if COOKIE in request.cookies:  # an ended session: the browser forgets it too
+            response.delete_cookie(COOKIE)
+        return response
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:
         return page(request, "error.html.j2", status_code=403, title="Not allowed", message=str(exc))
 
+    @app.exception_handler(csrf.CsrfRefused)
+    async def refused(request: Request, exc: csrf.CsrfRefused) -> Response:
+        if "json" in request.headers.get("content-type", "") or csrf.HEADER in request.headers:
+            return JSONResponse({"detail": str(exc)}, status_code=403)  # a script's fetch
+        return page(request, "error.html.j2", status_code=403, title="Refused", message=str(exc))
+
+    def login_page(request: Request, next: str, error: str | None, status_code: int = 200) -> Response:
+        # A fresh login token each time the form is shown (see csrf.py: double submit).
+        token = csrf.new_login_token()
+        response = page(
+            request,
+            "login.html.j2",
+            status_code=status_code,
+            next=_local(next),
+            error=error,
+            login_token=token,
+        )
+        set_cookie(
+            request, response, csrf.LOGIN_COOKIE, token, max_age=csrf.LOGIN_COOKIE_SECONDS, path="/login"
+        )
+        return response
+
     @app.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request, next: str = "/runs", error: str | None = None) -> Response:
-        return page(request, "login.html.j2", next=_local(next), error=error)
+        return login_page(request, next, error)
 
     @app.post("/login")
     async def login(request: Request, key: str = Form(...), next: str = Form("/runs")) -> Response:
         token = app.state.sessions.login(key)
         if token is None:
-            return page(
-                request, "login.html.j2", status_code=401, next=_local(next), error="Unknown or revoked key."
-            )
+            return login_page(request, next, "Unknown or revoked key.", status_code=401)
+        app.state.sessions.logout(request.cookies.get(COOKIE))  # a new login replaces the old session
         response = RedirectResponse(_local(next), status_code=303)
-        response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="strict")
+        set_cookie(request, response, COOKIE, token, max_age=int(settings.session_hours * 3600))
+        response.delete_cookie(csrf.LOGIN_COOKIE, path="/login")
         return response
 
     @app.post("/logout")

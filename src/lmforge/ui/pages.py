@@ -22,12 +22,18 @@ templates = Jinja2Templates(
 
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """Render `template` with the user and project every page shows in its header."""
+    """Render `template` with the user and project every page shows in its header, and the
+    session's CSRF token, which every form embeds and scripts send (see `csrf.py`)."""
     app = request.app
-    user = app.state.sessions.user(request)
+    session = app.state.sessions.current(request)
     return templates.TemplateResponse(
         request,
         template,
-        {"user": user, "project": app.state.project.config.project_name, **context},
+        {
+            "user": session.user if session else None,
+            "csrf_token": session.csrf if session else "",
+            "project": app.state.project.config.project_name,
+            **context,
+        },
         status_code=status_code,
     )

@@ -16,10 +16,13 @@
     $("status").textContent = text;
   }
 
+  // The session's CSRF token, which every state-changing request must carry (see ui/csrf.py).
+  const csrf = document.querySelector('meta[name="csrf-token"]');
+
   async function post(path, body) {
     const response = await fetch(path, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf ? csrf.content : "" },
       body: JSON.stringify(body),
       credentials: "same-origin",
     });
@@ -33,11 +36,11 @@
   }
 
   async function reason(response) {
-    if (response.status === 403) return "your key is not allowed to do this";
     try {
       const detail = (await response.json()).detail;
       return typeof detail === "string" ? detail : JSON.stringify(detail);
     } catch (_) {
+      if (response.status === 403) return "your key is not allowed to do this";
       return "request failed (" + response.status + ")";
     }
   }

@@ -18,7 +18,7 @@ from lmforge import registry
 from lmforge.serve.keys import KeyStore, keys_table
 from lmforge.ui import csrf
 from lmforge.ui.app import create_ui_app, project_for
-from lmforge.ui.session import COOKIE
+from lmforge.ui.session import BACKGROUND, COOKIE
 from tests.ui_support import log_in, logged_in, page_token, ui_project
 
 NAME = "test-project"
@@ -91,7 +91,8 @@ def test_a_key_whose_scope_was_lowered_cannot_act(project: dict[str, Any]) -> No
     refused = client.post(f"/models/{NAME}/versions/{target}/promote", follow_redirects=False)
     assert _is_login_redirect(refused) and _champion(project) == before
     again = logged_in(_app(project), secret)  # logging in again gives the new, lower scope
-    assert again.post(f"/models/{NAME}/versions/{target}/promote").status_code == 403
+    refused = again.post(f"/models/{NAME}/versions/{target}/promote")
+    assert refused.status_code == 403 and "needs a key with scope &#39;admin&#39;" in refused.text
     assert _champion(project) == before
 
 
@@ -108,6 +109,20 @@ def test_a_session_ends_after_idle_minutes_and_after_session_hours(project: dict
 
     client = logged_in(app, project["keys"]["predict"])
     now[0] += 5 * 60 + 1
+    assert _is_login_redirect(client.get("/runs", follow_redirects=False))
+
+
+def test_a_pages_polling_does_not_keep_an_idle_session_alive(project: dict[str, Any]) -> None:
+    app = _app(project)
+    now = [0.0]
+    app.state.sessions.clock = lambda: now[0]
+    client = logged_in(app, project["keys"]["predict"])
+    progress = f"/runs/{project['runs'][0].run_id}/progress.json"
+    for _ in range(5):  # a run page left open polls its progress: 25 minutes of polls, all answered
+        now[0] += 5 * 60
+        poll = client.get(progress, headers={BACKGROUND: "1"}, follow_redirects=False)
+        assert poll.status_code == 200
+    now[0] += 6 * 60  # 31 minutes after the user last did something (6 after the last poll)
     assert _is_login_redirect(client.get("/runs", follow_redirects=False))
 
 
@@ -140,6 +155,8 @@ def test_a_cross_origin_post_with_a_valid_cookie_and_token_is_refused(
     response = client.post(f"/models/{NAME}/versions/{target}/promote", headers=headers)
     assert response.status_code == 403 and "not from this site" in response.text
     assert _champion(project) == before
+    last = project["store"].audit_log(limit=1)[0]  # the attempt is on record for the admins
+    assert last["action"] == "ui.csrf.refused" and last["target"].endswith("/promote")
 
 
 @pytest.mark.parametrize("token", [None, "", "wrong", "other-session"])

@@ -97,6 +97,10 @@ def create_ui_app(project: Project, *, auth: bool = True) -> FastAPI:
 
     @app.exception_handler(csrf.CsrfRefused)
     async def refused(request: Request, exc: csrf.CsrfRefused) -> Response:
+        session = app.state.sessions.current(request)
+        if session is not None and session.user.key_id is not None:
+            # A logged-in user's browser sent it: someone may be trying to act in their name.
+            app.state.sessions.audit("ui.csrf.refused", session.user, request.url.path, str(exc))
         if "json" in request.headers.get("content-type", "") or csrf.HEADER in request.headers:
             return JSONResponse({"detail": str(exc)}, status_code=403)  # a script's fetch
         return page(request, "error.html.j2", status_code=403, title="Refused", message=str(exc))

@@ -22,6 +22,9 @@ from typing import Any
 from fastapi import Request
 
 COOKIE = "lmforge_session"
+# Sent by the pages' own polling scripts: a poll is not the user doing something, so it does not
+# keep an idle session alive (a run page left open would otherwise never log out).
+BACKGROUND = "X-Lmforge-Background"
 SESSION_SECONDS = 12 * 3600  # the default of ui.session_hours
 IDLE_SECONDS = 30 * 60  # the default of ui.idle_minutes
 _NONE = object()  # "looked up, no session" in request.state (None would mean "not looked up")
@@ -107,7 +110,8 @@ class Sessions:
         """The request's live session, or None; looked up (and its key re-checked) once per request."""
         cached = getattr(request.state, "lmforge_session", None)
         if cached is None:
-            cached = self._lookup(request.cookies.get(COOKIE, "")) if self.auth else self._local
+            token, touch = request.cookies.get(COOKIE, ""), BACKGROUND not in request.headers
+            cached = self._lookup(token, touch=touch) if self.auth else self._local
             request.state.lmforge_session = cached if cached is not None else _NONE
         return None if cached is _NONE else cached
 
@@ -118,7 +122,7 @@ class Sessions:
     def audit(self, action: str, user: User, target: str, detail: str = "") -> None:
         self.keys.audit(action, None, target, f"ui user {user.name}: {detail}".strip(": "))
 
-    def _lookup(self, token: str) -> Session | None:
+    def _lookup(self, token: str, *, touch: bool) -> Session | None:
         now = self.clock()
         with self._lock:
             session = self._live.get(token)
@@ -132,7 +136,8 @@ class Sessions:
             if ended:
                 self._live.pop(token, None)
                 return None
-            session.seen = now
+            if touch:
+                session.seen = now
         return session
 
     def _key_changed(self, user: User) -> bool:

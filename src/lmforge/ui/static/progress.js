@@ -51,7 +51,8 @@
   }
 
   function poll() {
-    fetch(url, { credentials: "same-origin", cache: "no-store" })
+    // The header: a poll does not count as the user being active (ui/session.py).
+    fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "X-Lmforge-Background": "1" } })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
       .then(function (p) {
         show(p);

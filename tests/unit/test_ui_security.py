@@ -305,3 +305,14 @@ def test_every_post_form_in_the_templates_carries_the_token() -> None:
             forms.append((template.name, 'name="csrf_token"' in body))
     assert len(forms) >= 9
     assert [name for name, ok in forms if not ok] == []
+
+
+def test_the_key_store_reads_a_key_by_id_as_it_is_now(tmp_path: Path) -> None:
+    """What the per-request re-check relies on: no cached copy of a key, revoked ones included."""
+    store = KeyStore(tmp_path / "keys.db")
+    key = store.create("admin", name="ops").info
+    assert store.get(key.id) == key
+    store.revoke(key.id)
+    revoked = store.get(key.id)
+    assert revoked is not None and revoked.revoked and revoked.scope == "admin"
+    assert store.get(key.id + 1000) is None

@@ -78,9 +78,13 @@ def create_ui_app(project: Project, *, auth: bool = True) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    def set_cookie(request: Request, response: Response, name: str, value: str, **options: object) -> None:
-        secure = csrf.secure_cookie(request, settings)
-        response.set_cookie(name, value, httponly=True, samesite="strict", secure=secure, **options)  # type: ignore[arg-type]
+    def set_cookie(
+        request: Request, response: Response, name: str, value: str, max_age: int, path: str = "/"
+    ) -> None:
+        secure = csrf.secure_cookie(request, settings)  # ui.secure_cookies
+        response.set_cookie(
+            name, value, max_age=max_age, path=path, httponly=True, samesite="strict", secure=secure
+        )
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:

@@ -65,7 +65,7 @@ def test_model_card_names_data_metrics_and_file_hashes(exported: tuple[dict, Any
     card = result.artifacts["export"].path("MODEL_CARD.md").read_text()
     model_dir = result.artifacts["train"].path("model")
     for label in result.artifacts["split"].json("labels"):
-        assert f"`{label}`" in card
+        assert f"| {label} |" in card  # plain, escaped text (see test_model_card_escapes_...)
     assert file_sha256(model_dir / "model.safetensors") in card
     assert file_sha256(Path(config["data"]["train"])) in card
     assert f"| f1_macro | {result.artifacts['evaluate'].metrics['f1_macro']:.4f} |" in card

@@ -66,6 +66,15 @@ def _texts_of(path: Path, data: bytes) -> Iterator[bytes]:
                 yield from _texts_of(Path(name), archive.read(name))
 
 
+def files_holding(root: Path, value: str) -> set[str]:
+    """Paths (relative to `root`) of the files under it that hold `value`, decoded or not."""
+    return {
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and any(value.encode() in blob for blob in _texts_of(path, path.read_bytes()))
+    }
+
+
 def _leaks(roots: list[Path], allowed: set[Path]) -> list[str]:
     found = []
     for root in roots:

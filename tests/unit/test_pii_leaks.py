@@ -28,6 +28,7 @@ SCRIPT = '<script>alert("pwned")</script>'
 # Each planted value, with the forms a careless copy could take (digits without spacing).
 PLANTED = {
     "email": ["jane.doe@example.com"],
+    "email of an unlabelled row": ["sam.roe@example.net"],
     "email hidden by an HTML entity": ["john&#64;example.org", "john@example.org"],
     "phone": ["+1 415-555-2671", "4155552671"],
     "card": ["4111 1111 1111 1111", "4111111111111111"],
@@ -42,6 +43,7 @@ TRAIN_TEXTS = [
     ("refund to DE89 3704 0044 0532 0130 00 please", "billing"),
     ("price wrong, bank GB82WEST12345698765432 needs refund", "billing"),
     (f"crash on update {SCRIPT} error", "bug"),
+    ("password locked, my address is sam.roe@example.net", ""),  # auto-labelled: the label stage's path
 ]
 # A label is training data too: it reaches the model card, the report and MLflow.
 SCRIPT_ROWS = [
@@ -140,9 +142,9 @@ def test_no_raw_personal_data_is_left_anywhere(leaky_run: tuple[Path, dict[str, 
 
 def test_masking_is_reported_where_it_happened(leaky_run: tuple[Path, dict[str, Any], Any]) -> None:
     _, _, result = leaky_run
-    assert result.artifacts["ingest"].summary["pii_masked"] == {"email": 2, "phone": 1, "card": 1, "iban": 2}
+    assert result.artifacts["ingest"].summary["pii_masked"] == {"email": 3, "phone": 1, "card": 1, "iban": 2}
     clean = result.artifacts["clean"].summary
-    assert clean["pii"] == {"email": 2, "phone": 1, "card": 1, "iban": 2}
+    assert clean["pii"] == {"email": 3, "phone": 1, "card": 1, "iban": 2}
     changed = {e["changes"] for e in clean["changed_examples"]}
     assert {"pii:email", "pii:phone", "pii:card", "pii:iban"} <= {c for e in changed for c in e.split()}
     texts = result.artifacts["ingest"].table("train")["text"].tolist()

@@ -184,6 +184,14 @@ class CleanConfig(Section):
     phone_region: str = Field(
         "US", min_length=2, max_length=2, description="Region for phone numbers written without +country."
     )
+    keep_raw_pii: bool = Field(
+        False,
+        description=(
+            "Keep the raw texts in the ingest and validate artifacts and mask them only in the clean "
+            "stage (changed.csv then shows the raw `before`). Default false: personal data is masked "
+            "as the files are read, so no artifact, manifest or report holds it."
+        ),
+    )
     label_noise: Literal["flag", "drop", "off"] = Field(
         "flag",
         description=(

@@ -89,6 +89,37 @@ def test_personal_data_is_masked_or_dropped(config_dict: dict, mode: str) -> Non
         assert _removed(result).set_index("source_row").loc[130, "reason"] == "personal data (email)"
 
 
+@pytest.mark.parametrize(
+    ("mode", "keep_raw", "raw_in"),
+    [
+        ("mask", False, set()),
+        ("drop", False, set()),
+        # The opt-in: the tables before clean and clean's record of the change keep the value.
+        (
+            "mask",
+            True,
+            {"ingest/train.parquet", "validate/train.parquet", "clean/changed.csv", "clean/manifest.json"},
+        ),
+    ],
+)
+def test_raw_personal_data_stays_out_of_every_artifact_unless_kept(
+    config_dict: dict, mode: str, keep_raw: bool, raw_in: set[str]
+) -> None:
+    from tests.unit.test_pii_leaks import files_holding
+
+    result = _run(config_dict, [*make_rows(), *MESSY], until="clean", pii=mode, keep_raw_pii=keep_raw)
+    assert files_holding(result.run_dir, "jane.doe@example.com") == raw_in
+    assert result.artifacts["clean"].summary["pii"] == {"email": 1}
+    assert "pii" not in result.artifacts["clean"].table("train").columns
+    if not keep_raw:
+        ingested = result.artifacts["ingest"].table("train").set_index("source_row")
+        assert ingested.loc[130, "text"] == "write to me at <EMAIL> about the refund invoice"
+        assert ingested.loc[130, "pii"] == "email:1" and ingested["pii"].isna().sum() == len(ingested) - 1
+    if mode == "drop":
+        removed = _removed(result).set_index("source_row")
+        assert removed.loc[130, "text"] == "write to me at <EMAIL> about the refund invoice"
+
+
 def test_mojibake_is_repaired_and_logged(config_dict: dict) -> None:
     result = _run(config_dict, [*make_rows(), *MESSY])
     train = result.artifacts["clean"].table("train").set_index("source_row")

@@ -65,7 +65,7 @@ def test_model_card_names_data_metrics_and_file_hashes(exported: tuple[dict, Any
     card = result.artifacts["export"].path("MODEL_CARD.md").read_text()
     model_dir = result.artifacts["train"].path("model")
     for label in result.artifacts["split"].json("labels"):
-        assert f"`{label}`" in card
+        assert f"| {label} |" in card  # plain, escaped text (see test_card_values_are_inert_markdown)
     assert file_sha256(model_dir / "model.safetensors") in card
     assert file_sha256(Path(config["data"]["train"])) in card
     assert f"| f1_macro | {result.artifacts['evaluate'].metrics['f1_macro']:.4f} |" in card
@@ -104,3 +104,21 @@ def test_onnx_false_still_writes_the_card_and_serving_facts(tmp_path: Path, tiny
     assert not export.has("model.onnx") and export.has("MODEL_CARD.md")
     serving = export.json("serving")
     assert serving["onnx"] is None and serving["max_length"] == config["train"]["max_length"]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ('<script>alert("x")</script>', '&lt;script&gt;alert("x")&lt;/script&gt;'),
+        ("![pixel](http://evil.example/p.png)", "!\\[pixel\\](http://evil.example/p.png)"),
+        ("[click](javascript:alert(1))", "\\[click\\](javascript:alert(1))"),
+        ("a`b|c\\d", "a\\`b\\|c\\\\d"),
+        ("two\nlines # heading", "two lines # heading"),
+        ("R&D", "R&amp;D"),
+        ("not_spam", "not_spam"),  # plain names stay as they are
+    ],
+)
+def test_card_values_are_inert_markdown(value: str, shown: str) -> None:
+    from lmforge.export.card import md_text
+
+    assert md_text(value) == shown

@@ -107,6 +107,41 @@ def test_language_modeling_texts_have_lengths_and_duplicates(tmp_path: Path) -> 
     }
 
 
+PII_ROWS = [  # (instruction, output): personal data in the prompt, the answer, or neither
+    ("opposite of hot", "cold"),
+    ("mail the opposite of big to jane.doe@example.com", "small"),
+    ("what is my card number", "it is 4111 1111 1111 1111"),
+    ("give the opposite of fast", "slow"),
+]
+RAW = ("jane.doe@example.com", "4111 1111 1111 1111")
+
+
+@pytest.mark.parametrize("task", ["generation", "language-modeling"])
+@pytest.mark.parametrize("mode", ["mask", "drop"])
+def test_personal_data_is_masked_as_read_and_counted_by_clean(tmp_path: Path, task: str, mode: str) -> None:
+    from tests.unit.test_pii_leaks import files_holding
+
+    if task == "generation":
+        rows: list[dict[str, Any]] = [{"instruction": q, "input": "", "output": a} for q, a in PII_ROWS]
+    else:
+        rows = [{"text": f"{q} {a}"} for q, a in PII_ROWS]
+    result = _run(tmp_path, rows, task=task, pii=mode)
+    assert all(files_holding(result.run_dir, value) == set() for value in RAW)
+    assert result.artifacts["ingest"].summary["pii_masked"] == {"email": 1, "card": 1}
+    clean = result.artifacts["clean"]
+    assert clean.summary["pii"] == {"email": 1, "card": 1}
+    kept = clean.table("train")
+    assert "pii" not in kept.columns
+    column = "text" if task == "language-modeling" else "messages"
+    if mode == "drop":
+        assert set(kept["source_row"]) == {1, 4}
+        assert set(pd.read_csv(clean.path("removed.csv"))["reason"]) == {"personal data"}
+    else:
+        assert set(kept["source_row"]) == {1, 2, 3, 4}
+        joined = " ".join(kept[column])
+        assert "<EMAIL>" in joined and "<CARD>" in joined
+
+
 @pytest.mark.parametrize(
     ("task", "clean", "key"),
     [

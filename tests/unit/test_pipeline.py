@@ -98,13 +98,33 @@ def test_register_is_idempotent_for_the_same_model(first_run: tuple[dict, Any]) 
 
 def test_a_setting_the_report_shows_is_in_its_key(first_run: tuple[dict, Any]) -> None:
     # B3: clean.pii does not change clean's output here (no personal data), so only the
-    # clean stage's key and the report's (which shows the setting) may change.
+    # clean stage's key and the report's (which shows the setting) may change. Ingest masks
+    # personal data with it, so it reads the files again, but writes the same tables: the
+    # stages after it are reused.
     config, _ = first_run
     assert "clean.pii = mask" in (first_run[1].run_dir / "report" / "report.html").read_text()
     changed = {**config, "clean": {**config.get("clean", {}), "pii": "off"}}
     result = run_pipeline(load_config(data=changed))
-    assert _ran(result) == ["clean", "gate", "report", "register"]
+    assert _ran(result) == ["ingest", "clean", "gate", "report", "register"]
     assert "clean.pii = off" in (result.run_dir / "report" / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reran"),
+    [
+        ("pii_types", ["email"], ["ingest", "clean"]),  # what ingest masks: in its key
+        ("phone_region", "GB", ["ingest", "clean"]),
+        ("near_duplicate_threshold", 0.9, ["clean"]),  # the rest of `clean`: not in ingest's key
+        ("label_noise", "off", ["clean"]),
+    ],
+)
+def test_ingest_is_keyed_by_the_clean_keys_it_masks_with(
+    first_run: tuple[dict, Any], key: str, value: Any, reran: list[str]
+) -> None:
+    config, _ = first_run
+    changed = {**config, "clean": {**config.get("clean", {}), key: value}}
+    result = run_pipeline(load_config(data=changed), until="clean")
+    assert _ran(result) == reran
 
 
 def test_changed_data_file_reruns_everything(first_run: tuple[dict, Any], tmp_path: Path) -> None:

@@ -132,6 +132,33 @@ def test_feedback_borrows_the_logged_text(db: str) -> None:
     assert second.text is None  # known prediction, text never logged: kept, but not trainable
 
 
+@pytest.mark.parametrize(
+    "item",
+    [
+        FeedbackItem(
+            kind="label", label="billing", text="refund to DE89 3704 0044 0532 0130 00 or jo@ex.com"
+        ),
+        FeedbackItem(
+            kind="correction", corrected_output="card 4111 1111 1111 1111", text="call +1 415-555-2671"
+        ),
+        # Already masked (a logged prediction's text): masking again changes nothing.
+        FeedbackItem(kind="rating", rating=1, text="mail <EMAIL> about <IBAN>"),
+    ],
+)
+def test_feedback_texts_are_stored_pii_masked(db: str, tmp_path: Path, item: FeedbackItem) -> None:
+    from lmforge.data.pii import mask_text
+
+    raw = [v for v in (item.text, item.corrected_output) if v]
+    expected = (mask_text(item.text), mask_text(item.corrected_output))
+    ServeStore(db).add_feedback(item)
+    (stored,) = ServeStore(db).feedback()
+    assert (stored.text, stored.corrected_output) == (item.text, item.corrected_output) == expected
+    assert all("<" in v for v in expected if v)  # every text above holds personal data or placeholders
+    files = [p for p in (tmp_path / "serve").iterdir() if p.is_file()]  # the db, -wal, -shm
+    leaked = [v for p in files for v in raw if v != mask_text(v) and v.encode() in p.read_bytes()]
+    assert leaked == []
+
+
 def test_feedback_is_durable_across_a_fresh_store(db: str) -> None:
     ids = [ServeStore(db).add_feedback(FeedbackItem(kind="label", label="bug", text=t)) for t in "abc"]
     fresh = ServeStore(db)

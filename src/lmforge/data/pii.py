@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 
 import phonenumbers
 from stdnum import iban as stdnum_iban
@@ -270,3 +271,15 @@ class PiiDetector:
             masked.append(new_text)
             totals.update(counts)
         return masked, dict(totals)
+
+
+@cache
+def default_detector() -> PiiDetector:
+    """One shared detector of the default types, for texts that reach a store from a client
+    (logged requests, feedback): built once, since phone matching setup is not free."""
+    return PiiDetector()
+
+
+def mask_text(text: str | None) -> str | None:
+    """``text`` with the default types masked (None stays None); masking twice changes nothing."""
+    return None if text is None else default_detector().mask(text)[0]

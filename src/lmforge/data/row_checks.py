@@ -48,6 +48,60 @@ class Repairer:
         return text, changes, found
 
 
+def masks_at_ingest(cfg: CleanConfig) -> bool:
+    """Whether personal data is masked as the files are read (the first stage that writes rows),
+    rather than only in the clean stage: the default whenever the clean stage would mask or drop
+    it, so no artifact holds a raw value. `clean.keep_raw_pii: true` opts out."""
+    return cfg.enabled and cfg.pii != "off" and not cfg.keep_raw_pii
+
+
+class IngestMasker:
+    """Masks personal data in the texts ingest writes, with the clean stage's detector.
+
+    Why mask the repaired text too: text repair (HTML entities, odd Unicode) can reveal a value
+    the raw text hides (`john&#64;example.com`); when it does, the row is stored repaired and
+    masked, so the clean stage never finds a value that an earlier artifact holds raw.
+    Masking is idempotent: placeholders are never detected, and repair keeps them.
+    """
+
+    def __init__(self, cfg: CleanConfig, *, whitespace: bool) -> None:
+        from lmforge.data.pii import PiiDetector
+
+        self.fixer = TextFixer(unicode=cfg.fix_unicode, html=cfg.strip_html, whitespace=whitespace)
+        self.detector = PiiDetector(cfg.pii_types, phone_region=cfg.phone_region)
+
+    def mask(self, text: str) -> tuple[str, dict[str, int]]:
+        """The text with its personal data replaced by placeholders, and the counts per type."""
+        masked, found = self.detector.mask(text)
+        repaired, _ = self.fixer.fix(masked)
+        if repaired != masked:
+            hidden, more = self.detector.mask(repaired)
+            if more:
+                masked = hidden
+                found = {k: found.get(k, 0) + more.get(k, 0) for k in {*found, *more}}
+        return masked, found
+
+
+def found_label(found: Mapping[str, int]) -> str | None:
+    """The `pii` column's value for a row: `email:1 phone:2`, or None when nothing was found."""
+    return " ".join(f"{kind}:{n}" for kind, n in sorted(found.items())) or None
+
+
+def parse_found(value: object) -> dict[str, int]:
+    """The counts a `pii` column value holds ({} for None / NaN / empty)."""
+    if not isinstance(value, str) or not value:
+        return {}
+    return {kind: int(n) for kind, n in (part.split(":") for part in value.split())}
+
+
+def merge_found(*counts: Mapping[str, int]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for found in counts:
+        for kind, n in found.items():
+            merged[kind] = merged.get(kind, 0) + n
+    return merged
+
+
 def length_filter(
     cfg: CleanConfig,
     name: str,

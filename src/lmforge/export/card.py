@@ -3,11 +3,31 @@ it is, what it is for, where it fails, and the hashes that identify every file."
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 from typing import Any
 
 from lmforge.pipeline.artifacts import file_sha256
 from lmforge.pipeline.context import Inputs, StageContext
+
+# Markdown punctuation that could start a link, an image, a code span or a table cell, or end an
+# escape: backslash-escaped so a value from the data renders as the characters it holds.
+_MARKDOWN = re.compile(r"([\\`\[\]|])")
+
+
+def md_text(value: object) -> str:
+    """A value from the user's data or config (label, file or model name) as inert Markdown text.
+
+    Why: the card is rendered by MLflow's UI and by model hubs; a label such as
+    `<script>...</script>` or `![x](http://...)` must show as text, not run or load anything.
+    HTML-escaping `<`, `>` and `&` stops tags and entities; backslash-escaping brackets,
+    backticks, pipes and backslashes stops link and image syntax, code spans and table cells;
+    line breaks become spaces (a line of its own could start a heading or a block). The text
+    still reads the same once rendered.
+    """
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def model_card(ctx: StageContext, inputs: Inputs, check: dict[str, Any] | None) -> str:
@@ -18,13 +38,13 @@ def model_card(ctx: StageContext, inputs: Inputs, check: dict[str, Any] | None) 
     metrics = evaluate.metrics
     trained = train.json("hyperparameters")
     lines = [
-        f"# {config.project_name}",
+        f"# {md_text(config.project_name)}",
         "",
-        f"Text classifier fine-tuned by lmforge from `{train.summary.get('model')}` "
-        f"with method `{train.summary.get('method')}`.",
+        f"Text classifier fine-tuned by lmforge from {md_text(train.summary.get('model'))} "
+        f"with method {md_text(train.summary.get('method'))}.",
         "",
         "## Intended use",
-        f"Assigns one of {len(labels)} labels to a short text: {', '.join(f'`{x}`' for x in labels)}. "
+        f"Assigns one of {len(labels)} labels to a short text: {', '.join(md_text(x) for x in labels)}. "
         "It was trained for the domain of its training data below; use it on texts of the same kind and "
         "language, and route low-confidence predictions to a person.",
         "",
@@ -39,7 +59,8 @@ def model_card(ctx: StageContext, inputs: Inputs, check: dict[str, Any] | None) 
         "| label | precision | recall | F1 | support |",
         "| --- | --- | --- | --- | --- |",
         *(
-            f"| {c['label']} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+            f"| {md_text(c['label'])} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} "
+            f"| {c['support']} |"
             for c in evaluate.json("per_class")
         ),
         "",
@@ -74,7 +95,7 @@ def _data_lines(ctx: StageContext, split: Any) -> list[str]:
         if name:
             path = config.resolve_path(name)
             digest = file_sha256(path) if path.exists() else "missing"
-            lines.append(f"- `{role}` file `{Path(name).name}`, sha256 `{digest}`")
+            lines.append(f"- `{role}` file {md_text(Path(name).name)}, sha256 `{digest}`")
     rows = split.manifest.get("rows", {})
     lines.append(
         f"- Split rows: train {rows.get('train', 0)}, validation {rows.get('validation', 0)}, "
@@ -82,7 +103,9 @@ def _data_lines(ctx: StageContext, split: Any) -> list[str]:
     )
     counts = split.summary.get("label_counts", {}).get("train", {})
     if counts:
-        lines.append("- Train label counts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        lines.append(
+            "- Train label counts: " + ", ".join(f"{md_text(k)} {v}" for k, v in sorted(counts.items()))
+        )
     return lines
 
 

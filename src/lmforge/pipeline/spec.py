@@ -67,6 +67,18 @@ def clean_answers(config: Config) -> list[Path]:
     return reviewed_labels(config) if config.clean.label_noise == "drop" else []
 
 
+def ingest_fingerprint(config: Config) -> dict[str, Any]:
+    # Ingest masks personal data with the clean stage's settings (`clean` is unkeyed for it:
+    # only these keys change what it writes, and the rest of `clean` must not rerun it).
+    from lmforge.data.row_checks import masks_at_ingest
+
+    clean = config.clean
+    if not masks_at_ingest(clean):
+        return {}
+    keys = ("pii_types", "phone_region", "fix_unicode", "strip_html", "normalize_whitespace")
+    return {"masks_pii": {key: getattr(clean, key) for key in keys}}
+
+
 def label_fingerprint(config: Config) -> dict[str, Any]:
     label = config.label
     if not label.enabled:

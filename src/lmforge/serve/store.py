@@ -247,13 +247,18 @@ class ServeStore:
                 text = logged.text
         elif text is None:
             raise InvalidFeedback("feedback needs a 'prediction_id' or the 'text' it is about")
+        from lmforge.data.pii import mask_text
+
+        # Stored PII-masked, like the prediction log's texts: clients send whatever they have.
+        text = mask_text(text)
         values = {k: v for k, v in item.__dict__.items() if k != "id"}
         values["text"] = text
+        values["corrected_output"] = mask_text(item.corrected_output)
         with self.engine.begin() as conn:
             result = conn.execute(feedback_table.insert().values(**values))
             assert result.inserted_primary_key is not None
             new_id = int(result.inserted_primary_key[0])
-        item.id, item.text = new_id, text
+        item.id, item.text, item.corrected_output = new_id, text, values["corrected_output"]
         return new_id
 
     def feedback(self, status: str | None = None, kind: str | None = None) -> list[FeedbackItem]:

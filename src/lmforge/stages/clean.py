@@ -21,7 +21,7 @@ from lmforge.config import CleanConfig
 from lmforge.data import review
 from lmforge.data.cleanlog import CleanLog
 from lmforge.data.duplicate_rows import deduplicate
-from lmforge.data.row_checks import Repairer, length_filter
+from lmforge.data.row_checks import Repairer, length_filter, merge_found, parse_found
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
 TABLES = ("train", "unlabeled", "validation", "test")
@@ -40,11 +40,14 @@ REMOVED_COLUMNS = [
 def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
     valid = inputs["validate"]
     frames = {n: valid.table(n) for n in TABLES if valid.has(f"{n}.parquet")}
+    # What ingest masked already (see `pii` there): counted and acted on here like a new find.
+    found_at_ingest = {n: _pop_found(f) for n, f in frames.items()}
+    frames = {n: f.drop(columns=["pii"], errors="ignore") for n, f in frames.items()}
     rows_in = {n: len(f) for n, f in frames.items()}
     log = CleanLog()
     if cfg.enabled:
         for name in frames:
-            frames[name] = _repair(ctx, cfg, name, frames[name], log)
+            frames[name] = _repair(ctx, cfg, name, frames[name], log, found_at_ingest[name])
             frames[name] = length_filter(cfg, name, frames[name], log)
         if cfg.exact_duplicates or cfg.near_duplicates:
             with ctx.progress("finding duplicates", total=None):
@@ -56,15 +59,34 @@ def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
     return result
 
 
+def _pop_found(frame: pd.DataFrame) -> list[dict[str, int]]:
+    if "pii" not in frame.columns:
+        return [{}] * len(frame)
+    return [parse_found(v) for v in frame["pii"]]
+
+
 def _repair(
-    ctx: StageContext, cfg: CleanConfig, name: str, frame: pd.DataFrame, log: CleanLog
+    ctx: StageContext,
+    cfg: CleanConfig,
+    name: str,
+    frame: pd.DataFrame,
+    log: CleanLog,
+    earlier: list[dict[str, int]],
 ) -> pd.DataFrame:
-    """Unicode / HTML / whitespace repair, then PII masking (or dropping), per row."""
+    """Unicode / HTML / whitespace repair, then PII masking (or dropping), per row.
+
+    `earlier` is what ingest masked in each row: the row's `before` in changed.csv is then
+    already masked, and its `changes` still name the kinds."""
     repairer = Repairer(cfg, whitespace=cfg.normalize_whitespace)
     texts, keep = [], []
     with ctx.progress(f"repairing {name} texts", total=len(frame)) as bar:
         for i, row in enumerate(frame.itertuples(index=False)):
             text, changes, found = repairer.repair(row.text)
+            if earlier[i]:
+                found = merge_found(earlier[i], found)
+                if cfg.pii == "mask":
+                    repairs = [c for c in changes if not c.startswith("pii:")]
+                    changes = [*repairs, *(f"pii:{kind}" for kind in sorted(found))]
             log.pii.update(found)
             keep.append(not (found and cfg.pii == "drop"))
             if not keep[-1]:

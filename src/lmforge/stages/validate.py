@@ -57,7 +57,8 @@ def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
         result.rows[f"{name}_rejected"] = len(bad)
     waiting = pd.concat(unlabeled, ignore_index=True) if unlabeled else pd.DataFrame()
     if len(waiting):
-        ctx.out.write_table("unlabeled", waiting[["source_row", "text", "label", "source_file"]])
+        kept = ["source_row", "text", "label", "source_file"] + (["pii"] if "pii" in waiting else [])
+        ctx.out.write_table("unlabeled", waiting[kept])
         ctx.log(f"{len(waiting):,} row(s) without a label go to the label stage")
     else:
         check_classes(train, ingest.summary["train"]["file"], cfg)

@@ -19,6 +19,7 @@ from lmforge.pipeline.spec import (
     clean_fingerprint,
     data_files,
     export_versions,
+    ingest_fingerprint,
     label_fingerprint,
     reviewed_labels,
     select_fingerprint,
@@ -73,7 +74,14 @@ class ClassificationTask:
         chosen = ("select",) if config.selects_model else ()
         tuned = ("tune",) if config.tune.enabled else ()
         specs = [
-            StageSpec("ingest", (), ("data", "label"), files=data_files),  # label: the unlabeled file
+            StageSpec(
+                "ingest",
+                (),
+                ("data", "label"),  # label: the unlabeled file
+                files=data_files,
+                unkeyed=("clean",),  # it masks personal data: the keys that matter are in its fingerprint
+                fingerprint=ingest_fingerprint,
+            ),
             StageSpec("validate", ("ingest",), ("validate", "label")),
             StageSpec(
                 "clean", ("validate",), ("clean", "label"), files=clean_answers, fingerprint=clean_fingerprint

@@ -14,6 +14,7 @@ from lmforge.pipeline.spec import (
     TUNE_UNKEYED,
     StageSpec,
     data_files,
+    ingest_fingerprint,
     library_versions,
     model_fingerprint,
     tracking_store_exists,
@@ -98,7 +99,7 @@ def causal_stages(config: Config) -> tuple[StageSpec, ...]:
     exported = ("export",) if config.export.gguf else ()
     tuned = ("tune",) if config.tune.enabled else ()
     specs = [
-        own("ingest", (), ("data",), files=data_files),
+        own("ingest", (), ("data",), files=data_files, unkeyed=("clean",), fingerprint=ingest_fingerprint),
         own("validate", ("ingest",), ("validate",)),
         own("clean", ("validate",), ("clean",)),
         own("split", ("clean",), ("split", "data")),  # data: names the file when too few rows

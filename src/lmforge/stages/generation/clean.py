@@ -30,7 +30,7 @@ from lmforge.config import CleanConfig
 from lmforge.data.cleanlog import CleanLog
 from lmforge.data.dedup import normal_form
 from lmforge.data.duplicate_rows import deduplicate
-from lmforge.data.row_checks import Repairer, length_filter
+from lmforge.data.row_checks import Repairer, length_filter, merge_found, parse_found
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.registry import get_task
 
@@ -42,13 +42,18 @@ def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
     lm = get_task(ctx.config.task).raw_text
     column = "text" if lm else "messages"
     tables = {n: validate.table(n) for n in SPLITS if validate.has(f"{n}.parquet")}
+    # What ingest masked already (its `pii` column): counted and acted on like a new find.
+    earlier: dict[str, list[dict[str, int]]] = {
+        n: [parse_found(v) for v in t["pii"]] if "pii" in t else [{}] * len(t) for n, t in tables.items()
+    }
+    tables = {n: t.drop(columns=["pii"], errors="ignore") for n, t in tables.items()}
     log = CleanLog(row_columns=("answer",))
     repaired = 0
     if cfg.enabled:
         repairer = Repairer(cfg, whitespace=False)
         rows = {}
         for name, table in tables.items():
-            table, changed = _repair(repairer, cfg, name, table, column, log)
+            table, changed = _repair(repairer, cfg, name, table, column, log, earlier[name])
             repaired += changed
             roles = {"text": ""} if lm else {"text": "prompt", "answer": "answer"}
             rows[name] = length_filter(cfg, name, table, log, roles)
@@ -68,22 +73,27 @@ def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
 
 
 def _repair(
-    repairer: Repairer, cfg: CleanConfig, name: str, table: pd.DataFrame, column: str, log: CleanLog
+    repairer: Repairer,
+    cfg: CleanConfig,
+    name: str,
+    table: pd.DataFrame,
+    column: str,
+    log: CleanLog,
+    earlier: list[dict[str, int]],
 ) -> tuple[pd.DataFrame, int]:
     """Each row repaired turn by turn, with the parts the row checks read: `text` (the prompt,
-    or the whole text), `answer` and `label` (the answer's normal form, for conflicts)."""
+    or the whole text), `answer` and `label` (the answer's normal form, for conflicts).
+    `earlier`: the personal data ingest masked in each row."""
     lm = column == "text"
     out, keep, changed = [], [], 0
-    for value in table[column]:
+    for value, found in zip(table[column], earlier, strict=True):
         texts = [value] if lm else [m["content"] for m in json.loads(value)]
         fixed: list[str] = []
-        found: dict[str, int] = {}
         for text in texts:
             repaired, changes, pii = repairer.repair(text)
             fixed.append(repaired.strip())
             changed += any(not c.startswith("pii:") for c in changes) or repaired != repaired.strip()
-            for kind, count in pii.items():
-                found[kind] = found.get(kind, 0) + count
+            found = merge_found(found, pii)
         log.pii.update(found)
         keep.append(not (found and cfg.pii == "drop"))
         out.append(fixed[0] if lm else _with_contents(value, fixed))

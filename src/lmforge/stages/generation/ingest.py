@@ -6,6 +6,9 @@ chat `messages`, `instruction` / optional `input` / `output`, or `prompt` / `res
 (column names from `data.*_column`). language-modeling: a `text` column, or paragraphs
 of a .txt file. A row that cannot be read keeps `messages` empty and says why in
 `problem`; the validate stage rejects it with that reason.
+
+Personal data is masked here (every turn, or the text), before anything is written, as in the
+classification ingest: see `lmforge.stages.ingest`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from lmforge.config import DataConfig
+from lmforge.data.row_checks import IngestMasker, found_label, masks_at_ingest, merge_found
 from lmforge.datafiles import read_data_file
 from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
@@ -26,6 +30,9 @@ from lmforge.tasks.registry import get_task
 
 def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
     result = StageResult()
+    clean = ctx.config.clean
+    masker = IngestMasker(clean, whitespace=False) if masks_at_ingest(clean) else None
+    masked: dict[str, int] = {}
     for name, value in {"train": cfg.train, "validation": cfg.validation, "test": cfg.test}.items():
         if value is None:
             continue
@@ -36,11 +43,44 @@ def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
         else:
             layout = _layout(list(data.frame.columns), cfg, path)
             table = _conversations(data.frame, cfg, layout)
+        if masker is not None:
+            table, found = _mask(masker, table)
+            masked = merge_found(masked, found)
         ctx.out.write_table(name, table)
         result.rows[name] = len(table)
         result.summary[name] = {"file": str(path), "format": data.format, "layout": layout}
         ctx.log(f"{path.name}: {len(table):,} rows ({data.format}, {layout})")
+    if masked:
+        result.summary["pii_masked"] = masked
+        ctx.log("masked personal data as read: " + ", ".join(f"{k} {v}" for k, v in sorted(masked.items())))
     return result
+
+
+def _mask(masker: IngestMasker, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """`table` with every text masked (each turn's content, the text, and a `problem` that may
+    quote a cell), plus a `pii` column when any row had personal data; and the totals."""
+    column = "text" if "text" in table.columns else "messages"
+    values, labels = [], []
+    totals: dict[str, int] = {}
+    for value in table[column]:
+        found: dict[str, int] = {}
+        if isinstance(value, str) and column == "text":
+            value, found = masker.mask(value)
+        elif isinstance(value, str):
+            turns = json.loads(value)
+            for turn in turns:
+                turn["content"], more = masker.mask(turn["content"])
+                found = merge_found(found, more)
+            value = json.dumps(turns, ensure_ascii=False) if found else value
+        values.append(value)
+        labels.append(found_label(found))
+        totals = merge_found(totals, found)
+    table = table.assign(**{column: values})
+    if "problem" in table.columns:
+        table = table.assign(
+            problem=[masker.mask(p)[0] if isinstance(p, str) else p for p in table["problem"]]
+        )
+    return (table.assign(pii=labels) if any(labels) else table), totals
 
 
 def _texts(frame: pd.DataFrame, cfg: DataConfig, path: Path) -> pd.DataFrame:

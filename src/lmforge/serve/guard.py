@@ -56,7 +56,7 @@ class RequestGuard:
         headers = [(name.lower(), value) for name, value in scope["headers"]]
         try:
             authorization = [v.decode("latin-1") for n, v in headers if n == b"authorization"]
-            if len(authorization) > 1 or scope["path"] not in self.public:
+            if len(authorization) > 1 or _route_path(scope) not in self.public:
                 scope[KEY_IN_SCOPE] = await self.authorizer.identify(authorization, scope["path"])
             self._check_length([v for n, v in headers if n == b"content-length"])
             body = await self._read_body(receive)
@@ -104,6 +104,13 @@ class RequestGuard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the app routes on: without the ``root_path`` a proxy mounts the server under."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -479,7 +479,7 @@ def serve(
 
     from lmforge.config import ServeConfig, load_config
     from lmforge.registry import default_uri
-    from lmforge.serve.app import ENV_SETTINGS
+    from lmforge.serve.app import ENV_SETTINGS, docs_public
 
     with _errors():
         cfg_file = load_config(config) if config else None
@@ -504,7 +504,8 @@ def serve(
         os.environ[ENV_SETTINGS] = json.dumps(
             {"ref": ref, "tracking_uri": uri, "serve": cfg.model_dump(), "auth": not no_auth}
         )
-        console.print(f"serving [bold]{ref}[/] from {uri} on http://{cfg.host}:{cfg.port} (docs: /docs)")
+        docs = "docs: /docs" if docs_public(cfg) else "docs off: serve.public_docs"
+        console.print(f"serving [bold]{ref}[/] from {uri} on http://{cfg.host}:{cfg.port} ({docs})")
         uvicorn.run(
             "lmforge.serve.app:app_from_env",
             factory=True,

@@ -770,6 +770,21 @@ class ServeConfig(Section):
         30.0, ge=0, description="How often to check the registry for a new champion (0: never; hot swap)."
     )
     metrics_public: bool = Field(False, description="Serve /metrics without a key (for an internal scraper).")
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1,
+        description=(
+            "Largest request body in bytes (413 above), refused before it is read or parsed; "
+            "64 ASCII texts of max_chars fit in the default, long non-ASCII batches may need more."
+        ),
+    )
+    public_docs: bool | None = Field(
+        None,
+        description=(
+            "Serve /docs, /redoc and /openapi.json (without a key); off: those routes do not exist. "
+            "Default: on only when host is a loopback address."
+        ),
+    )
 
 
 class UiConfig(Section):

@@ -359,3 +359,44 @@ def test_log_inputs_keeps_what_the_user_asked_and_the_answer_masked(server: Serv
     # The user's last message, not the rendered chat template, with its e-mail address masked.
     assert row.text == MESSAGES[-1]["content"] + " mail <EMAIL>"
     assert row.output == reply["choices"][0]["message"]["content"]
+
+
+def _raw_post(server: Server, path: str, body: Any) -> Any:
+    """POST `body` as ASCII JSON, so a lone surrogate travels as a valid ``\\ud800`` escape."""
+    headers = {"Authorization": f"Bearer {server.keys['predict']}", "Content-Type": "application/json"}
+    return server.client.post(path, content=json.dumps(body).encode(), headers=headers)
+
+
+HOSTILE = [
+    (CHAT, {"messages": [{"role": "user", "content": "hot \ud800"}]}, ["body", "messages", 0, "content"]),
+    (
+        CHAT,
+        {"messages": [{"role": "system", "content": "ok"}, {"role": "user", "content": "nul\x00"}]},
+        ["body", "messages", 1, "content"],
+    ),
+    (COMPLETIONS, {"prompt": PROMPT + "\udfff"}, ["body", "prompt"]),
+    (COMPLETIONS, {"prompt": "\x00", "stream": True}, ["body", "prompt"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"), HOSTILE, ids=["chat-surrogate", "chat-nul", "prompt", "stream"]
+)
+def test_unencodable_text_is_the_clients_error(server: Server, path: str, body: Any, loc: list[Any]) -> None:
+    """Regression (issue 21): a lone surrogate reached the tokenizer and answered 500."""
+    response = _raw_post(server, path, body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == loc
+
+
+def test_bad_generation_requests_do_not_touch_good_ones_sent_with_them(server: Server) -> None:
+    """Good and hostile requests from 8 threads at once: every good one gets its lone answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    good = {"messages": MESSAGES, "max_tokens": 4}
+    alone = _answer(server.post(CHAT, good), CHAT, stream=False)[1]
+    bodies = [(CHAT, good)] * 4 + [(path, body) for path, body, _ in HOSTILE]
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda pb: _raw_post(server, *pb), bodies))
+    assert [_answer(r, CHAT, stream=False)[1] for r in replies[:4]] == [alone] * 4
+    assert [r.status_code for r in replies[4:]] == [422] * len(HOSTILE)

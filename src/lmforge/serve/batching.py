@@ -5,6 +5,13 @@ Under concurrency one forward pass over 32 texts costs little more than over 1, 
 multiplies throughput; a lone request waits at most `max_wait_ms`. The queue is bounded by
 texts, not requests: when it is full `submit` raises `Overloaded` at once (the app answers
 503 with Retry-After) instead of letting memory and latency grow without limit.
+
+Requests from different clients share a model call, so one request's failure must not become
+theirs: when a batch raises, it is split in halves (by request, never inside one) and each
+half scored again, down to single requests; only a request that fails alone gets the error.
+One bad request in a batch of n costs about 2*log2(n) extra model calls, not n. The texts are
+validated before they are queued (`schemas.py`), so this is the safety net for the causes
+validation cannot foresee.
 """
 
 from __future__ import annotations
@@ -98,21 +105,32 @@ class MicroBatcher:
             await self._score(batch, size)
 
     async def _score(self, batch: list[_Item], size: int) -> None:
-        texts = [t for item in batch for t in item.texts]
-        model = self.model()
+        model = self.model()  # one model for the batch and any retries of its parts
+        try:
+            await self._score_group(model, batch)
+        finally:
+            self.queued_texts -= size
+
+    async def _score_group(self, model: Any, group: list[_Item]) -> None:
+        """Score `group` in one call; if that raises, score its halves apart (the worker lives on)."""
+        texts = [t for item in group for t in item.texts]
         try:
             results = await asyncio.to_thread(self.call, model, texts)
-        except Exception as exc:  # every waiting request gets the error, the worker lives on
-            for item in batch:
-                self.queued_texts -= len(item.texts)
-                if not item.future.done():
-                    item.future.set_exception(exc)
+            if len(results) != len(texts):
+                raise RuntimeError(f"the model returned {len(results)} results for {len(texts)} texts")
+        except Exception as exc:
+            if len(group) == 1:  # failed alone: the error is this request's own
+                if not group[0].future.done():
+                    group[0].future.set_exception(exc)
+                return
+            half = len(group) // 2
+            await self._score_group(model, group[:half])
+            await self._score_group(model, group[half:])
             return
         if self.on_batch:
-            self.on_batch(size)
+            self.on_batch(len(texts))
         start = 0
-        for item in batch:
-            self.queued_texts -= len(item.texts)
+        for item in group:
             end = start + len(item.texts)
             if not item.future.done():  # the client may have gone away
                 item.future.set_result((list(results[start:end]), model))

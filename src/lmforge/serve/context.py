@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 # The error statuses most routes can answer, for the OpenAPI schema (what clients should handle).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 413, 422, 429, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 422, 429, 503)
 }
 
 

@@ -10,13 +10,22 @@ Starlette picks the handler of the most specific class in the exception's MRO, s
 (`FeedbackError`, `ServeError`) is the fallback for subclasses added later without a row here.
 Route code that checks HTTP-level limits (413 sizes, 401/403 keys) raises `HTTPException`
 itself; this table is for what the layers below the routes raise.
+
+Error bodies are written as ASCII JSON (`SafeJSONResponse`): a message may quote what a client
+sent, and a lone surrogate in it would make the UTF-8 encoding of the reply fail, turning a
+client's 422 into a 500. A 422 for a malformed body names the field and item (``loc``) but
+does not echo the value back: it may be a megabyte, or personal data.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from lmforge.serve.batching import Overloaded
@@ -50,18 +59,35 @@ STATUS_BY_TYPE: dict[type[Exception], Answer] = {
 }
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON escaped to ASCII: any Python string, lone surrogates included, encodes."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def error_response(exc: Exception) -> JSONResponse:
     """The response for `exc` by the table above (its most specific listed class)."""
     answer = next(STATUS_BY_TYPE[kind] for kind in type(exc).__mro__ if kind in STATUS_BY_TYPE)
     headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
-    return JSONResponse({"detail": f"{answer.prefix}{exc}"}, status_code=answer.status, headers=headers)
+    return SafeJSONResponse({"detail": f"{answer.prefix}{exc}"}, status_code=answer.status, headers=headers)
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 body (``{"detail": [{"type", "loc", "msg", "ctx"}]}``) without the
+    ``input`` each error would echo."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{k: v for k, v in error.items() if k not in ("input", "url")} for error in exc.errors()]
+    return SafeJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 def add_error_handlers(app: FastAPI) -> None:
-    """Register the table on `app`: one handler per listed type, all answering the same way."""
+    """Register the table on `app`: one handler per listed type, all answering the same way;
+    and the 422 of a body that does not fit the schema."""
     for kind in STATUS_BY_TYPE:
         app.add_exception_handler(kind, _handle)
+    app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -10,8 +10,11 @@ they are. The one addition, a unique index on the names of live keys (the databa
 then refuses a second live key of the same name, even from another host), is created when a
 database without it is opened.
 
-Every check reads the database, so a revocation is seen by the very next lookup. On SQLite
-every write transaction starts with ``BEGIN IMMEDIATE`` (WAL journal, busy timeout), so a
+`KeyStore.authenticate` reads the database every time, so a revocation is seen by its very
+next call. The server in front of it caches a lookup for 2 s: a running server refuses a key
+revoked elsewhere within 2 s, one revoked through that server at once (`serve/auth.py`).
+
+On SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (WAL journal, busy timeout), so a
 check-then-write cannot interleave between threads or worker processes; elsewhere the unique
 index and conditional updates keep the same rules.
 """

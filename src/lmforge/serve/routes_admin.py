@@ -1,14 +1,17 @@
-"""Admin routes: `/metrics` (Prometheus), `/v1/admin/reload` (check the registry now) and
-`/v1/admin/audit` (the key store's audit log). All need an admin key, except `/metrics` with
+"""Admin routes: `/metrics` (Prometheus), `/v1/admin/reload` (check the registry now),
+`/v1/admin/audit` (the key store's audit log) and `/v1/admin/keys/revoke` (revoke a key with
+immediate effect on this server). All need an admin key, except `/metrics` with
 `serve.metrics_public` (for a scraper inside the network)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from lmforge.serve.context import ADMIN, ServeContext, context
+from lmforge.serve.context import ADMIN, ERRORS, ServeContext, context
+from lmforge.serve.keys import ApiKeyError
+from lmforge.serve.schemas import RevokeRequest
 
 router = APIRouter(tags=["admin"])
 
@@ -43,3 +46,17 @@ async def audit(
 ) -> list[dict[str, Any]]:
     """The newest `limit` (1-1000) audit entries, newest first."""
     return ctx.authorizer.audit_log(min(max(limit, 1), 1000))
+
+
+@router.post("/v1/admin/keys/revoke", responses=ERRORS)
+async def revoke_key(
+    body: RevokeRequest, key: Any = Depends(ADMIN), ctx: ServeContext = Depends(context)
+) -> dict[str, Any]:
+    """Revoke a key (by id, prefix or name): this server refuses it from the next request on;
+    other servers sharing the keys database within 2 s (their cached lookups expire)."""
+    try:
+        info = await ctx.authorizer.revoke(body.key)
+    except ApiKeyError as exc:  # no such key, several match, or revoked already
+        raise HTTPException(422, str(exc)) from None
+    ctx.authorizer.audit("admin.revoke", key, f"key {info.id}", f"name={info.name}")
+    return {"id": info.id, "name": info.name, "prefix": info.prefix, "revoked_at": info.revoked_at}

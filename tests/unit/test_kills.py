@@ -98,7 +98,8 @@ PIPELINE_KILLS = ["after:split", "train:after_checkpoint", "export:after_onnx", 
 def _config(folder: Path, model: Path) -> dict[str, Any]:
     folder.mkdir(exist_ok=True)
     config = fast_config(folder, write_csv(folder / "data.csv", make_rows()), model)
-    config["train"].update({"eval_steps": 2, "epochs": 2})  # checkpoints to resume from
+    config["train"].update({"eval_steps": 2, "epochs": 1})  # checkpoints to resume from
+    config["export"] = {"int8": False}  # quantizing costs seconds and is not a kill point
     return config
 
 
@@ -130,9 +131,7 @@ def test_kill_9_trials_resume_and_leave_nothing_behind(
     runs_dir = project / "runs"
 
     for number, point in enumerate(PIPELINE_KILLS, start=1):
-        started = time.time()
         _kill(point, config, project)
-        print(point, time.time() - started, file=sys.stderr)
         died_by = time.time()
         killed = list_runs(runs_dir)[0]
         assert len(list_runs(runs_dir)) == number

@@ -149,6 +149,8 @@ def test_kill_9_trials_resume_and_leave_nothing_behind(
     monkeypatch.chdir(project)  # `lmforge runs` without a config lists ./runs
     listing = CliRunner().invoke(lmforge_app, ["runs"], terminal_width=200)
     assert listing.exit_code == 0 and listing.output.count("killed") == len(PIPELINE_KILLS), listing.output
+    for run in list_runs(runs_dir):  # the time each ran, not the time since it started
+        assert f"{run['finished_at'] - run['started_at']:.1f}s" in listing.output
 
     result = run_pipeline(load_config(data=config))
     # Trained by the run killed in export, which resumed the one killed in train.

@@ -177,7 +177,8 @@ def runs(
         table.add_column("status", no_wrap=True)
         for column in ("time", "cached", *(title for title, _, _ in shown), "version"):
             table.add_column(column, justify="right", no_wrap=True)
-        colour = {"succeeded": "green", "failed": "red", "running": "cyan"}
+        # A killed run's finished_at is its last heartbeat (list_runs): its time stops growing.
+        colour = {"succeeded": "green", "failed": "red", "running": "cyan", "killed": "magenta"}
         for r in found:
             m = r.get("metrics", {})
             end = r.get("finished_at") or time.time()

@@ -31,7 +31,7 @@ from lmforge.pipeline.artifacts import (
 from lmforge.pipeline.context import StageConfig, StageContext, StageResult
 from lmforge.pipeline.events import EventBus, LogFileSink
 from lmforge.pipeline.graph import StageSpec, dependents, stages_for
-from lmforge.pipeline.runs import RunRecord, new_run_id
+from lmforge.pipeline.runs import RunRecord, new_run_id, settle_killed
 
 _VERSIONED = ("torch", "transformers", "scikit-learn", "pandas", "mlflow", "accelerate")
 
@@ -72,6 +72,8 @@ def run_pipeline(
     forced = dependents(stages, set(force))
 
     runs_dir = config.resolve_path(config.output_dir)
+    if runs_dir.is_dir():
+        settle_killed(runs_dir)  # earlier runs here that were killed stop reading "running"
     run_id = new_run_id()
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
@@ -80,8 +82,8 @@ def run_pipeline(
     events.subscribe(log_sink)
     record = RunRecord.create(run_dir, config.project_name, config_file)
     result = RunResult(run_id, run_dir)
-    events.emit("run_start", None, run_id, run_dir=str(run_dir), stages=[s.name for s in stages])
     try:
+        events.emit("run_start", None, run_id, run_dir=str(run_dir), stages=[s.name for s in stages])
         for spec in stages:
             artifact, cached, seconds = _run_stage(
                 spec, config, result, runs_dir, run_dir, events, record, spec.name in forced
@@ -89,7 +91,7 @@ def run_pipeline(
             result.artifacts[spec.name] = artifact
             result.cached[spec.name] = cached
             result.durations[spec.name] = seconds
-        record.data["metrics"] = _headline_metrics(result)
+        record.set_metrics(_headline_metrics(result))
         record.finish("succeeded")
         events.emit("run_end", None, run_id, status="succeeded", run_dir=str(run_dir))
         return result

@@ -40,3 +40,9 @@ IMPORTED_TAG = "lmforge.imported_from"
 """The tarball a version was imported from (`lmforge models import`)."""
 IMPORTED_VERSION_TAG = "lmforge.imported_version"
 """`NAME@VERSION` the imported version had in the store it was exported from."""
+
+# MLflow run tags.
+OWNER_TAG = "lmforge.owner"
+"""`PID@HOST` of the process logging the run: a run left RUNNING by a dead owner is an orphan."""
+ORPHAN_TAG = "lmforge.orphan"
+"""Why a later process ended an orphaned run (its owner died while logging it)."""

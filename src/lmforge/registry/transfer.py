@@ -12,25 +12,29 @@ carry the archive's own hash out of band when that matters. Nothing in it is unp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tarfile
-import tempfile
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmforge.owner import owned_tempdir, partial_path, sweep_partials
 from lmforge.registry.client import RegistryError, artifact_location, connect
 from lmforge.registry.lifecycle import Audit
 from lmforge.registry.names import ARCHIVED_TAG, HASH_TAG, IMPORTED_TAG, IMPORTED_VERSION_TAG
+from lmforge.registry.orphans import end_orphans, end_run, owner_tags
 from lmforge.registry.versions import ModelRef, VersionInfo, download, resolve, version_record
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 MANIFEST, SUMS = "MANIFEST.json", "SHA256SUMS"
+# Temp folder prefixes; the owner in the name lets the next export remove a killed one's folder.
+EXPORT_TMP, IMPORT_TMP = "lmforge-export-", "lmforge-import-"
 FORMAT = 1
 
 
@@ -47,10 +51,11 @@ def export_version(
     c = connect(client)
     info = resolve(c, ref)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    sweep_partials(out.parent)  # of exports here that were killed; a live one's is kept
+    partial = partial_path(out)
     try:
-        with tempfile.TemporaryDirectory(prefix="lmforge-export-") as work:
-            root = Path(work) / f"{info.name}-v{info.version}"
+        with owned_tempdir(EXPORT_TMP) as work:
+            root = work / f"{info.name}-v{info.version}"
             download(c, info.ref, root)
             manifest = {
                 "format": FORMAT,
@@ -83,8 +88,8 @@ def import_version(
     c = connect(client)
     if not tarball.is_file():
         raise RegistryError(f"{tarball}: no such file")
-    with tempfile.TemporaryDirectory(prefix="lmforge-import-") as work:
-        root = _unpack(tarball, Path(work))
+    with owned_tempdir(IMPORT_TMP) as work:
+        root = _unpack(tarball, work)
         _verify(root, tarball.name)
         manifest = json.loads((root / MANIFEST).read_text())
         info = _register(c, root, manifest, name or str(manifest["name"]), tarball.name)
@@ -154,7 +159,9 @@ def _register(c: MlflowClient, root: Path, manifest: dict[str, Any], name: str, 
     run_tags = {IMPORTED_TAG: file, IMPORTED_VERSION_TAG: origin}
     if HASH_TAG in tags:  # lets `register` recognise the same model later
         run_tags[HASH_TAG] = tags[HASH_TAG]
-    run = c.create_run(_experiment(c, name), run_name=f"import {origin}", tags=run_tags)
+    experiment = _experiment(c, name)
+    end_orphans(c, experiment)  # imports into this experiment that were killed
+    run = c.create_run(experiment, run_name=f"import {origin}", tags={**run_tags, **owner_tags()})
     run_id = run.info.run_id
     try:
         c.log_artifacts(run_id, str(root / "model"), "model")
@@ -172,8 +179,9 @@ def _register(c: MlflowClient, root: Path, manifest: dict[str, Any], name: str, 
             run_id=run_id,
             tags={**tags, IMPORTED_TAG: file, IMPORTED_VERSION_TAG: origin},
         )
-    except BaseException:
-        c.set_terminated(run_id, "FAILED")
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # the store may be what failed: the next import ends it
+            end_run(c, c.get_run(run_id), f"import failed: {str(exc)[:200] or type(exc).__name__}")
         raise
     c.set_terminated(run_id)
     return resolve(c, ModelRef(name, version=str(version.version)))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,14 @@ from typing import Any
 import pandas as pd
 
 from lmforge.config import GateConfig
+from lmforge.owner import owned_tempdir
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.registry.names import CHAMPION, CHECK_TAG, HASH_TAG, SCORE_TAG
 from lmforge.tasks.registry import get_task
 
 CHAMPION_CHECK = "champion"
+# The champion is downloaded into a temp folder named after its owner (lmforge.owner).
+CHAMPION_TMP = "lmforge-champion-"
 """The name of the check against the registry's champion in `decision.json`."""
 
 
@@ -206,9 +208,9 @@ def _score_champion(
     from lmforge.models.load import load_trained_classifier, trained_max_length
     from lmforge.tasks.classification import metrics, predict_proba
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with owned_tempdir(CHAMPION_TMP) as tmp:  # a killed gate's copy is removed next time
         ctx.log(f"scoring champion version {champion.version} on this test set")
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, dst_path=tmp))
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, dst_path=str(tmp)))
         tokenizer, model = load_trained_classifier(folder)
         champion_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         if sorted(champion_labels) != sorted(labels):
@@ -230,9 +232,9 @@ def _score_causal_champion(ctx: StageContext, champion: Any, test: pd.DataFrame,
 
     from lmforge.stages.generation.scoring import score
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with owned_tempdir(CHAMPION_TMP) as tmp:  # a killed gate's copy is removed next time
         ctx.log(f"scoring champion version {champion.version} on this test set")
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, dst_path=tmp))
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, dst_path=str(tmp)))
         if not (folder / "config.json").exists():
             return "its files are not a transformers model folder"
         found = score(ctx, str(folder), test, ctx.config.evaluate, "champion").metrics

@@ -11,6 +11,7 @@ registered twice; the existing version is reported (and aliased) instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from lmforge.registry.names import (
     SCORE_TAG,
     TASK_TAG,
 )
+from lmforge.registry.orphans import end_orphans, end_run, owner_tags
 from lmforge.registry.versions import ModelRef
 from lmforge.stages.gate import CHAMPION_CHECK, testset_hash
 
@@ -51,8 +53,13 @@ def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
     name = cfg.model_name or ctx.config.project_name
     model_hash = train.content_hash
 
+    for orphan, status in end_orphans(client, exp_id):
+        ctx.warn(f"MLflow run {orphan} was left RUNNING by a killed process: marked {status}")
+    # Only a FINISHED run holds everything `_log` writes; a FAILED or RUNNING one is partial.
     previous = client.search_runs(
-        [exp_id], filter_string=f"tags.`{HASH_TAG}` = '{model_hash}'", max_results=1
+        [exp_id],
+        filter_string=f"tags.`{HASH_TAG}` = '{model_hash}' and attributes.status = 'FINISHED'",
+        max_results=1,
     )
     if previous:
         run_id = previous[0].info.run_id
@@ -75,13 +82,22 @@ def run(ctx: StageContext, cfg: RegisterConfig, inputs: Inputs) -> StageResult:
                 }
             )
 
-    run = client.create_run(exp_id, run_name=ctx.run_id, tags={HASH_TAG: model_hash, RUN_ID_TAG: ctx.run_id})
+    run = client.create_run(
+        exp_id, run_name=ctx.run_id, tags={HASH_TAG: model_hash, RUN_ID_TAG: ctx.run_id, **owner_tags()}
+    )
     run_id = run.info.run_id
-    _log(client, run_id, ctx, inputs)
     version = alias = None
-    if cfg.enabled:
-        version = _register(client, name, run_id, run.info.artifact_uri, ctx, inputs)
-        alias = _alias(client, name, version, ctx, inputs)
+    try:
+        _log(client, run_id, ctx, inputs)
+        if cfg.enabled:
+            version = _register(client, name, run_id, run.info.artifact_uri, ctx, inputs)
+            alias = _alias(client, name, version, ctx, inputs)
+    except BaseException as exc:
+        # As an orphan would be ended: no RUNNING run, no partial model copy left for the retry.
+        why = f"register failed: {str(exc)[:200] or type(exc).__name__}"
+        with contextlib.suppress(Exception):  # the store may be what failed: the next run ends it
+            end_run(client, client.get_run(run_id), why)
+        raise
     client.set_terminated(run_id)
     ctx.log(
         f"MLflow run {run_id}"

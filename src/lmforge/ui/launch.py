@@ -22,7 +22,7 @@ from typing import IO, Any
 import yaml
 
 from lmforge.datafiles import FORMATS
-from lmforge.pipeline.runs import process_alive
+from lmforge.pipeline.runs import read_run
 
 UPLOADS = "uploads"
 LOGS = "ui-logs"
@@ -167,10 +167,8 @@ def progress(folder: Path) -> dict[str, Any]:
     Stages that have not started yet are listed as `pending` (from the run's config), so a
     page can show how far along the run is.
     """
-    run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    run = read_run(folder)  # as `list_runs` reads it: a killed run says `killed`, its time stops
     status = run.get("status", "unknown")
-    if status == "running" and not process_alive(int(run.get("pid") or 0)):
-        status = "killed"  # as `list_runs` says: the process died without finishing the record
     stages = {name: dict(info) for name, info in run.get("stages", {}).items()}
     for name in _planned_stages(folder):
         stages.setdefault(name, {"status": "pending"})

@@ -16,6 +16,7 @@ import yaml
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from lmforge.pipeline.runs import read_run
 from lmforge.ui.launch import run_folder
 from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
@@ -92,7 +93,7 @@ def _run(runs_dir: Path, run_id: str) -> tuple[Path, dict[str, Any]]:
     folder = run_folder(runs_dir, run_id)
     if folder is None:
         raise HTTPException(404, f"no run {run_id}")
-    return folder, json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    return folder, read_run(folder)  # a killed run says `killed`, as in the pickers
 
 
 def _choices(runs_dir: Path) -> list[dict[str, Any]]:

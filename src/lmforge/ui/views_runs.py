@@ -12,6 +12,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from lmforge.pipeline.runs import read_run
 from lmforge.ui.pages import page
 from lmforge.ui.session import User, needs
 
@@ -62,7 +63,7 @@ async def runs(request: Request, user: User = Depends(needs("predict"))) -> Resp
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 async def run_page(request: Request, run_id: str, user: User = Depends(needs("predict"))) -> Response:
     folder = _run_dir(request, run_id)
-    run = json.loads((folder / "run.json").read_text())
+    run = read_run(folder)  # a killed run says `killed`, as on the runs page
     return page(
         request,
         "run.html.j2",

@@ -29,6 +29,19 @@ class ResolvedModel:
 
 def resolve_model(reference: str, base_dir: Path | None = None) -> ResolvedModel:
     """Find a model's files; the error says what to install or pass when they are missing."""
+    found = _resolve_here(reference, base_dir)
+    return found if found is not None else _from_hub(reference)
+
+
+def check_model(reference: str, base_dir: Path | None = None) -> None:
+    """Fail fast on a model reference that cannot work, before any stage runs: an unknown
+    name, a missing local path, a folder without config.json, a zoo model whose package is
+    not installed. A hub id passes unchecked (fetching it here would cost a download)."""
+    _resolve_here(reference, base_dir)
+
+
+def _resolve_here(reference: str, base_dir: Path | None) -> ResolvedModel | None:
+    """A zoo or local model's files; None for a hub id (resolved by `_from_hub`)."""
     if reference in ZOO:
         return _from_zoo(ZOO[reference])
     local = Path(reference).expanduser()
@@ -37,7 +50,7 @@ def resolve_model(reference: str, base_dir: Path | None = None) -> ResolvedModel
     if local.exists():
         return _from_local(reference, local)
     if _looks_like_hub_id(reference):
-        return _from_hub(reference)
+        return None
     raise ModelNotFoundError(
         f"model '{reference}' is not a zoo name ({', '.join(ZOO)}), an existing local path, "
         f"or a hub id (owner/name)",

@@ -7,7 +7,7 @@ Output tables (`train`, and `validation` / `test` / `unlabeled` when given) have
 from __future__ import annotations
 
 from lmforge.config import DataConfig
-from lmforge.datafiles import read_data_file
+from lmforge.datafiles import read_data_file, require_text
 from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
@@ -36,6 +36,7 @@ def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
                     column=column,
                     hint=f"set data.{role}_column to one of them",
                 )
+        require_text(data, cfg.text_column, "check data.text_column")
         table = data.frame[["source_row", cfg.text_column, cfg.label_column]].copy()
         table.columns = ["source_row", "text", "label"]
         ctx.out.write_table(name, table)

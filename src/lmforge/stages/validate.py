@@ -56,6 +56,15 @@ def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
             result.rows[name] = len(good)
         result.rows[f"{name}_rejected"] = len(bad)
     waiting = pd.concat(unlabeled, ignore_index=True) if unlabeled else pd.DataFrame()
+    if train.empty and len(waiting) and not ctx.config.label.labels:
+        # Auto-labelling learns from the labelled rows; with none and no label names it has nothing.
+        raise DataError(
+            f"no row has a label ({len(waiting):,} rows, every label empty)",
+            file=ingest.summary["train"]["file"],
+            column="label",
+            hint="check data.label_column, fill in labels, or list the classes in label.labels "
+            "to label the rows zero-shot",
+        )
     if len(waiting):
         ctx.out.write_table("unlabeled", waiting[["source_row", "text", "label", "source_file"]])
         ctx.log(f"{len(waiting):,} row(s) without a label go to the label stage")

@@ -7,7 +7,6 @@ CSV header is row 1, so data starts at row 2; JSONL rows are line numbers.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -181,7 +180,8 @@ def _parse_csv(path: Path, text: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", file=path) from None
     # pandas renames a repeated header to `text.1`: the second column would be silently unused.
-    header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
+    first = pd.read_csv(io.StringIO(text), sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+    header = [str(name) for name in first.iloc[0]] if len(first) else []
     repeated = sorted({name for name in header if name.strip() and header.count(name) > 1})
     if repeated:
         raise DataError(

@@ -24,7 +24,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lmforge.cli import app
-from tests.conftest import fast_config, make_rows, write_csv
+from tests.conftest import TOPICS, fast_config, make_rows, write_csv
 
 runner = CliRunner()
 
@@ -110,17 +110,24 @@ def rows_csv(
     return lambda folder: write_csv(folder / "data.csv", rows, header)
 
 
-def encoded(encoding: str, extra: bytes = b"") -> Callable[[Path], Path]:
-    """The good rows with accents, in `encoding` (plus `extra` bytes appended)."""
+def encoded(
+    encoding: str, extra: bytes = b"", newline: str = "\n", label: str = "{}"
+) -> Callable[[Path], Path]:
+    """The good rows with accents, in `encoding` (plus `extra` bytes appended), lines ended
+    by `newline`, each label written as `label` formats it."""
 
     def make(folder: Path) -> Path:
-        rows = [(t.replace("please", "pléase"), label) for t, label in make_rows(per_class=10)]
-        body = "text,label\n" + "".join(f"{t},{label}\n" for t, label in rows)
+        rows = [(t.replace("please", "pléase"), label.format(lb)) for t, lb in make_rows(per_class=10)]
+        body = "".join(f"{t},{lb}{newline}" for t, lb in [("text", "label"), *rows])
         path = folder / "data.csv"
         path.write_bytes(body.encode(encoding) + extra)
         return path
 
     return make
+
+
+def same_file_as_test(config: dict[str, Any]) -> None:
+    config["data"]["test"] = config["data"]["train"]
 
 
 def frame_file(name: str, columns: dict[str, list[Any]]) -> Callable[[Path], Path]:
@@ -317,7 +324,23 @@ CASES = [
         Ok(has_text("please")),
         Ok(init_wrote("text", "label")),
     ),
+    Case("old-mac-line-ends", encoded("utf-8", newline="\r"), Ok(no_mojibake), Ok()),
+    Case("windows-line-ends", encoded("utf-8", newline="\r\n"), Ok(labels_are(set(TOPICS))), Ok()),
+    Case("labels-with-spaces", encoded("utf-8", label=" {} "), Ok(labels_are(set(TOPICS))), Ok()),
+    Case(
+        "semicolon-separated",
+        text_file("data.csv", "text;label\nhello there;a\n"),
+        err("column 'text'", "no text column", "text;label"),
+        err("found 1 column"),
+    ),
     # encodings
+    Case("utf-16-le-no-bom", encoded("utf-16-le"), Ok(no_mojibake), Ok()),
+    Case(
+        "nul-byte-in-a-cell",
+        encoded("utf-8", b"ok\x00ok,bug\n"),
+        err("data.csv", "row 42", "NUL"),
+        err("NUL"),
+    ),
     Case("latin-1", encoded("latin-1"), Ok(no_mojibake), Ok()),
     Case("cp1252", encoded("cp1252"), Ok(no_mojibake), Ok()),
     Case("utf-16-bom", encoded("utf-16"), Ok(no_mojibake), Ok()),
@@ -464,7 +487,24 @@ CASES = [
         err("data.xls", "unknown file type"),
         err("unknown file type"),
     ),
-    Case("huge-cell", huge_cell, Ok(), Ok()),
+    Case("huge-cell", huge_cell, Ok(has_text("refund refund")), Ok()),
+    Case(
+        "test-file-is-train-file", good, err("no train rows", "split.remove_leakage"), None, same_file_as_test
+    ),
+    Case(
+        "validation-is-a-folder",
+        good,
+        err("empty-model", "is a folder"),
+        None,
+        edit(data__validation="empty-model"),
+    ),
+    Case(
+        "format-says-parquet",
+        good,
+        err("data.csv", "cannot read Parquet"),
+        None,
+        edit(data__format="parquet"),
+    ),
     # the YAML config
     Case(
         "yaml-syntax-error",

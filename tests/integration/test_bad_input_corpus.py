@@ -581,6 +581,13 @@ CASES = [
         edit(model="empty-model"),
     ),
     Case(
+        "hub-model-not-cached-offline",  # the tests run with HF_HUB_OFFLINE=1 (conftest)
+        good,
+        err("model 'nobody/no-such-model'", "HF_HUB_OFFLINE", "minilm-l6"),
+        None,
+        edit(model="nobody/no-such-model"),
+    ),
+    Case(
         "unknown-candidate-model",
         good,
         err("model 'nope'", "minilm-l6"),

@@ -36,8 +36,10 @@ def resolve_model(reference: str, base_dir: Path | None = None) -> ResolvedModel
 def check_model(reference: str, base_dir: Path | None = None) -> None:
     """Fail fast on a model reference that cannot work, before any stage runs: an unknown
     name, a missing local path, a folder without config.json, a zoo model whose package is
-    not installed. A hub id passes unchecked (fetching it here would cost a download)."""
-    _resolve_here(reference, base_dir)
+    not installed. A hub id is checked only offline, against the local cache (online,
+    checking it would cost the download that training makes anyway)."""
+    if _resolve_here(reference, base_dir) is None and _offline():
+        _from_hub(reference)
 
 
 def _resolve_here(reference: str, base_dir: Path | None) -> ResolvedModel | None:
@@ -107,6 +109,10 @@ def _from_local(reference: str, path: Path) -> ResolvedModel:
     return ResolvedModel(reference, path.resolve(), "local")
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
+
+
 def _looks_like_hub_id(reference: str) -> bool:
     parts = reference.split("/")
     return len(parts) == 2 and all(parts) and not reference.startswith((".", "~"))
@@ -120,7 +126,7 @@ def _from_hub(reference: str) -> ResolvedModel:
         return ResolvedModel(reference, Path(folder), "hub")
     except Exception:  # not in the local hub cache
         pass
-    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+    if _offline():
         raise ModelNotFoundError(
             f"model '{reference}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
             hint=f"use a zoo model ({', '.join(ZOO)}) or a local folder",

@@ -553,6 +553,13 @@ CASES = [
         edit(data__label_column="text"),
     ),
     Case(
+        "swapped-columns",
+        good,
+        err("column 'label'", "fewer than 5 rows", "and 35 more", "swapped?"),
+        None,
+        edit(data={"train": "data.csv", "text_column": "label", "label_column": "text"}),
+    ),
+    Case(
         "wrong-text-column",
         good,
         err("column 'body'", "no text column", "data.text_column"),
@@ -671,7 +678,7 @@ def test_bad_input_is_a_user_error_or_a_right_success(
     if isinstance(expect, Err):
         assert out.code == 1, both
         lines = [line for line in out.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1, out.stderr  # one line, not a wall of text
+        assert len(lines) == 1 and len(lines[0]) < 600, out.stderr  # one line, not a wall of text
         for fragment in expect.fragments:
             assert fragment in lines[0], (fragment, lines[0])
     else:

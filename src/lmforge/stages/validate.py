@@ -121,12 +121,17 @@ def check_classes(table: pd.DataFrame, file: str, cfg: ValidateConfig) -> None:
         )
     small = counts[counts < cfg.min_rows_per_class]
     if len(small):
-        listed = ", ".join(f"'{k}' ({v})" for k, v in small.items())
+        # Five are enough to see the pattern; a thousand would bury the line.
+        listed = ", ".join(f"'{str(k)[:40]}' ({v})" for k, v in small.head(5).items())
+        more = f", and {len(small) - 5} more" if len(small) > 5 else ""
+        hint = "add examples, merge or remove those classes, or lower validate.min_rows_per_class"
+        if len(counts) > len(table) / 2:  # nearly every row its own class: texts, not labels
+            hint = "most labels occur once: are data.text_column and data.label_column swapped?"
         raise DataError(
-            f"{len(small)} class(es) have fewer than {cfg.min_rows_per_class} rows: {listed}",
+            f"{len(small)} class(es) have fewer than {cfg.min_rows_per_class} rows: {listed}{more}",
             file=file,
             column="label",
-            hint="add examples, merge or remove those classes, or lower validate.min_rows_per_class",
+            hint=hint,
         )
 
 

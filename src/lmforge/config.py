@@ -997,13 +997,28 @@ def load_config(
     return config
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a second `train:` would silently drop the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError([f"config file not found: {path} (`lmforge init DATA` writes one)"], source=None)
     if path.is_dir():
         raise ConfigError(["is a folder; pass the config file (e.g. lmforge.yaml)"], source=path)
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
     except OSError as exc:  # unreadable: permissions, a device
         raise ConfigError([f"cannot read the config: {exc.strerror or exc}"], source=path) from None
     except yaml.YAMLError as exc:

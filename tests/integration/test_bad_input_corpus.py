@@ -520,6 +520,13 @@ CASES = [
         None,
         yaml_text="data:\n\ttrain: data.csv\n",
     ),
+    Case(
+        "yaml-duplicate-key",
+        good,
+        err("lmforge.yaml", "line 3", "key 'train' appears twice"),
+        None,
+        yaml_text="data: {train: data.csv}\ntrain: {epochs: 1}\ntrain: {batch_size: 4}\n",
+    ),
     Case("yaml-top-level-list", good, err("lmforge.yaml", "mapping"), None, yaml_text="- data\n- train\n"),
     Case("yaml-empty", good, err("lmforge.yaml", "empty"), None, yaml_text=""),
     Case(

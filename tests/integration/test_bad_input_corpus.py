@@ -24,6 +24,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lmforge.cli import app
+from lmforge.config import load_config
 from tests.conftest import TOPICS, fast_config, make_rows, write_csv
 
 runner = CliRunner()
@@ -37,6 +38,7 @@ class Outcome:
     stdout: str
     stderr: str
     folder: Path
+    data: Path  # the data file (data.train, or the file given to init)
 
     def split(self, name: str) -> pd.DataFrame:
         """A table of the newest run's split stage (train / validation / test)."""
@@ -670,7 +672,7 @@ def _invoke(case: Case, command: str, folder: Path, model: Path) -> Outcome:
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
         until = () if "--until" in case.args else ("--until", "split")
         result = runner.invoke(app, ["run", str(path), *until, *case.args])
-    return Outcome(result.exit_code, result.stdout, result.stderr, folder)
+    return Outcome(result.exit_code, result.stdout, result.stderr, folder, data)
 
 
 @pytest.mark.parametrize(("case", "command"), _params())
@@ -692,5 +694,8 @@ def test_bad_input_is_a_user_error_or_a_right_success(
         assert out.code == 0, both
         for fragment in expect.stderr:
             assert fragment in out.stderr, (fragment, out.stderr)
+        if command == "init" and case.argv is None:  # what init wrote must load and name the data
+            written = load_config(tmp_path / "init.yaml")
+            assert written.resolve_path(written.data.train).resolve() == out.data.resolve()
         if expect.check is not None:
             expect.check(out)

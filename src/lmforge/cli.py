@@ -49,9 +49,14 @@ def init(
         if output.exists() and not force:
             raise LmforgeError(f"{output} exists", hint="pass --force to overwrite it")
         found = guess(data)
-        output.write_text(render(data, found, output.parent), encoding="utf-8")
+        try:
+            output.write_text(render(data, found, output.parent), encoding="utf-8")
+        except OSError as exc:  # a missing folder, no permission
+            raise LmforgeError(f"cannot write {output}: {exc.strerror or exc}") from None
         for reason in found.reasons:
             console.print(f"  [dim]•[/] {reason}")
+        for warning in found.warnings:
+            err_console.print(Text.assemble(("warning: ", "bold yellow"), warning), soft_wrap=True)
         classes = f", {found.classes} classes" if get_task(found.task).uses_labels else ""
         console.print(f"wrote [bold]{output}[/] ({found.task}, {found.rows:,} rows{classes})")
         console.print(f"next: [bold]lmforge run {output}[/]")

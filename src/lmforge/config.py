@@ -72,7 +72,10 @@ def _auto_or(kind: Any) -> BeforeValidator:
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 AutoPositiveFloat = Annotated[PositiveFloat | Literal["auto"], _auto_or(PositiveFloat)]
-AutoLength = Annotated[Annotated[int, Field(ge=8)] | Literal["auto"], _auto_or(Annotated[int, Field(ge=8)])]
+# The longest context of common open models (128k tokens); a larger max_length is a typo.
+MAX_LENGTH_CEILING = 131_072
+_Length = Annotated[int, Field(ge=8, le=MAX_LENGTH_CEILING)]
+AutoLength = Annotated[_Length | Literal["auto"], _auto_or(_Length)]
 
 
 class Section(BaseModel):
@@ -116,6 +119,18 @@ class DataConfig(Section):
         "auto",
         description="Text encoding of CSV/JSONL files; `auto` detects it (UTF-8 first).",
     )
+
+    @model_validator(mode="after")
+    def _label_apart_from_text(self) -> DataConfig:
+        # One column cannot be both: every text would be its own class.
+        if self.text_column == self.label_column:
+            raise KeyedProblems(
+                [
+                    f"label_column: names the same column as data.text_column ('{self.text_column}'); "
+                    "the label must come from another column"
+                ]
+            )
+        return self
 
 
 class ValidateConfig(Section):
@@ -355,7 +370,8 @@ class TrainConfig(Section):
         "auto",
         description=(
             "Texts are truncated to this many tokens; `auto`: the 99th percentile of the train "
-            "split's token lengths, rounded up to a multiple of 8, capped by the model."
+            "split's token lengths, rounded up to a multiple of 8, capped by the model. At most "
+            "131072; a value above the model's own limit is capped to it (the report says so)."
         ),
     )
     class_weights: Literal["auto", "none", "balanced"] = Field(
@@ -1030,15 +1046,36 @@ def load_config(
     return config
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a second `train:` would silently drop the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError([f"config file not found: {path} (`lmforge init DATA` writes one)"], source=None)
+    if path.is_dir():
+        raise ConfigError(["is a folder; pass the config file (e.g. lmforge.yaml)"], source=path)
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except OSError as exc:  # unreadable: permissions, a device
+        raise ConfigError([f"cannot read the config: {exc.strerror or exc}"], source=path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if "'\\t'" in problem:  # PyYAML says "found character '\t' that cannot start any token"
+            problem += " (indent YAML with spaces, not tabs)"
         raise ConfigError([f"{where}invalid YAML: {problem}"], source=path) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"not UTF-8 text (byte {exc.start})"], source=path) from None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmforge.datafiles import read_data_file
+from lmforge.config import ValidateConfig
+from lmforge.datafiles import DataFile, read_data_file, require_text
 from lmforge.errors import DataError
 from lmforge.tasks.registry import get_task
 
@@ -23,6 +24,7 @@ class Guess:
     rows: int
     classes: int
     reasons: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
 GENERATION_LAYOUTS = (("messages",), ("instruction", "output"), ("prompt", "response"))
@@ -63,7 +65,34 @@ def guess(path: Path) -> Guess:
     else:
         label_col = min(rest, key=lambda c: (distinct[c], mean_len[c]))
         reasons.append(f"label column '{label_col}': fewest distinct values ({distinct[label_col]})")
-    return Guess("classification", text_col, label_col, len(frame), distinct[label_col], reasons)
+    require_text(data, text_col, f"`init` picked it as the text column: {reasons[0].partition(': ')[2]}")
+    warnings = _class_warnings(data, label_col)
+    return Guess("classification", text_col, label_col, len(frame), distinct[label_col], reasons, warnings)
+
+
+def _class_warnings(data: DataFile, column: str) -> list[str]:
+    """Refuse labels no run can train on (none, one class); warn of classes that the
+    validate stage will stop on (fewer than `validate.min_rows_per_class` rows)."""
+    labels = data.frame[column].dropna().astype(str).str.strip()
+    counts = labels[labels != ""].value_counts()
+    if len(counts) < 2:
+        found = "no row has a label" if counts.empty else f"only one class ('{counts.index[0]}')"
+        raise DataError(
+            f"{found}; classification needs at least two classes",
+            file=data.path,
+            column=column,
+            hint="label a few rows of each class; lmforge labels the rest",
+        )
+    least = int(ValidateConfig.model_fields["min_rows_per_class"].default)
+    small = counts[counts < least]
+    if small.empty:
+        return []
+    listed = ", ".join(f"'{k}' ({v})" for k, v in small.head(5).items()) + (", ..." if len(small) > 5 else "")
+    return [
+        f"{data.path.name}, column '{column}': {len(small)} of {len(counts)} classes have fewer than "
+        f"{least} rows: {listed}; `lmforge run` stops on them unless you add rows, remove those "
+        "classes or lower validate.min_rows_per_class"
+    ]
 
 
 def render(path: Path, found: Guess, config_dir: Path) -> str:

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from lmforge.datafiles import read_data_file
+from lmforge.datafiles import read_data_file, require_text
 from lmforge.errors import DataError
 
 
@@ -74,3 +75,63 @@ def test_unknown_extension(tmp_path: Path) -> None:
     path.write_bytes(b"x")
     with pytest.raises(DataError, match="unknown file type"):
         read_data_file(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "row", "message"),
+    [
+        ("d.csv", b"text,text,label\na,b,c\n", 1, "names column 'text' more than once"),
+        ("d.csv", b"PK\x03\x04 rest of a workbook", None, "ZIP archive"),
+        ("d.csv", b"text,label\nok,a\nb\x00d,b\n", 3, "NUL bytes"),
+        ("d.json", b'[{"text": "a", "label": "b"}, 7]', 2, "must be an object"),
+    ],
+)
+def test_files_that_are_not_tables_of_text(
+    tmp_path: Path, name: str, content: bytes, row: int | None, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_data_file(path)
+    assert info.value.row == row
+
+
+def test_a_folder_or_a_loop_of_links_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").symlink_to(tmp_path / "b.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "a.csv")
+    with pytest.raises(DataError, match="is a folder"):
+        read_data_file(tmp_path)
+    with pytest.raises(DataError, match="symbolic link"):
+        read_data_file(tmp_path / "a.csv")
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "row", "message"),
+    [
+        (
+            "d.parquet",
+            lambda p: pd.DataFrame({"text": [1, 2], "label": ["a", "b"]}).to_parquet(p),
+            None,
+            "int64",
+        ),
+        ("d.jsonl", lambda p: p.write_text('{"text": "a"}\n{"text": 2.5}\n'), 2, "a number"),
+        ("d.jsonl", lambda p: p.write_text('{"text": ["a"]}\n'), 1, "a list"),
+        ("d.csv", lambda p: p.write_text("text,label\n1,a\n2.5,b\n"), None, "every value is a number"),
+    ],
+)
+def test_a_text_column_that_holds_no_text_is_refused(
+    tmp_path: Path, name: str, write: Any, row: int | None, message: str
+) -> None:
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(DataError, match=message) as info:
+        require_text(read_data_file(path), "text", "check data.text_column")
+    assert info.value.row == row and info.value.column == "text"
+
+
+def test_text_with_some_numbers_and_numeric_labels_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    pd.DataFrame({"text": ["hello", "42"], "label": [0, 1]}).to_parquet(path)
+    data = read_data_file(path)
+    require_text(data, "text", "check data.text_column")
+    assert data.frame["label"].tolist() == ["0", "1"] and "label" in data.non_text

@@ -96,6 +96,26 @@ def test_configured_values_are_kept_and_said_so() -> None:
     assert by_key["pooling"].chosen and by_key["pooling"].reason == "the zoo records it"
 
 
+def test_a_configured_length_above_the_model_limit_is_capped_and_said_so() -> None:
+    settings, decisions = resolve_classification(
+        TrainConfig(max_length=4096),
+        token_lengths=[20] * 50,
+        train_labels=["a", "b"] * 25,
+        labels=["a", "b"],
+        model_limit=512,
+        pooling=("default", "x"),
+        hidden_size=384,
+        causal=False,
+    )
+    causal, causal_decisions = resolve_causal(
+        TrainConfig(max_length=4096), token_lengths=[20] * 50, model_limit=512
+    )
+    assert settings.max_length == causal.max_length == 512
+    for made in (decisions, causal_decisions):
+        reason = next(d.reason for d in made if d.key == "max_length")
+        assert "set to 4096 in the config" in reason and "capped by the model's limit of 512" in reason
+
+
 @pytest.mark.parametrize(
     ("hidden", "causal", "expected"),
     # 10 rows: a handful of steps, so a small encoder gets the peak rate
@@ -132,6 +152,7 @@ def test_causal_length_is_capped_for_memory() -> None:
     [
         ({"epochs": "three"}, "train.epochs: input should be a valid number"),
         ({"max_length": 4}, "train.max_length: must be >= 8 (or 'auto'), got 4"),
+        ({"max_length": 1_000_000}, "train.max_length: must be <= 131072 (or 'auto'), got 1000000"),
         ({"pooling": "max"}, "train.pooling: must be one of 'auto', 'mean' or 'default'"),
         ({"class_weights": "yes"}, "train.class_weights: must be one of"),
     ],

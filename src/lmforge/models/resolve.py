@@ -29,6 +29,21 @@ class ResolvedModel:
 
 def resolve_model(reference: str, base_dir: Path | None = None) -> ResolvedModel:
     """Find a model's files; the error says what to install or pass when they are missing."""
+    found = _resolve_here(reference, base_dir)
+    return found if found is not None else _from_hub(reference)
+
+
+def check_model(reference: str, base_dir: Path | None = None) -> None:
+    """Fail fast on a model reference that cannot work, before any stage runs: an unknown
+    name, a missing local path, a folder without config.json, a zoo model whose package is
+    not installed. A hub id is checked only offline, against the local cache (online,
+    checking it would cost the download that training makes anyway)."""
+    if _resolve_here(reference, base_dir) is None and _offline():
+        _from_hub(reference)
+
+
+def _resolve_here(reference: str, base_dir: Path | None) -> ResolvedModel | None:
+    """A zoo or local model's files; None for a hub id (resolved by `_from_hub`)."""
     if reference in ZOO:
         return _from_zoo(ZOO[reference])
     local = Path(reference).expanduser()
@@ -37,7 +52,7 @@ def resolve_model(reference: str, base_dir: Path | None = None) -> ResolvedModel
     if local.exists():
         return _from_local(reference, local)
     if _looks_like_hub_id(reference):
-        return _from_hub(reference)
+        return None
     raise ModelNotFoundError(
         f"model '{reference}' is not a zoo name ({', '.join(ZOO)}), an existing local path, "
         f"or a hub id (owner/name)",
@@ -94,6 +109,10 @@ def _from_local(reference: str, path: Path) -> ResolvedModel:
     return ResolvedModel(reference, path.resolve(), "local")
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
+
+
 def _looks_like_hub_id(reference: str) -> bool:
     parts = reference.split("/")
     return len(parts) == 2 and all(parts) and not reference.startswith((".", "~"))
@@ -107,7 +126,7 @@ def _from_hub(reference: str) -> ResolvedModel:
         return ResolvedModel(reference, Path(folder), "hub")
     except Exception:  # not in the local hub cache
         pass
-    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+    if _offline():
         raise ModelNotFoundError(
             f"model '{reference}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
             hint=f"use a zoo model ({', '.join(ZOO)}) or a local folder",

@@ -67,6 +67,7 @@ def run_pipeline(
         unknown = sorted(set(asked) - set(names))
         if unknown:
             raise ConfigError([f"{option}: unknown stage {', '.join(unknown)}; stages: {', '.join(names)}"])
+    _check_models(config)
     if until is not None:
         stages = stages[: names.index(until) + 1]
     forced = dependents(stages, set(force))
@@ -102,6 +103,18 @@ def run_pipeline(
         raise
     finally:
         events.unsubscribe(log_sink)
+
+
+def _check_models(config: Config) -> None:
+    """A wrong `model` fails now, not after the data stages have run (minutes on big data)."""
+    from lmforge.models.resolve import check_model
+
+    if config.selects_model:
+        references = config.model if isinstance(config.model, list) else []  # `auto`: the zoo
+    else:
+        references = [config.model_name]
+    for reference in references:
+        check_model(reference, config.base_dir)
 
 
 def _run_stage(
@@ -195,13 +208,13 @@ def cache_key(spec: StageSpec, config: Config, inputs: dict[str, Artifact]) -> s
 
 
 def _user_file_hash(path: Path) -> str:
-    if not path.exists():
-        raise DataError(
-            "file not found",
-            file=path,
-            hint="check data.* paths in the config; they are relative to the config file",
-        )
-    return file_sha256(path)
+    from lmforge.datafiles import check_path
+
+    check_path(path)
+    try:
+        return file_sha256(path)
+    except OSError as exc:  # unreadable (permissions, a device): the ingest stage would fail alike
+        raise DataError(f"cannot read the file: {exc.strerror or exc}", file=path) from None
 
 
 def _cache_lookup(runs_dir: Path, stage: str, key: str) -> Artifact | None:

@@ -97,7 +97,7 @@ def _repair(
             texts.append(text)
             if i % 500 == 499:
                 bar.advance(500)
-    return frame.assign(text=texts)[keep].reset_index(drop=True)
+    return frame.assign(text=texts).loc[keep].reset_index(drop=True)  # [[]] would drop the columns
 
 
 def _label_noise(ctx: StageContext, cfg: CleanConfig, train: pd.DataFrame, log: CleanLog) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from lmforge.config import DataConfig
 from lmforge.data.row_checks import IngestMasker, found_label, masks_at_ingest
-from lmforge.datafiles import read_data_file
+from lmforge.datafiles import read_data_file, require_text
 from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
@@ -49,6 +49,7 @@ def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
                     column=column,
                     hint=f"set data.{role}_column to one of them",
                 )
+        require_text(data, cfg.text_column, "check data.text_column")
         table = data.frame[["source_row", cfg.text_column, cfg.label_column]].copy()
         table.columns = ["source_row", "text", "label"]
         if masker is not None:

@@ -109,7 +109,9 @@ def _queue(auto: pd.DataFrame, clean: Artifact, answers: dict[str, str], cfg: La
                 }
             )
         )
-    issues = pd.read_csv(clean.path("label_issues.csv"))
+    # Texts and labels stay strings: a text "42" or a label "NA" must not turn into 42 or NaN.
+    text_columns = {"text": str, "given": str, "suggested": str}
+    issues = pd.read_csv(clean.path("label_issues.csv"), dtype=text_columns, keep_default_na=False)
     if len(issues):
         parts.append(
             pd.DataFrame(

@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 
 from lmforge.config import SplitConfig
 from lmforge.data.duplicate_rows import leakage
-from lmforge.errors import DataError
+from lmforge.errors import DataError, StageError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
 
@@ -42,6 +42,16 @@ def run(ctx: StageContext, cfg: SplitConfig, inputs: Inputs) -> StageResult:
         if len(leaks):
             ctx.warn(
                 f"removed {len(leaks)} train row(s) that duplicate validation/test rows, see leakage.csv"
+            )
+        # A given test file that repeats train (the same file twice) would leave nothing to train on.
+        gone = sorted(set(labels) - set(parts["train"]["label"]))
+        if gone:
+            raise StageError(
+                "split",
+                f"no train rows of class(es) {', '.join(map(repr, gone[:5]))} are left after removing "
+                f"{len(leaks)} that duplicate validation/test rows (leakage.csv)",
+                hint="data.validation / data.test repeat the train rows; give other files, "
+                "or set split.remove_leakage: false",
             )
     for name in ("validation", "test"):
         unseen = sorted(set(parts[name]["label"]) - set(labels))

@@ -56,6 +56,15 @@ def run(ctx: StageContext, cfg: ValidateConfig, inputs: Inputs) -> StageResult:
             result.rows[name] = len(good)
         result.rows[f"{name}_rejected"] = len(bad)
     waiting = pd.concat(unlabeled, ignore_index=True) if unlabeled else pd.DataFrame()
+    if train.empty and len(waiting) and not ctx.config.label.labels:
+        # Auto-labelling learns from the labelled rows; with none and no label names it has nothing.
+        raise DataError(
+            f"no row has a label ({len(waiting):,} rows, every label empty)",
+            file=ingest.summary["train"]["file"],
+            column="label",
+            hint="check data.label_column, fill in labels, or list the classes in label.labels "
+            "to label the rows zero-shot",
+        )
     if len(waiting):
         kept = ["source_row", "text", "label", "source_file"] + (["pii"] if "pii" in waiting else [])
         ctx.out.write_table("unlabeled", waiting[kept])
@@ -113,12 +122,17 @@ def check_classes(table: pd.DataFrame, file: str, cfg: ValidateConfig) -> None:
         )
     small = counts[counts < cfg.min_rows_per_class]
     if len(small):
-        listed = ", ".join(f"'{k}' ({v})" for k, v in small.items())
+        # Five are enough to see the pattern; a thousand would bury the line.
+        listed = ", ".join(f"'{str(k)[:40]}' ({v})" for k, v in small.head(5).items())
+        more = f", and {len(small) - 5} more" if len(small) > 5 else ""
+        hint = "add examples, merge or remove those classes, or lower validate.min_rows_per_class"
+        if len(counts) > len(table) / 2:  # nearly every row its own class: texts, not labels
+            hint = "most labels occur once: are data.text_column and data.label_column swapped?"
         raise DataError(
-            f"{len(small)} class(es) have fewer than {cfg.min_rows_per_class} rows: {listed}",
+            f"{len(small)} class(es) have fewer than {cfg.min_rows_per_class} rows: {listed}{more}",
             file=file,
             column="label",
-            hint="add examples, merge or remove those classes, or lower validate.min_rows_per_class",
+            hint=hint,
         )
 
 

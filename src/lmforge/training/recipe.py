@@ -109,6 +109,7 @@ def resolve_classification(
 
     decide("pooling", cfg.pooling, pooling if not causal else ("default", "a causal LM: the last token"))
     decide("max_length", cfg.max_length, auto_max_length(token_lengths, model_limit))
+    _cap_length(values, decisions, model_limit)
     rows = len(train_labels)
     batch = cfg.batch_size * cfg.gradient_accumulation_steps
     decide("epochs", cfg.epochs, auto_epochs(rows, batch))
@@ -141,6 +142,20 @@ def auto_max_length(token_lengths: Sequence[int], model_limit: int) -> tuple[int
     if capped < value:
         reason += f"; capped by the model's limit of {model_limit}"
     return capped, reason
+
+
+def _cap_length(values: dict[str, Any], decisions: list[Decision], model_limit: int) -> None:
+    """A configured `max_length` above the model's position limit would index past its
+    position embeddings: cap it, and say so (the just-made decision is max_length's)."""
+    configured = int(values["max_length"])
+    if configured > model_limit:
+        values["max_length"] = model_limit
+        decisions[-1] = Decision(
+            "max_length",
+            model_limit,
+            True,
+            f"set to {configured} in the config; capped by the model's limit of {model_limit} tokens",
+        )
 
 
 def auto_epochs(rows: int, batch: int) -> tuple[float, str]:
@@ -216,6 +231,7 @@ def resolve_causal(
     if limit < model_limit and length == limit:
         reason += f" (lmforge caps causal LMs at {CAUSAL_LENGTH_CAP} to bound training memory)"
     decide("max_length", cfg.max_length, (length, reason))
+    _cap_length(values, decisions, model_limit)
     decide(
         "epochs", cfg.epochs, (CAUSAL_EPOCHS[cfg.method], f"measured default for {cfg.method} on a causal LM")
     )

@@ -48,13 +48,16 @@ class DataFile:
         return [c for c in self.frame.columns if c != "source_row"]
 
 
-def require_text(data: DataFile, column: str, hint: str) -> None:
+def require_text(data: DataFile, column: str, hint: str, *, all_numbers: bool = True) -> None:
     """Stop when `column` does not hold texts (`hint` says which setting picked it): a Parquet column of
     integers, JSON numbers or lists, or a CSV column where every value is a number, which
-    would otherwise train on "0", "1", ... as if they were sentences."""
+    would otherwise train on "0", "1", ... as if they were sentences. `all_numbers=False` keeps
+    only what the file itself types as not text (where a column of number strings can be right)."""
     if column in data.non_text:
         kind, row = data.non_text[column]
         raise DataError(f"holds {kind}, not text", file=data.path, row=row, column=column, hint=hint)
+    if not all_numbers:
+        return
     values = data.frame[column].dropna()
 
     def numbers(part: pd.Series) -> bool:

@@ -279,6 +279,13 @@ def edit(**changes: Any) -> Callable[[dict[str, Any]], None]:
     return apply
 
 
+def as_generation(config: dict[str, Any], data: str) -> None:
+    """The fast config as a generation config (its model is never loaded before `train`)."""
+    config.update(task="generation", data={"train": data})
+    config.pop("label")  # classification settings are errors for generation
+    config["train"].pop("pooling")
+
+
 NAN_ROWS = {
     "text": [t for t, _ in make_rows(per_class=10)],
     "label": [lb for _, lb in make_rows(per_class=10)],
@@ -422,6 +429,13 @@ CASES = [
         frame_file("data.jsonl", INT_TEXT),
         err("data.jsonl", "row 1", "column 'text'", "a number"),
         err("a number"),
+    ),
+    Case(
+        "int-answers-generation-jsonl",  # `str()` trained on "0", "1", ... as answers
+        frame_file("data.jsonl", {"prompt": NAN_ROWS["text"], "response": list(range(40))}),
+        err("data.jsonl", "row 1", "column 'response'", "a number", "data.response_column"),
+        None,
+        lambda c: as_generation(c, "data.jsonl"),
     ),
     Case(
         "some-int-texts-jsonl",

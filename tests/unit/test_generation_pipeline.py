@@ -256,3 +256,73 @@ def test_nothing_fits_max_length_is_a_clear_error(tmp_path: Path, tiny_llama: Pa
     config = gen_config(tmp_path, data, tiny_llama, max_length=8)  # every prompt is longer
     with pytest.raises(DataError, match=r"no training example fits train\.max_length"):
         run_pipeline(load_config(data=config), until="train")
+
+
+def _pairs(answer: Any) -> list[dict[str, Any]]:
+    return [{"prompt": r["instruction"], "response": answer(i, r)} for i, r in enumerate(make_instructions())]
+
+
+@pytest.mark.parametrize(
+    ("task", "name", "rows", "fragments"),
+    [
+        # The answer column holds JSON numbers: `str()` would have trained on "0", "1", ...
+        ("generation", "d.jsonl", _pairs(lambda i, r: i), ["row 1", "column 'response'", "a number"]),
+        (
+            "generation",
+            "d.jsonl",
+            _pairs(lambda i, r: [r["output"]] if i == 3 else r["output"]),
+            ["row 4", "a list"],
+        ),
+        (
+            "generation",
+            "d.jsonl",
+            [{**r, "output": i % 2 == 0} for i, r in enumerate(make_instructions())],
+            ["row 1", "column 'output'", "true/false", "data.output_column"],
+        ),
+        (
+            "generation",
+            "d.csv",
+            [{"prompt": i, "response": r["output"]} for i, r in enumerate(make_instructions())],
+            ["column 'prompt'", "every value is a number", "data.prompt_column"],
+        ),
+        (
+            "language-modeling",
+            "d.jsonl",
+            [{"text": i} for i in range(40)],
+            ["row 1", "column 'text'", "a number", "data.text_column"],
+        ),
+    ],
+    ids=[
+        "answers-json-numbers",
+        "an-answer-json-list",
+        "outputs-true-false",
+        "prompts-csv-numbers",
+        "lm-text-numbers",
+    ],
+)
+def test_generation_columns_that_hold_no_text_are_refused(
+    tmp_path: Path, tiny_llama: Path, task: str, name: str, rows: list[dict[str, Any]], fragments: list[str]
+) -> None:
+    from lmforge.errors import DataError
+
+    path = tmp_path / name
+    write_jsonl(path, rows) if name.endswith(".jsonl") else pd.DataFrame(rows).to_csv(path, index=False)
+    config = gen_config(tmp_path, path, tiny_llama)
+    config["task"] = task
+    if task == "language-modeling":
+        del config["evaluate"]
+    with pytest.raises(DataError) as info:
+        run_pipeline(load_config(data=config), until="ingest")
+    message = str(info.value)
+    assert name in message and all(fragment in message for fragment in fragments), message
+
+
+def test_answers_that_are_number_strings_are_kept(tmp_path: Path, tiny_llama: Path) -> None:
+    # Arithmetic: every answer a number, written as text (a CSV has no types) — a right dataset.
+    path = tmp_path / "sums.csv"
+    pd.DataFrame(
+        {"prompt": [f"{i} plus {i}" for i in range(40)], "response": [2 * i for i in range(40)]}
+    ).to_csv(path, index=False)
+    ingest = run_pipeline(load_config(data=gen_config(tmp_path, path, tiny_llama)), until="ingest")
+    first = json.loads(ingest.artifacts["ingest"].table("train")["messages"][3])
+    assert first[-1] == {"role": "assistant", "content": "6"}

@@ -18,6 +18,7 @@ from typing import Any, cast
 import lmforge
 from lmforge.config import Config
 from lmforge.errors import ConfigError, DataError
+from lmforge.owner import owner
 from lmforge.pipeline.artifacts import (
     MANIFEST,
     Artifact,
@@ -32,6 +33,7 @@ from lmforge.pipeline.context import StageConfig, StageContext, StageResult
 from lmforge.pipeline.events import EventBus, LogFileSink
 from lmforge.pipeline.graph import StageSpec, dependents, stages_for
 from lmforge.pipeline.runs import RunRecord, new_run_id, settle_killed
+from lmforge.pipeline.stagelock import stage_lock
 
 _VERSIONED = ("torch", "transformers", "scikit-learn", "pandas", "mlflow", "accelerate")
 
@@ -129,20 +131,63 @@ def _run_stage(
 ) -> tuple[Artifact, bool, float]:
     inputs = {name: result.artifacts[name] for name in spec.inputs}
     key = cache_key(spec, config, inputs)
+    reusable = spec.cacheable and not forced
+    if reusable and (hit := _reuse(spec, config, key, runs_dir, run_dir, events, record)):
+        return hit
+    work_dir = runs_dir / ".work" / f"{spec.name}-{key[:16]}"
+
+    def waiting(holder: str) -> None:
+        who = f" ({holder})" if holder else ""
+        events.emit("log", spec.name, f"waiting for another run computing {spec.name}{who}")
+
+    # Another run of this config in this folder may be computing this very key, in the same
+    # scratch folder: wait for it, then reuse what it published.
+    with stage_lock(
+        work_dir.with_name(work_dir.name + ".lock"), f"run {run_dir.name}, pid {owner()}", waiting
+    ):
+        if reusable and (hit := _reuse(spec, config, key, runs_dir, run_dir, events, record)):
+            return hit
+        return _compute(spec, config, key, inputs, work_dir, runs_dir, run_dir, events, record)
+
+
+def _reuse(
+    spec: StageSpec,
+    config: Config,
+    key: str,
+    runs_dir: Path,
+    run_dir: Path,
+    events: EventBus,
+    record: RunRecord,
+) -> tuple[Artifact, bool, float] | None:
+    """Place the cached artifact of `key` into this run, if there is a valid one."""
+    started = time.perf_counter()
+    hit = _cache_lookup(runs_dir, spec.name, key)
+    if hit is None or (spec.still_valid is not None and not spec.still_valid(config)):
+        return None
+    final_dir = run_dir / spec.name
+    _place(hit.folder, final_dir, link=True)
+    seconds = time.perf_counter() - started
+    record.stage(spec.name, status="cached", key=key, seconds=seconds, reused_from=str(hit.folder))
+    events.emit("stage_cached", spec.name, "reused", reused_from=hit.manifest.get("run_id"))
+    return Artifact.load(final_dir), True, seconds
+
+
+def _compute(
+    spec: StageSpec,
+    config: Config,
+    key: str,
+    inputs: dict[str, Artifact],
+    work_dir: Path,
+    runs_dir: Path,
+    run_dir: Path,
+    events: EventBus,
+    record: RunRecord,
+) -> tuple[Artifact, bool, float]:
+    """Run the stage in its scratch folder, then publish its artifact (and cache entry)."""
     final_dir = run_dir / spec.name
     started = time.perf_counter()
-    if spec.cacheable and not forced:
-        hit = _cache_lookup(runs_dir, spec.name, key)
-        if hit is not None and (spec.still_valid is None or spec.still_valid(config)):
-            _place(hit.folder, final_dir, link=True)
-            seconds = time.perf_counter() - started
-            record.stage(spec.name, status="cached", key=key, seconds=seconds, reused_from=str(hit.folder))
-            events.emit("stage_cached", spec.name, "reused", reused_from=hit.manifest.get("run_id"))
-            return Artifact.load(final_dir), True, seconds
-
     events.emit("stage_start", spec.name)
     record.stage(spec.name, status="running", key=key)
-    work_dir = runs_dir / ".work" / f"{spec.name}-{key[:16]}"
     out_dir = work_dir / "out"
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a half-written output from a killed run; scratch survives

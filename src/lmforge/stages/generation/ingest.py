@@ -21,7 +21,7 @@ import pandas as pd
 
 from lmforge.config import DataConfig
 from lmforge.data.row_checks import IngestMasker, found_label, masks_at_ingest, merge_found
-from lmforge.datafiles import read_data_file
+from lmforge.datafiles import DataFile, read_data_file, require_text
 from lmforge.errors import DataError
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.generation import conversation, parse_messages
@@ -39,9 +39,10 @@ def run(ctx: StageContext, cfg: DataConfig, inputs: Inputs) -> StageResult:
         path = ctx.config.resolve_path(value)
         data = read_data_file(path, format=cfg.format, encoding=cfg.encoding)
         if get_task(ctx.config.task).raw_text:
-            table, layout = _texts(data.frame, cfg, path), "text"
+            table, layout = _texts(data, cfg, path), "text"
         else:
             layout = _layout(list(data.frame.columns), cfg, path)
+            _require_texts(data, cfg, layout)
             table = _conversations(data.frame, cfg, layout)
         if masker is not None:
             table, found = _mask(masker, table)
@@ -83,7 +84,8 @@ def _mask(masker: IngestMasker, table: pd.DataFrame) -> tuple[pd.DataFrame, dict
     return (table.assign(pii=labels) if any(labels) else table), totals
 
 
-def _texts(frame: pd.DataFrame, cfg: DataConfig, path: Path) -> pd.DataFrame:
+def _texts(data: DataFile, cfg: DataConfig, path: Path) -> pd.DataFrame:
+    frame = data.frame
     if cfg.text_column not in frame.columns:
         columns = ", ".join(c for c in frame.columns if c != "source_row")
         raise DataError(
@@ -92,6 +94,7 @@ def _texts(frame: pd.DataFrame, cfg: DataConfig, path: Path) -> pd.DataFrame:
             column=cfg.text_column,
             hint="set data.text_column to one of them",
         )
+    require_text(data, cfg.text_column, "check data.text_column")
     texts = [_cell(v) for v in frame[cfg.text_column]]
     return pd.DataFrame({"source_row": frame["source_row"], "text": texts})
 
@@ -114,6 +117,30 @@ def _layout(columns: list[str], cfg: DataConfig, path: Path) -> str:
             "response_column to your names"
         ),
     )
+
+
+def _require_texts(data: DataFile, cfg: DataConfig, layout: str) -> None:
+    """Stop on a prompt or answer column that holds no text (as the classification ingest does):
+    `str()` would train on `42`, `True` or a list's repr as if a person had written it.
+
+    A prompt column of nothing but numbers is a wrong column; an answer column of number
+    strings can be right (arithmetic), so answers and inputs are refused only when the file
+    itself types them as numbers, true/false or lists. A `messages` column holds lists by
+    design: each row's messages are checked by `parse_messages`.
+    """
+    if layout == "messages":
+        return
+    if layout == "instruction":
+        prompt, answers = cfg.instruction_column, [cfg.output_column, cfg.input_column]
+        prompt_key, answer_keys = "instruction_column", ["output_column", "input_column"]
+    else:
+        prompt, answers = cfg.prompt_column, [cfg.response_column]
+        prompt_key, answer_keys = "prompt_column", ["response_column"]
+    require_text(data, prompt, f"check data.{prompt_key}")
+    for column, key in zip(answers, answer_keys, strict=True):
+        if column in data.frame.columns:
+            hint = f"check data.{key}; a number meant as text goes in quotes (JSON) or a string column"
+            require_text(data, column, hint, all_numbers=False)
 
 
 def _conversations(frame: pd.DataFrame, cfg: DataConfig, layout: str) -> pd.DataFrame:

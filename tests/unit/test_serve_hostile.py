@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 import random
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -451,6 +452,28 @@ def test_a_key_revoked_through_the_server_is_refused_by_the_next_request(
         assert client.post("/v1/admin/keys/revoke", json={"key": "leaked"}, headers=use).status_code == 401
     actions = [row["action"] for row in store.audit_log()]
     assert "admin.revoke" in actions and "key.revoke" in actions
+
+
+def test_a_keyless_flood_writes_a_bounded_number_of_audit_rows(served: Served) -> None:
+    """Regression: every refused request wrote one audit row, so a client without a key could
+    make the server write to the keys database as fast as it sent requests."""
+    from lmforge.serve.denials import BURST
+
+    throttle = served.client.app.state.serve.authorizer.denials  # type: ignore[attr-defined]
+    store = KeyStore(served.state / "keys.db")
+    now = [1e9]  # a clock the test moves: far ahead first, so the bucket starts full
+    before = max(row["id"] for row in store.audit_log(limit=1))
+    throttle.clock = lambda: now[0]
+    try:
+        for _ in range(200):
+            assert served.client.get("/v1/models").status_code == 401
+        now[0] += 10
+        assert served.client.get("/v1/models").status_code == 401
+    finally:
+        throttle.clock = time.monotonic
+    denied = [r for r in store.audit_log(limit=1000) if r["id"] > before and r["action"] == "denied"]
+    assert len(denied) == BURST + 1
+    assert "(+180 more refused since the previous entry)" in denied[0]["detail"]  # newest first
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ Who the caller is (`identify`: 401, or 400 for ambiguous credentials) is settled
 request guard (`serve/guard.py`) before the body is read; what the key may do (scope: 403,
 rate: 429) by the `context.require(scope)` dependency of each route, through `check`.
 
-Denied attempts and admin actions go to the audit log; a key's use updates its
-`last_used_at` (an audit row per prediction would make the log the bottleneck).
+Denied attempts and admin actions go to the audit log (denials through a per-caller token
+bucket, `serve/denials.py`, so a flood cannot turn into as many database writes); a key's use
+updates its `last_used_at` (an audit row per prediction would make the log the bottleneck).
 
 A successful lookup is remembered for `CACHE_SECONDS`, so a busy client costs one database
 read-and-write every 2 s instead of one per request. What that means for a revocation:
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, Request
+
+from lmforge.serve.denials import DenialThrottle, with_held_back
 
 log = logging.getLogger("lmforge.serve")
 CACHE_SECONDS = 2.0
@@ -56,6 +59,7 @@ class Authorizer:
         self.limiter = RateLimiter()
         self._cache: dict[str, tuple[float, Any]] = {}  # sha256(secret) -> (expiry, KeyInfo)
         self._revocations = 0  # bumped by every revocation through this server
+        self.denials = DenialThrottle()
 
     async def _authenticate(self, secret: str) -> Any:
         digest = hashlib.sha256(secret.encode()).hexdigest()
@@ -133,7 +137,9 @@ class Authorizer:
                 del self._cache[digest]
 
     async def _deny(self, key: Any, route: str, why: str) -> None:
-        await asyncio.to_thread(self.keys.audit, "denied", key, route, why)
+        held = self.denials.admit(getattr(key, "id", None))
+        if held is not None:
+            await asyncio.to_thread(self.keys.audit, "denied", key, route, with_held_back(why, held))
 
     def audit(self, action: str, key: Any, target: str, detail: str = "") -> None:
         self.keys.audit(action, None if isinstance(key, Anonymous) else key, target, detail)

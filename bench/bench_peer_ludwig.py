@@ -48,7 +48,9 @@ def minilm_path() -> str:
     return str(found[0])
 
 
-def run_ludwig(train: Any, validation: Any, test: Any, seed: int, threads: int) -> dict[str, Any]:
+def run_ludwig(
+    train: Any, validation: Any, test: Any, seed: int, threads: int, settings: dict[str, Any]
+) -> dict[str, Any]:
     import torch
     from ludwig.api import LudwigModel
     from sklearn.metrics import accuracy_score, f1_score
@@ -67,7 +69,7 @@ def run_ludwig(train: Any, validation: Any, test: Any, seed: int, threads: int) 
             }
         ],
         "output_features": [{"name": "label", "type": "category"}],
-        "trainer": dict(SETTINGS),
+        "trainer": dict(settings),
     }
     # Ludwig drops a preprocessing lock file in the working folder: keep it in the temp one.
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
@@ -88,7 +90,7 @@ def run_ludwig(train: Any, validation: Any, test: Any, seed: int, threads: int) 
     truth = test["label"].astype(str).tolist()
     return {
         "seconds": seconds,
-        "settings": SETTINGS,
+        "settings": settings,
         "accuracy": accuracy_score(truth, predicted),
         "f1_macro": f1_score(truth, predicted, average="macro"),
     }
@@ -102,20 +104,27 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["500", "1000", "2000"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="trainer settings over the issue's: learning_rate=5e-4 epochs=6"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/peer-ludwig.jsonl"))
     args = parser.parse_args()
+    settings = dict(SETTINGS)
+    for item in args.set:
+        key, value = item.split("=", 1)
+        settings[key] = int(value) if key in ("epochs", "batch_size") else float(value)
     done = set()
     if args.out.exists():
         for line in args.out.read_text().splitlines():
             row = json.loads(line)
-            done.add((row["dataset"], row["size"], row["seed"]))
+            done.add((row["dataset"], row["size"], row["seed"], json.dumps(row["settings"], sort_keys=True)))
     for dataset in args.datasets:
         for size in args.sizes:
             for seed in args.seeds:
-                if (dataset, size, seed) in done:
+                if (dataset, size, seed, json.dumps(settings, sort_keys=True)) in done:
                     continue
                 train, validation, test, _ = load(dataset, size, seed)
-                result = run_ludwig(train, validation, test, seed, args.threads)
+                result = run_ludwig(train, validation, test, seed, args.threads, settings)
                 row = {
                     "arm": "ludwig",
                     "dataset": dataset,

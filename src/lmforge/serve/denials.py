@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from lmforge.serve.ratelimit import RateLimiter
 
 BURST = 20
 PER_SECOND = 2.0
@@ -21,39 +22,35 @@ PER_SECOND = 2.0
 MAX_CALLERS = 10_000
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-    held_back: int = 0
-
-
 class DenialThrottle:
     """Decides whether a denial is written, and with how many held back before it."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._buckets: dict[int | None, _Bucket] = {}
-        self._orphaned = 0  # held-back counts of buckets dropped at MAX_CALLERS
+        self._buckets = RateLimiter(clock)
+        self._held_back: dict[object, int] = {}
+        self._orphaned = 0  # held-back counts of callers forgotten at MAX_CALLERS
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._buckets.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:  # tests move time by hand
+        self._buckets.clock = clock
 
     def admit(self, caller: int | None) -> int | None:
         """None to skip writing this denial (it is counted); else how many denials of this
         caller were held back since its previous row (0 when none)."""
-        now = self.clock()
-        bucket = self._buckets.get(caller)
-        if bucket is None:
-            if len(self._buckets) >= MAX_CALLERS:
-                oldest = next(iter(self._buckets))
-                self._orphaned += self._buckets.pop(oldest).held_back
-            bucket = self._buckets[caller] = _Bucket(tokens=BURST, updated=now)
-        bucket.tokens = min(BURST, bucket.tokens + (now - bucket.updated) * PER_SECOND)
-        bucket.updated = now
-        if bucket.tokens < 1:
-            bucket.held_back += 1
+        if caller not in self._held_back and len(self._buckets) >= MAX_CALLERS:
+            oldest = self._buckets.oldest()
+            self._buckets.forget(oldest)
+            self._orphaned += self._held_back.pop(oldest, 0)
+        self._held_back.setdefault(caller, 0)
+        if self._buckets.take(caller, "denials", BURST, PER_SECOND) is not None:
+            self._held_back[caller] += 1
             return None
-        bucket.tokens -= 1
-        held, bucket.held_back = bucket.held_back + self._orphaned, 0
-        self._orphaned = 0
+        held = self._held_back[caller] + self._orphaned
+        self._held_back[caller] = self._orphaned = 0
         return held
 
 

@@ -95,6 +95,9 @@ def _summary(result, seconds: float, task: str) -> None:
     if table.row_count:  # a run stopped with --until before training has nothing to compare
         console.print()
         console.print(table)
+    from lmforge.console_budget import print_budget
+
+    print_budget(console, result, seconds)
     cached = sum(result.cached.values())
     console.print(
         f"run [bold]{result.run_id}[/] finished in {seconds:.1f}s "
@@ -141,8 +144,16 @@ def _comparison_table(result, task_name: str) -> Table:
     evaluate = result.artifacts.get("evaluate")
     if evaluate is not None and all(k in evaluate.metrics for k, _, _ in columns):
         m = evaluate.metrics
-        table.add_row("[bold]fine-tuned model[/]", *(f"[bold]{format(m[k], f)}[/]" for k, _, f in columns))
+        table.add_row(
+            f"[bold]{_model_title(result)}[/]", *(f"[bold]{format(m[k], f)}[/]" for k, _, f in columns)
+        )
     return table
+
+
+def _model_title(result) -> str:
+    train = result.artifacts.get("train")
+    kind = train.summary.get("kind") if train is not None else None
+    return {"linear": "linear model", "ensemble": "ensemble"}.get(kind or "", "fine-tuned model")
 
 
 def _gate_outcome(result) -> None:

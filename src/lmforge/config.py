@@ -927,6 +927,14 @@ class Config(Section):
         return isinstance(self.model, list) or self.model == "auto"
 
     @property
+    def runs_portfolio(self) -> bool:
+        """`model: auto` with a budget: the train stage tries the portfolio of candidates
+        (linear models, frozen-encoder probe, fine-tune, their blend) within the budget."""
+        budget = getattr(self, "budget", None)
+        has_budget = budget is not None and (budget.minutes is not None or budget.trials is not None)
+        return self.model == "auto" and has_budget
+
+    @property
     def model_name(self) -> str:
         """The one configured model (only meaningful when not selecting)."""
         assert isinstance(self.model, str)

@@ -11,6 +11,7 @@ from typing import Any
 
 from lmforge.config import Config
 from lmforge.pipeline.artifacts import Artifact, ArtifactWriter
+from lmforge.pipeline.budget import RunBudget
 from lmforge.pipeline.events import EventBus, Progress, progress
 
 
@@ -101,6 +102,7 @@ class StageContext:
     work_dir: Path  # keyed by the cache key: a rerun of the same stage finds checkpoints here
     run_dir: Path
     events: EventBus
+    budget: RunBudget | None = None  # the run's time budget, when it has one (pipeline/budget.py)
 
     def log(self, message: str, **data: Any) -> None:
         self.events.emit("log", self.stage, message, **data)

@@ -29,6 +29,7 @@ from lmforge.pipeline.artifacts import (
     link_copy,
     write_json_atomic,
 )
+from lmforge.pipeline.budget import RunBudget, budget_config
 from lmforge.pipeline.context import StageConfig, StageContext, StageResult
 from lmforge.pipeline.events import EventBus, LogFileSink
 from lmforge.pipeline.graph import StageSpec, dependents, stages_for
@@ -47,6 +48,7 @@ class RunResult:
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     cached: dict[str, bool] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
+    budget: RunBudget | None = None
 
 
 def run_pipeline(
@@ -85,15 +87,22 @@ def run_pipeline(
     events.subscribe(log_sink)
     record = RunRecord.create(run_dir, config.project_name, config_file)
     result = RunResult(run_id, run_dir)
+    budget = RunBudget.from_config(config, [s.name for s in stages])
+    result.budget = budget
     try:
         events.emit("run_start", None, run_id, run_dir=str(run_dir), stages=[s.name for s in stages])
         for spec in stages:
+            if budget is not None:
+                config = budget_config(budget, spec.name, config, events)
             artifact, cached, seconds = _run_stage(
-                spec, config, result, runs_dir, run_dir, events, record, spec.name in forced
+                spec, config, result, runs_dir, run_dir, events, record, spec.name in forced, budget
             )
             result.artifacts[spec.name] = artifact
             result.cached[spec.name] = cached
             result.durations[spec.name] = seconds
+            if budget is not None:
+                budget.finished(spec.name, seconds, artifact.manifest.get("rows", {}), cached)
+                write_json_atomic(run_dir / "budget.json", budget.to_json())
         record.set_metrics(_headline_metrics(result))
         record.finish("succeeded")
         events.emit("run_end", None, run_id, status="succeeded", run_dir=str(run_dir))
@@ -128,6 +137,7 @@ def _run_stage(
     events: EventBus,
     record: RunRecord,
     forced: bool,
+    budget: RunBudget | None = None,
 ) -> tuple[Artifact, bool, float]:
     inputs = {name: result.artifacts[name] for name in spec.inputs}
     key = cache_key(spec, config, inputs)
@@ -147,7 +157,7 @@ def _run_stage(
     ):
         if reusable and (hit := _reuse(spec, config, key, runs_dir, run_dir, events, record)):
             return hit
-        return _compute(spec, config, key, inputs, work_dir, runs_dir, run_dir, events, record)
+        return _compute(spec, config, key, inputs, work_dir, runs_dir, run_dir, events, record, budget)
 
 
 def _reuse(
@@ -182,6 +192,7 @@ def _compute(
     run_dir: Path,
     events: EventBus,
     record: RunRecord,
+    budget: RunBudget | None = None,
 ) -> tuple[Artifact, bool, float]:
     """Run the stage in its scratch folder, then publish its artifact (and cache entry)."""
     final_dir = run_dir / spec.name
@@ -200,6 +211,7 @@ def _compute(
         work_dir=work_dir,
         run_dir=run_dir,
         events=events,
+        budget=budget,
     )
     section = config.section_model(spec.sections[0])
     try:

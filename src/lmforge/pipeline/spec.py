@@ -167,6 +167,20 @@ def train_fingerprint(config: Config) -> dict[str, Any]:
     return {**_trained_model_fingerprint(config), **library_versions(config), **tensorboard}
 
 
+# The encoder the portfolio probes and fine-tunes (`model: auto` with a budget).
+PORTFOLIO_ENCODER = "minilm-l6"
+
+
+def portfolio_fingerprint(config: Config) -> dict[str, Any]:
+    # The portfolio fine-tunes minilm-l6 and fits scikit-learn models: their versions matter.
+    return {
+        "model": soft_fingerprint(PORTFOLIO_ENCODER, config),
+        **library_versions(config),
+        "scikit-learn": _version("scikit-learn"),
+        "skops": _version("skops"),
+    }
+
+
 # Trials run where `executor` says and are stored under a study named after `project`;
 # neither changes which hyperparameters win.
 TUNE_UNKEYED = ("executor", "project")

@@ -21,7 +21,15 @@ def automl_section(inputs: Inputs) -> dict[str, Any]:
         "restarts": train.summary.get("restarts") or [],
         "regularisation": train.summary.get("regularisation") or {},
         "ensemble": train.summary.get("ensemble"),
+        "portfolio": None,
     }
+    if train.has("portfolio.json"):
+        # Auto mode: every candidate, and the budget's plan and decisions as of the train stage.
+        section["portfolio"] = {
+            "candidates": train.json("portfolio"),
+            "budget": train.json("budget") if train.has("budget.json") else None,
+            "kind": train.summary.get("kind"),
+        }
     if "select" in inputs:
         select = inputs["select"]
         section["select"] = {

@@ -8,6 +8,7 @@ exported to ONNX and gated on a classification metric.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from lmforge.pipeline.spec import (
     export_versions,
     ingest_fingerprint,
     label_fingerprint,
+    portfolio_fingerprint,
     reviewed_labels,
     select_fingerprint,
     tracking_store_exists,
@@ -71,6 +73,8 @@ class ClassificationTask:
         """ingest .. register; `select` when the model is `auto` or a list, `tune` when
         `tune.enabled`, `crossval` when `evaluate.cv_folds` is set; `gate` always runs (never
         cached: the champion it compares with lives outside the run folder)."""
+        if config.runs_portfolio:
+            return self._portfolio_stages(config)
         chosen = ("select",) if config.selects_model else ()
         tuned = ("tune",) if config.tune.enabled else ()
         specs = [
@@ -187,7 +191,36 @@ class ClassificationTask:
         )
         return tuple(specs)
 
+    def _portfolio_stages(self, config: Config) -> tuple[StageSpec, ...]:
+        """`model: auto` with a budget: the train stage tries the portfolio (stages/portfolio.py)
+        and outputs the winner, whatever its kind; select, tune and crossval do not run (the
+        portfolio searches models and their settings itself, within the budget)."""
+        specs = [
+            s for s in self.stages(_without_budget(config)) if s.name not in ("select", "tune", "crossval")
+        ]
+        out = []
+        for spec in specs:
+            if spec.name == "train":
+                spec = StageSpec(
+                    "train",
+                    ("split", "augment"),
+                    ("train", "model", "task", "budget"),
+                    unkeyed=("tracking",),
+                    fingerprint=portfolio_fingerprint,
+                    module="portfolio",
+                )
+            elif "select" in spec.inputs or "tune" in spec.inputs or "crossval" in spec.inputs:
+                dropped = {"select", "tune", "crossval"}
+                spec = replace(spec, inputs=tuple(i for i in spec.inputs if i not in dropped))
+            out.append(spec)
+        return tuple(out)
+
     def search_space(self, train: TrainConfig) -> dict[str, ParamRange]:
         from lmforge.tuning.space import default_space
 
         return default_space(train)
+
+
+def _without_budget(config: Config) -> Config:
+    # The ordinary stage list of the same config, which the portfolio list is derived from.
+    return config.model_copy(update={"budget": None})

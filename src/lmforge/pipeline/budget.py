@@ -1,0 +1,200 @@
+"""The run's time budget: a plan of seconds per stage, made at the start and revised as stages
+finish, with every decision the planner takes and its reason.
+
+A budget is a hard ceiling on the whole run (ingest to register, export and report included):
+the stages after `train` are *reserved* before training starts, from the test rows and the
+kind of model that wins (a fine-tuned transformer costs more to evaluate and export than a
+linear model), so training spends only what is left after them. Stages before training are
+cheap except the label-noise check, which is scaled down (fewer folds) or turned off when its
+estimate does not fit its share; that choice depends only on the row count and the budget, so
+a rerun with the same data and budget makes it again and reuses the cache.
+
+Costs are seconds measured on this project's reference machine (2 cores, no GPU); a faster
+machine finishes early, a slower one is caught by the revisions (real stage times replace the
+estimates) and by the train stage's own deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lmforge.config import Config
+
+# Fixed seconds + seconds per 1,000 rows (of the split the stage works on), measured on 2 cores
+# (emotion 16k rows, banking77 10k, sms_spam 5.5k; bench/bench_auto.py prints the actuals).
+_DATA_COST: dict[str, tuple[float, float]] = {
+    "ingest": (1.0, 0.08),
+    "validate": (0.5, 0.02),
+    "clean": (2.0, 0.6),  # repair, PII, exact + near duplicates; label noise is added apart
+    "label": (0.5, 0.02),
+    "split": (1.0, 0.1),
+    "augment": (0.5, 0.05),
+    "baseline": (1.0, 0.4),
+}
+# Label-noise check: one TF-IDF + logistic-regression fit per fold, per 1,000 rows.
+NOISE_SECONDS_PER_FOLD_PER_1K = 0.2
+NOISE_SHARE = 0.10  # of the budget; above it the check runs with fewer folds, or not at all
+
+# After training, per kind of winner: fixed seconds + seconds per 1,000 test rows.
+_POST_COST: dict[str, dict[str, tuple[float, float]]] = {
+    "transformer": {
+        "evaluate": (4.0, 6.0),
+        "export": (20.0, 12.0),  # torch.onnx.export + torch, fp32 and int8 runs on the test rows
+        "gate": (3.0, 0.0),
+        "report": (10.0, 0.5),
+        "register": (15.0, 0.0),
+    },
+    "linear": {
+        "evaluate": (3.0, 0.5),
+        "export": (12.0, 1.0),  # skops load, skl2onnx, parity on the test rows
+        "gate": (3.0, 0.0),
+        "report": (10.0, 0.5),
+        "register": (12.0, 0.0),
+    },
+}
+_POST_COST["ensemble"] = {
+    stage: (
+        _POST_COST["transformer"][stage][0] + _POST_COST["linear"][stage][0] / 2,
+        _POST_COST["transformer"][stage][1] + _POST_COST["linear"][stage][1],
+    )
+    for stage in _POST_COST["transformer"]
+}
+POST_STAGES = ("evaluate", "export", "crossval", "gate", "report", "register")
+
+
+@dataclass
+class RunBudget:
+    """Seconds the run may spend, from `started` (a `time.monotonic()` value)."""
+
+    seconds: float
+    stages: list[str]
+    started: float = field(default_factory=time.monotonic)
+    count_based: bool = False  # `budget.trials` / `deterministic`: decisions by counts, not the clock
+    trials: int | None = None
+    rows: dict[str, int] = field(default_factory=dict)  # train / validation / test, as known so far
+    plan: dict[str, float] = field(default_factory=dict)
+    actual: dict[str, float] = field(default_factory=dict)
+    cached: dict[str, bool] = field(default_factory=dict)
+    decisions: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.revise()
+
+    @classmethod
+    def from_config(cls, config: Config, stages: list[str]) -> RunBudget | None:
+        budget = getattr(config, "budget", None)
+        if budget is None or (budget.minutes is None and budget.trials is None):
+            return None
+        seconds = float(budget.minutes) * 60 if budget.minutes is not None else float("inf")
+        count_based = budget.minutes is None or bool(budget.deterministic)
+        return cls(seconds, list(stages), count_based=count_based, trials=budget.trials)
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.seconds
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def decide(self, stage: str, decision: str, reason: str) -> None:
+        self.decisions.append({"stage": stage, "decision": decision, "reason": reason})
+
+    def post_seconds(self, kind: str, after: str = "train") -> float:
+        """Estimated seconds of the stages after `after` for a winner of `kind`."""
+        test_k = self.rows.get("test", 2000) / 1000
+        later = self.stages[self.stages.index(after) + 1 :] if after in self.stages else []
+        costs = _POST_COST.get(kind, _POST_COST["transformer"])
+        return sum(costs[s][0] + costs[s][1] * test_k for s in later if s in costs)
+
+    def margin(self) -> float:
+        """Kept free at the end: machines are noisy and the last stage must not overrun."""
+        return min(30.0, max(5.0, 0.03 * self.seconds))
+
+    def stage_deadline(self, stage: str, kind: str = "transformer") -> float:
+        """The monotonic time by which `stage` must end so that the stages after it fit."""
+        return self.deadline - self.post_seconds(kind, after=stage) - self.margin()
+
+    def revise(self) -> None:
+        """Re-plan the stages not yet run from the row counts known now."""
+        train_k = self.rows.get("train", 10_000) / 1000
+        for stage in self.stages:
+            if stage in self.actual:
+                continue
+            if stage in _DATA_COST:
+                fixed, per_k = _DATA_COST[stage]
+                self.plan[stage] = fixed + per_k * train_k
+            elif stage in POST_STAGES:
+                costs = _POST_COST["transformer"]
+                fixed, per_k = costs.get(stage, (0.0, 0.0))
+                self.plan[stage] = fixed + per_k * self.rows.get("test", 2000) / 1000
+        if "train" in self.stages and "train" not in self.actual and self.seconds != float("inf"):
+            spent = sum(self.actual.values())
+            others = sum(v for s, v in self.plan.items() if s != "train" and s not in self.actual)
+            self.plan["train"] = max(0.0, self.seconds - spent - others - self.margin())
+
+    def finished(self, stage: str, seconds: float, rows: dict[str, int], cached: bool) -> None:
+        self.actual[stage] = seconds
+        self.cached[stage] = cached
+        for name in ("train", "validation", "test"):
+            if rows.get(name):
+                self.rows[name] = int(rows[name])
+        self.revise()
+
+    def noise_folds(self, folds: int, train_rows: int) -> int:
+        """How many label-noise folds fit the budget (0: the check does not fit)."""
+        if self.count_based:
+            return folds
+        share = NOISE_SHARE * self.seconds
+        per_fold = NOISE_SECONDS_PER_FOLD_PER_1K * train_rows / 1000
+        return folds if per_fold * folds <= share else int(share // max(per_fold, 1e-9))
+
+    def table(self) -> list[dict[str, Any]]:
+        """Planned vs actual seconds per stage, for the report and the end-of-run table."""
+        return [
+            {
+                "stage": stage,
+                "planned_seconds": round(self.plan.get(stage, 0.0), 1),
+                "actual_seconds": round(self.actual[stage], 1) if stage in self.actual else None,
+                "cached": self.cached.get(stage, False),
+            }
+            for stage in self.stages
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seconds": None if self.seconds == float("inf") else self.seconds,
+            "count_based": self.count_based,
+            "trials": self.trials,
+            "elapsed_seconds": round(self.elapsed(), 1),
+            "stages": self.table(),
+            "decisions": self.decisions,
+        }
+
+
+def budget_config(budget: RunBudget, stage: str, config: Config, events: Any) -> Config:
+    """`config` with the scale-downs the budget asks of `stage`, each logged and recorded.
+
+    Only the label-noise check is scaled today: it is the one data stage whose cost grows
+    with rows x folds (minutes on tens of thousands of rows). The decision depends only on the
+    train rows and the budget, so a rerun decides alike and reuses the cached stage.
+    """
+    if stage != "clean" or config.clean.label_noise == "off":
+        return config
+    rows = budget.rows.get("train", 0)
+    folds = 10
+    if budget.noise_folds(folds, rows) >= folds:
+        return config
+    estimate = NOISE_SECONDS_PER_FOLD_PER_1K * rows / 1000 * folds
+    reason = (
+        f"the label-noise check of {rows:,} rows needs ~{estimate:.0f} s, over its share "
+        f"({NOISE_SHARE:.0%} of the budget, {NOISE_SHARE * budget.seconds:.0f} s)"
+    )
+    budget.decide("clean", "clean.label_noise: off", reason)
+    events.emit("warning", "clean", f"label-noise check off: {reason}")
+    return config.model_copy(update={"clean": config.clean.model_copy(update={"label_noise": "off"})})

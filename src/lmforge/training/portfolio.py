@@ -1,0 +1,348 @@
+"""The portfolio: candidate models tried cheapest first under the run's budget, the best kept.
+
+Order (FLAML's cost-frugal order): the majority class (a floor), TF-IDF word + character
+n-grams with logistic regression and a calibrated linear SVM (C searched), a logistic
+regression on frozen-encoder embeddings, then a fine-tune of the encoder with the recipe's
+settings and the steps that fit. The fine-tune is stopped at rungs (25%, 50% of its steps)
+when it trails the best cheaper candidate by more than the rung's margin (successive halving
+between candidates: the fine-tune keeps the time only while the cheap ones say it is worth
+it). Last, a weighted average of the best transformer and the best linear model is the winner
+when it beats both out of fold on validation.
+
+Wall-clock mode gives each candidate a share of the time left; count mode (`budget.trials`,
+`budget.deterministic`) decides by counts only, so the same data and seed give the same model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lmforge.config import TrainConfig
+from lmforge.pipeline.budget import RunBudget
+from lmforge.tasks.classification import metrics
+
+LINEAR_SHARE = 0.2  # of the train stage's time: the linear search (it usually needs far less)
+PROBE_SHARE = 0.15  # the frozen-encoder probe
+PROBE_ROWS_COUNT_MODE = 4000  # count mode: the probe embeds at most this many train rows
+FINETUNE_FIXED_SECONDS = 25.0  # load, tokenise, time steps, save: paid whatever the step count
+
+
+@dataclass
+class Candidate:
+    name: str
+    kind: str  # linear | transformer | majority | ensemble
+    status: str = "pending"  # trained | dropped | stopped | failed
+    score: float | None = None
+    seconds: float = 0.0
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    model: Any = None  # LinearModel, a transformer folder (Path), or None
+    validation_proba: np.ndarray | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "candidate": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "validation_score": None if self.score is None else round(self.score, 4),
+            "seconds": round(self.seconds, 1),
+            "reason": self.reason,
+            **self.details,
+        }
+
+
+class Portfolio:
+    def __init__(
+        self,
+        *,
+        reference: str,
+        base_dir: Path,
+        cfg: TrainConfig,
+        labels: list[str],
+        train: pd.DataFrame,
+        validation: pd.DataFrame,
+        metric: str,
+        budget: RunBudget,
+        work_dir: Path,
+        log: Callable[[str], None],
+    ) -> None:
+        self.reference, self.base_dir, self.cfg = reference, base_dir, cfg
+        self.labels, self.train, self.validation = labels, train, validation
+        self.metric, self.budget, self.work_dir, self.log = metric, budget, work_dir, log
+        self.candidates: list[Candidate] = []
+        self.finetune_fit: Any = None
+
+    # -- helpers -------------------------------------------------------------------------
+    def score(self, truth: Sequence[str], predicted: Sequence[str]) -> float:
+        return float(metrics(list(truth), list(predicted))[self.metric])
+
+    def proba_score(self, proba: np.ndarray) -> float:
+        label_arr = np.asarray(self.labels, dtype=object)
+        return self.score(self.validation["label"].tolist(), list(label_arr[proba.argmax(1)]))
+
+    def deadline(self) -> float:
+        """When the train stage must end, with the reserve of the costliest winner kind."""
+        return self.budget.stage_deadline("train", "ensemble")
+
+    def left(self) -> float:
+        return self.deadline() - time.monotonic()
+
+    def best(self, kind: str | None = None) -> Candidate | None:
+        scored = [c for c in self.candidates if c.score is not None and c.model is not None]
+        if kind:
+            scored = [c for c in scored if c.kind == kind]
+        return max(scored, key=lambda c: c.score or 0.0, default=None)
+
+    def best_score(self) -> float | None:
+        best = self.best()
+        return None if best is None else best.score
+
+    def decide(self, decision: str, reason: str) -> None:
+        self.budget.decide("train", decision, reason)
+        self.log(f"{decision}: {reason}")
+
+    # -- candidates ----------------------------------------------------------------------
+    def majority(self) -> None:
+        top = self.train["label"].value_counts().idxmax()
+        score = self.score(self.validation["label"].tolist(), [top] * len(self.validation))
+        self.candidates.append(
+            Candidate("majority", "majority", "trained", score, reason=f"always {top!r}: the floor")
+        )
+
+    def linear(self) -> None:
+        from lmforge.classical.search import search_linear
+
+        started = time.monotonic()
+        count_mode = self.budget.count_based
+        trials = self.budget.trials
+        max_fits = max(1, trials - 2) if count_mode and trials else (8 if count_mode else None)
+        deadline = None if count_mode else started + max(10.0, LINEAR_SHARE * self.left())
+        result = search_linear(
+            self.train["text"].tolist(),
+            self.train["label"].tolist(),
+            self.validation["text"].tolist(),
+            self.validation["label"].tolist(),
+            self.labels,
+            metric=self.metric,
+            deadline=deadline,
+            max_fits=max_fits,
+            seed=self.cfg.seed,
+            log=self.log,
+        )
+        best = result.best
+        proba = best.proba(self.validation["text"].tolist(), labels=self.labels)
+        trials_run = getattr(result, "trials", [])
+        self.candidates.append(
+            Candidate(
+                f"tfidf + {getattr(best, 'head', 'linear')}",
+                "linear",
+                "trained",
+                self.proba_score(proba),
+                time.monotonic() - started,
+                reason=f"best of {len(trials_run)} fits ({getattr(result, 'stopped', 'search done')})",
+                details={"C": getattr(best, "C", None), "fits": len(trials_run)},
+                model=best,
+                validation_proba=proba,
+            )
+        )
+
+    def embedding_probe(self) -> None:
+        from lmforge.classical.embedding_probe import fit_embedding_probe
+
+        started = time.monotonic()
+        count_mode = self.budget.count_based
+        if count_mode and self.budget.trials is not None and self.budget.trials < 2:
+            self._drop("frozen encoder + LR", "transformer", "budget.trials leaves no fit for it")
+            return
+        deadline = None if count_mode else started + PROBE_SHARE * self.left()
+        if deadline is not None and deadline - started < 5:
+            self._drop("frozen encoder + LR", "transformer", f"{deadline - started:.0f} s left for it")
+            return
+        train = self.train
+        if count_mode and len(train) > PROBE_ROWS_COUNT_MODE:
+            train = train.sample(n=PROBE_ROWS_COUNT_MODE, random_state=self.cfg.seed)
+        folder = self.work_dir / "probe"
+        max_length = self._max_length()
+        out = fit_embedding_probe(
+            self.reference,
+            self.base_dir,
+            train["text"].tolist(),
+            train["label"].tolist(),
+            self.labels,
+            max_length=max_length,
+            out_dir=folder,
+            deadline=deadline,
+        )
+        model_dir, proba_fn = out[0], out[1]
+        proba = np.asarray(proba_fn(self.validation["text"].tolist()))
+        used = out[2] if len(out) > 2 else len(train)
+        self.candidates.append(
+            Candidate(
+                f"{self.reference} frozen + LR",
+                "transformer",
+                "trained",
+                self.proba_score(proba),
+                time.monotonic() - started,
+                reason=f"logistic regression on {used:,} rows' mean-pooled embeddings",
+                details={"rows": used, "max_length": max_length},
+                model=Path(model_dir),
+                validation_proba=proba,
+            )
+        )
+
+    def finetune(self, callbacks: Callable[[], list[Any]]) -> None:
+        from lmforge.training.fit import classification_settings, fit_classifier
+        from lmforge.training.recipe import auto_epochs
+        from lmforge.training.timed_finetune import budget_callbacks, plan_steps, time_steps
+
+        name = f"{self.reference} fine-tuned"
+        started = time.monotonic()
+        count_mode = self.budget.count_based
+        if count_mode and self.budget.trials is not None and self.budget.trials < 3:
+            self._drop(name, "transformer", "budget.trials leaves no fit for it")
+            return
+        if not count_mode and self.left() < FINETUNE_FIXED_SECONDS + 30:
+            self._drop(
+                name,
+                "transformer",
+                f"{self.left():.0f} s left; a fine-tune needs about "
+                f"{FINETUNE_FIXED_SECONDS + 30:.0f} s for its first useful steps",
+            )
+            return
+        settings = classification_settings(self.reference, self.base_dir, self.cfg, self.train, self.labels)[
+            2
+        ]
+        batch = settings.batch_size * settings.gradient_accumulation_steps
+        epochs = (
+            auto_epochs(len(self.train), batch)[0] if self.cfg.epochs == "auto" else float(self.cfg.epochs)
+        )
+        update: dict[str, Any] = {"max_length": settings.max_length, "batch_size": settings.batch_size}
+        stops: list[str] = []
+        deadline: float | None = None
+        if count_mode:
+            steps = max(1, int(epochs * len(self.train) / batch))
+            update.update(max_steps=steps, eval_steps=max(1, steps // 4))
+            plan_reason = f"the recipe's {epochs:g} epochs ({steps} steps, count mode)"
+        else:
+            timing = time_steps(
+                self.reference,
+                self.base_dir,
+                self.labels,
+                self.train,
+                len(self.validation),
+                self.cfg.model_copy(update=update),
+                self.work_dir / "timing",
+            )
+            available = self.left() - timing.eval_seconds - 5  # the final validation pass and save
+            plan = plan_steps(available, timing, len(self.train), epochs)
+            if plan is None:
+                self._drop(
+                    name,
+                    "transformer",
+                    f"{timing.seconds_per_step:.2f} s per step: fewer than 30 steps fit in {available:.0f} s",
+                )
+                return
+            steps = plan.max_steps
+            update.update(max_steps=steps, eval_steps=max(1, steps // 4), method=plan.method)
+            if plan.method == "freeze":
+                update["trainable_layers"] = 2
+            plan_reason = f"{plan.reason} ({timing.seconds_per_step:.2f} s per step, {steps} steps)"
+            deadline = self.deadline() - timing.eval_seconds - 5
+        self.decide("fine-tune plan", plan_reason)
+        cfg = self.cfg.model_copy(update=update)
+        rival_best = self.best_score()
+        extra = budget_callbacks(deadline, steps, lambda: rival_best, self.metric, stops.append)
+        fit = fit_classifier(
+            self.reference,
+            self.base_dir,
+            self.labels,
+            self.train,
+            self.validation,
+            cfg,
+            self.work_dir / "checkpoints",
+            callbacks=lambda: [*callbacks(), *extra],
+            log=self.log,
+        )
+        self.finetune_fit = fit
+        proba = _trainer_proba(fit, self.validation, self.labels, fit.settings.max_length)
+        status = "stopped" if stops else "trained"
+        self.candidates.append(
+            Candidate(
+                name,
+                "transformer",
+                status,
+                self.proba_score(proba),
+                time.monotonic() - started,
+                reason=(f"stopped at {stops[0]}" if stops else plan_reason),
+                details={
+                    "steps": fit.steps,
+                    "method": fit.settings.method,
+                    "epochs": round(fit.steps * batch / len(self.train), 2),
+                },
+                model="finetune",
+                validation_proba=proba,
+            )
+        )
+        if stops:
+            self.decide("fine-tune stopped", stops[0])
+
+    def ensemble(self) -> Candidate | None:
+        from lmforge.training.blend import blend
+
+        transformer, linear = self.best("transformer"), self.best("linear")
+        if transformer is None or linear is None:
+            return None
+        assert transformer.validation_proba is not None and linear.validation_proba is not None
+        result = blend(
+            transformer.validation_proba,
+            linear.validation_proba,
+            self.validation["label"].tolist(),
+            self.labels,
+            self.score,
+        )
+        candidate = Candidate(
+            f"blend of {transformer.name} and {linear.name}",
+            "ensemble",
+            "trained" if result.used else "not better",
+            result.score,
+            reason=result.reason,
+            details={"weights": {"transformer": result.weight, "linear": round(1 - result.weight, 2)}},
+            model=(transformer, linear) if result.used else None,
+        )
+        self.candidates.append(candidate)
+        return candidate
+
+    def winner(self) -> Candidate:
+        shippable = [c for c in self.candidates if c.model is not None and c.score is not None]
+        # Ties go to the cheaper model: the one tried first.
+        return max(shippable, key=lambda c: (round(c.score or 0.0, 4), -self.candidates.index(c)))
+
+    # -- internals -----------------------------------------------------------------------
+    def _drop(self, name: str, kind: str, reason: str) -> None:
+        self.candidates.append(Candidate(name, kind, "dropped", reason=reason))
+        self.decide(f"dropped {name}", reason)
+
+    def _max_length(self) -> int:
+        from lmforge.training.fit import classification_settings
+
+        settings = classification_settings(self.reference, self.base_dir, self.cfg, self.train, self.labels)[
+            2
+        ]
+        return int(settings.max_length)
+
+
+def _trainer_proba(fit: Any, validation: pd.DataFrame, labels: list[str], max_length: int) -> np.ndarray:
+    from lmforge.tasks.classification import predict_proba
+
+    return np.asarray(
+        predict_proba(
+            fit.model, fit.tokenizer, validation["text"].tolist(), batch_size=64, max_length=max_length
+        )
+    )

@@ -1,0 +1,159 @@
+"""A fine-tune that fits a time budget: measure the step time, plan the steps that fit, stop at
+rungs where cheaper models already do better, and stop at the deadline whatever happens.
+
+The plan keeps the recipe's settings (max_length, batch size, learning rate, class weights)
+and cuts only the number of steps (rows seen), because the learning-rate schedule is laid out
+over the planned steps: a run stopped by the clock still ends at a checkpoint, but one planned
+to fit ends with its learning rate decayed, which is worth more than more rows at a high rate.
+When a full fine-tune cannot see the train split once, the bottom layers are frozen
+(`method: freeze`, top blocks trained): a step then costs about half, so twice the rows fit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lmforge.config import TrainConfig
+
+PROBE_STEPS = 6  # timed steps; the first two pay for allocator growth and are not counted
+MIN_STEPS = 30  # fewer optimizer steps than this leave a fine-tuned head barely trained
+FREEZE_STEP_RATIO = 0.55  # a step with only the top 2 of 6 blocks trained, vs a full step (measured)
+# At a rung (fraction of the planned steps), the fine-tune continues while its validation score
+# is within this margin of the best cheaper candidate: early scores understate the final one.
+RUNG_MARGINS = {0.25: 0.15, 0.5: 0.05}
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    seconds_per_step: float
+    eval_seconds: float  # one pass over the validation split
+    batch: int
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    max_steps: int
+    method: str  # "full" | "freeze"
+    epochs: float
+    reason: str
+
+
+def time_steps(
+    reference: str,
+    base_dir: Path,
+    labels: list[str],
+    train: pd.DataFrame,
+    validation_rows: int,
+    cfg: TrainConfig,
+    folder: Path,
+) -> StepTiming:
+    """Seconds per optimizer step of `cfg` on this machine, from a few real steps."""
+    from transformers import TrainerCallback
+
+    from lmforge.training.fit import fit_classifier, remove_checkpoints
+
+    stamps: list[float] = []
+
+    class Stamp(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            stamps.append(time.perf_counter())
+
+    batch = cfg.batch_size * cfg.gradient_accumulation_steps
+    sample = train.sample(n=min(len(train), batch * PROBE_STEPS), random_state=0)
+    probe = cfg.model_copy(
+        update={"max_steps": PROBE_STEPS, "eval_steps": None, "early_stopping_patience": None, "epochs": 1}
+    )
+    fit_classifier(
+        reference,
+        base_dir,
+        labels,
+        sample,
+        sample.head(2),
+        probe,
+        folder,
+        callbacks=lambda: [Stamp()],
+        save_checkpoints=False,
+    )
+    remove_checkpoints(folder)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)] or [1.0]
+    per_step = sorted(gaps)[len(gaps) // 2]
+    # A forward pass costs about a third of a training step (no backward, no optimizer).
+    eval_seconds = per_step / 3 * validation_rows / max(1, batch)
+    return StepTiming(per_step, eval_seconds, batch)
+
+
+def plan_steps(
+    seconds: float, timing: StepTiming, train_rows: int, recipe_epochs: float, evaluations: int = 4
+) -> StepPlan | None:
+    """The optimizer steps that fit `seconds`; None when fewer than MIN_STEPS fit."""
+    batch = timing.batch
+    recipe_steps = max(1, int(recipe_epochs * train_rows / batch))
+    usable = seconds - evaluations * timing.eval_seconds
+    full_steps = int(usable / timing.seconds_per_step) if usable > 0 else 0
+    epoch_steps = max(1, train_rows // batch)
+    if full_steps >= recipe_steps:
+        return StepPlan(recipe_steps, "full", recipe_epochs, f"the recipe's {recipe_epochs:g} epochs fit")
+    if full_steps >= epoch_steps:
+        epochs = full_steps * batch / train_rows
+        return StepPlan(
+            full_steps, "full", epochs, f"{epochs:.2f} of the recipe's {recipe_epochs:g} epochs fit"
+        )
+    freeze_steps = (
+        min(recipe_steps, int(usable / (timing.seconds_per_step * FREEZE_STEP_RATIO))) if usable > 0 else 0
+    )
+    if freeze_steps >= MIN_STEPS and freeze_steps > full_steps:
+        epochs = freeze_steps * batch / train_rows
+        return StepPlan(
+            freeze_steps,
+            "freeze",
+            epochs,
+            f"a full fine-tune sees {full_steps * batch / train_rows:.2f} epochs; with the bottom layers "
+            f"frozen {epochs:.2f} fit",
+        )
+    if full_steps >= MIN_STEPS:
+        epochs = full_steps * batch / train_rows
+        return StepPlan(full_steps, "full", epochs, f"{epochs:.2f} epochs fit")
+    return None
+
+
+def budget_callbacks(
+    deadline: float | None,
+    max_steps: int,
+    rival: Callable[[], float | None],
+    metric: str,
+    on_stop: Callable[[str], None],
+) -> list[Any]:
+    """Stop at `deadline` (monotonic); at each rung stop when the validation `metric` trails
+    the best cheaper candidate (`rival()`) by more than the rung's margin."""
+    from transformers import TrainerCallback
+
+    class Budgeted(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if deadline is not None and time.monotonic() >= deadline:
+                control.should_training_stop = True
+                control.should_evaluate = True  # the last steps count: score them, keep them if best
+                control.should_save = True
+                on_stop(f"the deadline at step {state.global_step} of {max_steps}")
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any) -> None:
+            best = rival()
+            value = (metrics or {}).get(f"eval_{metric}")
+            if best is None or value is None:
+                return
+            done = state.global_step / max(1, max_steps)
+            for rung, margin in sorted(RUNG_MARGINS.items()):
+                if abs(done - rung) < 0.01 + 1 / max(1, max_steps) and value < best - margin:
+                    control.should_training_stop = True
+                    on_stop(
+                        f"rung {rung:.0%}: validation {metric} {value:.4f} trails the best cheaper "
+                        f"candidate ({best:.4f}) by more than {margin}"
+                    )
+
+    return [Budgeted()]

@@ -1,0 +1,89 @@
+"""The portfolio's arithmetic: the honest blend, the step plan of a timed fine-tune, the run plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmforge.pipeline.budget import RunBudget
+from lmforge.tasks.classification import metrics
+from lmforge.training.blend import blend
+from lmforge.training.timed_finetune import MIN_STEPS, StepTiming, plan_steps
+
+LABELS = ["a", "b", "c"]
+
+
+def _f1(truth, predicted) -> float:
+    return float(metrics(list(truth), list(predicted))["f1_macro"])
+
+
+def _onehot(index: np.ndarray, sharp: float = 0.8) -> np.ndarray:
+    out = np.full((len(index), 3), (1 - sharp) / 2)
+    out[np.arange(len(index)), index] = sharp
+    return out
+
+
+def test_a_blend_of_a_model_with_itself_is_not_used():
+    rng = np.random.default_rng(0)
+    truth_idx = rng.integers(0, 3, 300)
+    noisy = np.where(rng.random(300) < 0.3, rng.integers(0, 3, 300), truth_idx)
+    proba = _onehot(noisy)
+    result = blend(proba, proba.copy(), [LABELS[i] for i in truth_idx], LABELS, _f1)
+    assert not result.used
+    assert result.first_score == result.second_score
+
+
+def test_members_right_on_different_rows_blend_into_a_better_model():
+    rng = np.random.default_rng(1)
+    n = 600
+    truth_idx = rng.integers(0, 3, n)
+    wrong = (truth_idx + 1) % 3
+    # Each member is sure where it is right and unsure where it is wrong, on different halves.
+    first = np.where((np.arange(n) % 2 == 0)[:, None], _onehot(truth_idx, 0.9), _onehot(wrong, 0.4))
+    second = np.where((np.arange(n) % 2 == 1)[:, None], _onehot(truth_idx, 0.9), _onehot(wrong, 0.4))
+    result = blend(first, second, [LABELS[i] for i in truth_idx], LABELS, _f1)
+    assert result.used, result.reason
+    assert 0 < result.weight < 1
+    assert result.score > max(result.first_score, result.second_score)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "method", "steps"),
+    [
+        (10_000.0, "full", 300),  # the recipe's 3 epochs of 100 steps fit
+        (80.0, "full", 152),  # (80 s - 4 evaluations) / 0.5 s: 1.52 epochs fit
+        (40.0, "freeze", None),  # less than an epoch: frozen bottom layers see more rows
+    ],
+)
+def test_plan_steps_fits_the_seconds(seconds, method, steps):
+    timing = StepTiming(seconds_per_step=0.5, eval_seconds=1.0, batch=32)
+    plan = plan_steps(seconds, timing, train_rows=3200, recipe_epochs=3.0, evaluations=4)
+    assert plan is not None and plan.method == method
+    if steps is not None:
+        expected = min(steps, int((seconds - 4.0) / 0.5))
+        assert plan.max_steps == expected
+    assert plan.max_steps * 0.5 * (0.55 if method == "freeze" else 1) <= seconds
+
+
+def test_plan_steps_refuses_when_too_few_steps_fit():
+    timing = StepTiming(seconds_per_step=2.0, eval_seconds=5.0, batch=32)
+    assert plan_steps(20.0 + 2.0 * 0.55 * (MIN_STEPS - 1), timing, 3200, 3.0) is None
+
+
+def test_the_plan_reserves_more_after_training_for_a_transformer_than_for_a_linear_model():
+    budget = RunBudget(300.0, ["ingest", "split", "train", "evaluate", "export", "report", "register"])
+    budget.rows.update(train=10_000, test=2_000)
+    budget.revise()
+    assert budget.post_seconds("linear") < budget.post_seconds("transformer")
+    assert budget.stage_deadline("train", "linear") > budget.stage_deadline("train", "transformer")
+    planned = sum(budget.plan.values())
+    assert planned == pytest.approx(budget.seconds - budget.margin(), rel=1e-6)
+
+
+def test_real_stage_times_replace_the_estimates():
+    budget = RunBudget(600.0, ["ingest", "clean", "train", "evaluate", "register"])
+    before = budget.plan["train"]
+    budget.finished("ingest", 100.0, {"train": 10_000}, cached=False)
+    assert budget.actual["ingest"] == 100.0
+    assert budget.plan["train"] < before - 90  # the slow ingest is paid for by training
+    assert [row["stage"] for row in budget.table()] == ["ingest", "clean", "train", "evaluate", "register"]

@@ -62,6 +62,7 @@ def run_pipeline(
     `force` names stages to rerun regardless of the cache; their dependents rerun too.
     `until` stops after the named stage.
     """
+    started_at = time.time()  # a budget counts from here: checks, data stages and all
     events = events or EventBus()
     stages = stages_for(config)
     names = [s.name for s in stages]
@@ -86,7 +87,15 @@ def run_pipeline(
     record = RunRecord.create(run_dir, config.project_name, config_file)
     result = RunResult(run_id, run_dir)
     try:
-        events.emit("run_start", None, run_id, run_dir=str(run_dir), stages=[s.name for s in stages])
+        events.emit(
+            "run_start",
+            None,
+            run_id,
+            run_dir=str(run_dir),
+            stages=[s.name for s in stages],
+            budget_seconds=config.budget.seconds,
+            started_at=started_at,
+        )
         for spec in stages:
             artifact, cached, seconds = _run_stage(
                 spec, config, result, runs_dir, run_dir, events, record, spec.name in forced

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from lmforge.budget_text import MAX_BUDGET_MINUTES, MIN_BUDGET_MINUTES, minutes_problem, parse_minutes
 from lmforge.errors import ConfigError
 from lmforge.tasks.base import Task
 from lmforge.tasks.registry import TASKS, get_task, task_names
@@ -615,6 +616,94 @@ class SelectConfig(Section):
     latency_texts: int = Field(16, ge=1, description="Texts timed one at a time to measure latency.")
 
 
+# Most candidate fits a count-based budget may spend; more is a typo, not a plan.
+MAX_BUDGET_TRIALS = 1000
+
+
+class BudgetConfig(Section):
+    """A hard time budget for the whole run, or a reproducible count of candidate fits."""
+
+    minutes: float | None = Field(
+        None,
+        description=(
+            "Wall-clock budget of the whole run, ingest to register (export and report included): "
+            "minutes, or a duration like 90s, 2h, 1h30m. At least "
+            f"{MIN_BUDGET_MINUTES:g}, at most {MAX_BUDGET_MINUTES:g} (7 days). With a pinned "
+            "`model` it cuts epochs; with `model: auto` it decides which candidates run. "
+            "`budget: 15m` is short for `budget: {minutes: 15}`; `lmforge run --budget` overrides it."
+        ),
+    )
+    trials: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_BUDGET_TRIALS,
+        description=(
+            "Count-based, reproducible mode: how many candidate fits the portfolio may spend. "
+            "Decisions depend on counts, never on measured time, so the same data and seed give the "
+            "same model on any machine. Implies `deterministic`."
+        ),
+    )
+    deterministic: bool = Field(
+        False,
+        description=(
+            "Take every decision by counts even with `minutes` set: the count is `trials`, or "
+            "derived from `minutes` by fixed cost figures instead of this machine's measured speed. "
+            "`minutes` stays a hard stop: a slow machine may be cut short (the report says so), "
+            "but never picks a different model because it was slow."
+        ),
+    )
+
+    @field_validator("minutes", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_minutes(value, _BUDGET_EXAMPLES)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> BudgetConfig:
+        problems = []
+        if self.minutes is not None and (
+            problem := minutes_problem(self.minutes, "minutes", write="budget.minutes: {n}")
+        ):
+            problems.append(problem)
+        if self.deterministic and self.minutes is None and self.trials is None:
+            problems.append("deterministic: needs budget.minutes or budget.trials to count against")
+        if problems:
+            raise KeyedProblems(problems)
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the run has a budget at all (time or count)."""
+        return self.minutes is not None or self.trials is not None
+
+    @property
+    def seconds(self) -> float | None:
+        """The wall-clock budget in seconds; None without `minutes`."""
+        return None if self.minutes is None else self.minutes * 60
+
+    @property
+    def count_based(self) -> bool:
+        """Whether decisions follow counts (reproducible) rather than measured time."""
+        return self.trials is not None or self.deterministic
+
+
+_BUDGET_EXAMPLES = "write 90s, 15m, 2h or {minutes: 15}"
+
+
+def _budget_shorthand(value: Any) -> Any:
+    """`budget: 15m` / `budget: 15` / `budget: null` as the section they stand for."""
+    if value is None:
+        return {}
+    if isinstance(value, dict | BudgetConfig):
+        return value
+    return {"minutes": parse_minutes(value, _BUDGET_EXAMPLES)}
+
+
+BudgetField = Annotated[
+    BudgetConfig, BeforeValidator(_budget_shorthand, json_schema_input_type=BudgetConfig | str | float | None)
+]
+
+
 GateMetric = Literal["f1_macro", "f1_weighted", "accuracy", "rouge_l", "exact_match", "perplexity"]
 
 
@@ -861,6 +950,10 @@ class Config(Section):
         ),
     )
     select: SelectConfig = Field(default_factory=SelectConfig, description="Model selection (model: auto).")
+    budget: BudgetField = Field(
+        default_factory=BudgetConfig,
+        description="Time budget of the whole run (`budget: 15m`) or a reproducible count of candidate fits.",
+    )
     tune: TuneConfig = Field(default_factory=TuneConfig, description="Hyperparameter search.")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="Where trials run.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning settings.")

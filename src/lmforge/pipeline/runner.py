@@ -64,6 +64,7 @@ def run_pipeline(
     `force` names stages to rerun regardless of the cache; their dependents rerun too.
     `until` stops after the named stage.
     """
+    started_at = time.time()  # a budget counts from here: checks, data stages and all
     events = events or EventBus()
     stages = stages_for(config)
     names = [s.name for s in stages]
@@ -90,7 +91,15 @@ def run_pipeline(
     budget = RunBudget.from_config(config, [s.name for s in stages])
     result.budget = budget
     try:
-        events.emit("run_start", None, run_id, run_dir=str(run_dir), stages=[s.name for s in stages])
+        events.emit(
+            "run_start",
+            None,
+            run_id,
+            run_dir=str(run_dir),
+            stages=[s.name for s in stages],
+            budget_seconds=config.budget.seconds,
+            started_at=started_at,
+        )
         for spec in stages:
             if budget is not None:
                 config = budget_config(budget, spec.name, config, events)

@@ -1021,11 +1021,9 @@ class Config(Section):
 
     @property
     def runs_portfolio(self) -> bool:
-        """`model: auto` with a budget: the train stage tries the portfolio of candidates
-        (linear models, frozen-encoder probe, fine-tune, their blend) within the budget."""
-        budget = getattr(self, "budget", None)
-        has_budget = budget is not None and (budget.minutes is not None or budget.trials is not None)
-        return self.model == "auto" and has_budget
+        """`model: auto` (or a list) with a budget: the train stage tries the portfolio of
+        candidates (linear models, frozen-encoder probe, fine-tune, their blend) within it."""
+        return self.selects_model and self.budget is not None and self.budget.enabled
 
     @property
     def model_name(self) -> str:

@@ -85,12 +85,11 @@ class RunBudget:
 
     @classmethod
     def from_config(cls, config: Config, stages: list[str]) -> RunBudget | None:
-        budget = getattr(config, "budget", None)
-        if budget is None or (budget.minutes is None and budget.trials is None):
+        budget = config.budget
+        if budget is None or not budget.enabled:
             return None
-        seconds = float(budget.minutes) * 60 if budget.minutes is not None else float("inf")
-        count_based = budget.minutes is None or bool(budget.deterministic)
-        return cls(seconds, list(stages), count_based=count_based, trials=budget.trials)
+        seconds = budget.seconds if budget.seconds is not None else float("inf")
+        return cls(seconds, list(stages), count_based=budget.count_based, trials=budget.trials)
 
     @property
     def deadline(self) -> float:

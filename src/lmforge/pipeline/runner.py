@@ -89,6 +89,8 @@ def run_pipeline(
     record = RunRecord.create(run_dir, config.project_name, config_file)
     result = RunResult(run_id, run_dir)
     budget = RunBudget.from_config(config, [s.name for s in stages])
+    if budget is not None:
+        budget.started = time.monotonic() - (time.time() - started_at)
     result.budget = budget
     try:
         events.emit(

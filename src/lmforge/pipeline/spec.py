@@ -171,10 +171,16 @@ def train_fingerprint(config: Config) -> dict[str, Any]:
 PORTFOLIO_ENCODER = "minilm-l6"
 
 
+def portfolio_encoder(config: Config) -> str:
+    """The encoder the portfolio probes and fine-tunes: minilm-l6 for `model: auto`, else the
+    first model of the list."""
+    return config.model[0] if isinstance(config.model, list) else PORTFOLIO_ENCODER
+
+
 def portfolio_fingerprint(config: Config) -> dict[str, Any]:
-    # The portfolio fine-tunes minilm-l6 and fits scikit-learn models: their versions matter.
+    # The portfolio fine-tunes an encoder and fits scikit-learn models: their versions matter.
     return {
-        "model": soft_fingerprint(PORTFOLIO_ENCODER, config),
+        "model": soft_fingerprint(portfolio_encoder(config), config),
         **library_versions(config),
         "scikit-learn": _version("scikit-learn"),
         "skops": _version("skops"),

@@ -18,7 +18,7 @@ from lmforge.config import TrainConfig
 from lmforge.models.kinds import write_kind
 from lmforge.pipeline.budget import RunBudget
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
-from lmforge.pipeline.spec import PORTFOLIO_ENCODER
+from lmforge.pipeline.spec import portfolio_encoder
 from lmforge.training.portfolio import Candidate, Portfolio
 from lmforge.training.stage_support import stage_callbacks, write_train_outputs
 
@@ -32,7 +32,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     metric = cfg.metric_for_best_model if cfg.metric_for_best_model != "loss" else "f1_macro"
     started = time.perf_counter()
     portfolio = Portfolio(
-        reference=PORTFOLIO_ENCODER,
+        reference=portfolio_encoder(ctx.config),
         base_dir=ctx.config.base_dir,
         cfg=cfg,
         labels=labels,

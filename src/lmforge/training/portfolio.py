@@ -230,6 +230,9 @@ class Portfolio:
             steps = max(1, int(epochs * len(self.train) / batch))
             update.update(max_steps=steps, eval_steps=max(1, steps // 4))
             plan_reason = f"the recipe's {epochs:g} epochs ({steps} steps, count mode)"
+            if self.budget.seconds != float("inf"):
+                # `minutes` stays a hard stop in count mode: a slow machine is cut short (reported).
+                deadline = self.deadline() - 10
         else:
             timing = time_steps(
                 self.reference,

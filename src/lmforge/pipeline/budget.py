@@ -197,3 +197,33 @@ def budget_config(budget: RunBudget, stage: str, config: Config, events: Any) ->
     budget.decide("clean", "clean.label_noise: off", reason)
     events.emit("warning", "clean", f"label-noise check off: {reason}")
     return config.model_copy(update={"clean": config.clean.model_copy(update={"label_noise": "off"})})
+
+
+def estimate_rows(paths: list[Any]) -> int:
+    """Rows of the data files, cheaply: lines of CSV/JSONL (a little high with quoted newlines),
+    Parquet's own count. Only the planner's first guess; real counts replace it after ingest."""
+    from pathlib import Path
+
+    total = 0
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            total += pq.ParquetFile(path).metadata.num_rows
+            continue
+        with path.open("rb") as fh:
+            total += sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    return total
+
+
+def minimum_seconds(rows: int, test_rows: int | None = None) -> float:
+    """The least a run of `rows` can take: its data stages, one linear model, the stages after
+    training for a linear winner, and the margin."""
+    train_k = rows / 1000
+    data = sum(fixed + per_k * train_k for fixed, per_k in _DATA_COST.values())
+    linear = 5.0 + 1.0 * train_k  # one TF-IDF fit + a logistic regression (classical/search.py)
+    test_k = (test_rows if test_rows is not None else rows * 0.1) / 1000
+    post = sum(fixed + per_k * test_k for fixed, per_k in _POST_COST["linear"].values())
+    return data + linear + post + 5.0

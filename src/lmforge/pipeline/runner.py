@@ -73,6 +73,7 @@ def run_pipeline(
         if unknown:
             raise ConfigError([f"{option}: unknown stage {', '.join(unknown)}; stages: {', '.join(names)}"])
     _check_models(config)
+    _check_budget(config)
     if until is not None:
         stages = stages[: names.index(until) + 1]
     forced = dependents(stages, set(force))
@@ -125,6 +126,28 @@ def run_pipeline(
         raise
     finally:
         events.unsubscribe(log_sink)
+
+
+def _check_budget(config: Config) -> None:
+    """A budget this data cannot fit fails now, in one line, naming what would fit."""
+    import math
+
+    from lmforge.pipeline.budget import estimate_rows, minimum_seconds
+    from lmforge.pipeline.spec import data_files
+
+    seconds = config.budget.seconds
+    if seconds is None:
+        return
+    rows = estimate_rows(data_files(config))
+    needed = minimum_seconds(rows)
+    if seconds < needed:
+        raise ConfigError(
+            [
+                f"budget.minutes: {seconds / 60:g} is below what {rows:,} rows need "
+                f"(~{needed / 60:.1f} min: the data stages, one linear model, evaluate, export and "
+                f"register); set budget.minutes: {math.ceil(needed / 60)} or more"
+            ]
+        )
 
 
 def _check_models(config: Config) -> None:

@@ -40,6 +40,11 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         ctx.log("tuned hyperparameters: " + ", ".join(f"{k}={short_value(v)}" for k, v in tuned.items()))
     started = time.perf_counter()
     checkpoints = ctx.work_dir / "checkpoints"
+    budgeted: list[Any] = []
+    if ctx.budget is not None and not ctx.budget.count_based:
+        from lmforge.training.timed_finetune import fit_in_budget
+
+        cfg, budgeted = fit_in_budget(ctx, reference, labels, train, validation, cfg)
     fit = fit_classifier(
         reference,
         ctx.config.base_dir,
@@ -48,7 +53,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         validation,
         cfg,
         checkpoints,
-        callbacks=lambda: stage_callbacks(ctx),
+        callbacks=lambda: [*stage_callbacks(ctx), *budgeted],
         log=ctx.warn,
     )
     if fit.resumed_from:

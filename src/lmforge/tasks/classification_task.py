@@ -125,7 +125,8 @@ class ClassificationTask:
             StageSpec(
                 "train",
                 ("split", "augment", *chosen, *tuned),
-                ("train", "model", "task"),
+                # A wall-clock budget cuts the steps: it is part of what the stage produces.
+                ("train", "model", "task", *(("budget",) if config.budget.enabled else ())),
                 unkeyed=("tracking",),
                 fingerprint=train_fingerprint,
             )

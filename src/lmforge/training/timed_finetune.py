@@ -157,3 +157,61 @@ def budget_callbacks(
                     )
 
     return [Budgeted()]
+
+
+def fit_in_budget(
+    ctx: Any,
+    reference: str,
+    labels: list[str],
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    cfg: TrainConfig,
+) -> tuple[TrainConfig, list[Any]]:
+    """A pinned model under a wall-clock budget: the steps that fit before the stages after
+    training, and a stop at the deadline. Fewer than MIN_STEPS fit: a config error naming
+    the budget that would."""
+    from lmforge.errors import ConfigError
+    from lmforge.training.fit import classification_settings
+    from lmforge.training.recipe import auto_epochs
+
+    budget = ctx.budget
+    settings = classification_settings(reference, ctx.config.base_dir, cfg, train, labels)[2]
+    batch = settings.batch_size * settings.gradient_accumulation_steps
+    epochs = auto_epochs(len(train), batch)[0] if cfg.epochs == "auto" else float(cfg.epochs)
+    timing = time_steps(
+        reference,
+        ctx.config.base_dir,
+        labels,
+        train,
+        len(validation),
+        cfg.model_copy(update={"max_length": settings.max_length}),
+        ctx.work_dir / "timing",
+    )
+    deadline = budget.stage_deadline("train", "transformer")
+    available = deadline - time.monotonic() - timing.eval_seconds - 5
+    plan = plan_steps(available, timing, len(train), epochs)
+    if plan is None:
+        needed = (MIN_STEPS * timing.seconds_per_step + 5 * timing.eval_seconds + 5) - available
+        minimum = (budget.seconds + max(needed, 0)) / 60
+        raise ConfigError(
+            [
+                f"budget.minutes: {budget.seconds / 60:g} leaves {max(available, 0):.0f} s to fine-tune "
+                f"{reference} ({timing.seconds_per_step:.2f} s per step here, {MIN_STEPS} steps at least); "
+                f"set budget.minutes: {minimum:.0f} or more, or model: auto (it fits a linear model first)"
+            ]
+        )
+    budget.decide("train", f"train.max_steps = {plan.max_steps}", plan.reason)
+    ctx.log(f"budget: {plan.max_steps} steps ({plan.reason})")
+    update: dict[str, Any] = {"max_steps": plan.max_steps, "eval_steps": max(1, plan.max_steps // 4)}
+    if plan.method == "freeze" and cfg.method == "full":
+        update.update(method="freeze", trainable_layers=2)
+    stops: list[str] = []
+
+    def stopped(reason: str) -> None:
+        stops.append(reason)
+        budget.decide("train", "stopped", reason)
+
+    callbacks = budget_callbacks(
+        deadline - timing.eval_seconds - 5, plan.max_steps, lambda: None, "f1_macro", stopped
+    )
+    return cfg.model_copy(update=update), callbacks

@@ -66,7 +66,7 @@ def init(
 def auto(
     data: Path = typer.Argument(..., help="A CSV, JSONL or Parquet file of texts and labels."),
     budget: str = typer.Option(
-        "15m", "--budget", "-b", help="Time budget of the whole run: 90s, 15m, 2h, 1h30m (default 15m)."
+        "15m", "--budget", "-b", help="Time budget of the whole run: 90s, 15m, 2h, 1h30m."
     ),
     out: Path = typer.Option(
         Path("."), "--out", "-o", help="Folder for lmforge.yaml and its runs/ (created if missing)."

@@ -63,6 +63,59 @@ def init(
 
 
 @app.command()
+def auto(
+    data: Path = typer.Argument(..., help="A CSV, JSONL or Parquet file of texts and labels."),
+    budget: str = typer.Option(
+        "15m", "--budget", "-b", help="Time budget of the whole run: 90s, 15m, 2h, 1h30m."
+    ),
+    out: Path = typer.Option(
+        Path("."), "--out", "-o", help="Folder for lmforge.yaml and its runs/ (created if missing)."
+    ),
+    text_column: str | None = typer.Option(None, "--text-column", help="Text column (default: guessed)."),
+    label_column: str | None = typer.Option(None, "--label-column", help="Label column (default: guessed)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing lmforge.yaml in --out."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a config key (repeatable)."),
+    until: str | None = typer.Option(None, "--until", help="Stop after this stage (e.g. split)."),
+) -> None:
+    """The best classifier for DATA within a time budget: `init` with `model: auto`, then `run`."""
+    from lmforge.starter import guess, render
+
+    with _errors():
+        minutes = _budget_option(budget)  # a bad budget fails before anything is written
+        config = out / "lmforge.yaml"
+        # is_symlink: a dangling link "does not exist", yet writing through it creates its target.
+        if (config.exists() or config.is_symlink()) and not force:
+            raise LmforgeError(
+                f"{config} exists",
+                hint=f"run it with `lmforge run {config} --budget {budget}`, or pass --force to overwrite it",
+            )
+        found = guess(data, text_column=text_column, label_column=label_column)
+        if found.task != "classification":
+            raise LmforgeError(
+                f"{data} looks like {found.task} data ({found.reasons[0].partition(': ')[2]}); "
+                "`lmforge auto` picks among classifiers",
+                hint="name the columns with --text-column and --label-column, or use `lmforge init`",
+            )
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            config.write_text(render(data, found, out, budget_minutes=minutes), encoding="utf-8")
+        except OSError as exc:  # --out is a file, no permission
+            raise LmforgeError(f"cannot write {config}: {exc.strerror or exc}") from None
+        for reason in found.reasons:
+            console.print(f"  [dim]•[/] {reason}")
+        for warning in found.warnings:
+            err_console.print(Text.assemble(("warning: ", "bold yellow"), warning), soft_wrap=True)
+        console.print(
+            f"wrote [bold]{config}[/] ({found.rows:,} rows, {found.classes} classes, "
+            f"model: auto, budget {minutes:g} minutes)"
+        )
+        _run_config(config, force=[], overrides=set_, until=until, budget=None)
+
+
+BUDGET_HELP = "Time budget of the whole run: 90s, 15m, 2h, 1h30m (overrides budget.minutes)."
+
+
+@app.command()
 def run(
     config: Path = typer.Argument(Path("lmforge.yaml"), help="The config file."),
     force: list[str] = typer.Option(
@@ -72,22 +125,47 @@ def run(
         [], "--set", "-s", help="Override a config key: train.epochs=1 (repeatable)."
     ),
     until: str | None = typer.Option(None, "--until", help="Stop after this stage (e.g. split)."),
+    budget: str | None = typer.Option(None, "--budget", "-b", help=BUDGET_HELP),
 ) -> None:
     """Run every stage; stages whose inputs did not change are reused from earlier runs."""
+    with _errors():
+        _run_config(config, force=force, overrides=set_, until=until, budget=budget)
+
+
+def _run_config(
+    config: Path, *, force: list[str], overrides: list[str], until: str | None, budget: str | None
+) -> None:
+    """What `lmforge run` does (and `lmforge auto` after writing the config)."""
     from lmforge.config import load_config
     from lmforge.console import RichRenderer
     from lmforge.pipeline.events import EventBus
     from lmforge.pipeline.runner import run_pipeline
 
-    with _errors():
-        cfg = load_config(config, overrides=set_)
-        started = time.perf_counter()
-        with RichRenderer(console) as renderer:
-            result = run_pipeline(
-                cfg, force=force, events=EventBus([renderer]), config_file=str(config), until=until
-            )
-        _summary(result, time.perf_counter() - started, cfg.task)
-        _gate_outcome(result)
+    if budget is not None:
+        overrides = [*overrides, f"budget.minutes={_budget_option(budget)!r}"]
+    cfg = load_config(config, overrides=overrides)
+    started = time.perf_counter()
+    with RichRenderer(console) as renderer:
+        result = run_pipeline(
+            cfg, force=force, events=EventBus([renderer]), config_file=str(config), until=until
+        )
+    _summary(result, time.perf_counter() - started, cfg.task)
+    _gate_outcome(result)
+
+
+def _budget_option(text: str) -> float:
+    """Minutes of a `--budget` value; a bad one is a one-line error naming the flag."""
+    from lmforge.budget_text import DurationError, minutes_problem, parse_minutes
+    from lmforge.errors import ConfigError
+
+    try:
+        minutes = parse_minutes(text)
+    except DurationError as exc:
+        raise ConfigError([f"--budget: {exc}"]) from None
+    problem = minutes_problem(minutes, "--budget", write="{key} {n}m")
+    if problem:
+        raise ConfigError([problem])
+    return minutes
 
 
 def _summary(result, seconds: float, task: str) -> None:

@@ -122,7 +122,9 @@ class RichRenderer:
         if budget is not None:
             self.deadline = float(event.data.get("started_at") or event.time) + float(budget)
             shown = f"  budget {format_duration(float(budget))}"
-        self.console.print(f"run [bold]{event.message}[/]  [dim]{event.data['run_dir']}[/]{shown}")
+        self.console.print(
+            f"run [bold]{event.message}[/]  [dim]{event.data['run_dir']}[/]{shown}", soft_wrap=True
+        )
 
     def _on_stage_start(self, event: Event) -> None:
         self.tasks[event.stage or ""] = self.progress.add_task(

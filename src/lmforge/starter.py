@@ -30,16 +30,21 @@ class Guess:
 GENERATION_LAYOUTS = (("messages",), ("instruction", "output"), ("prompt", "response"))
 
 
-def guess(path: Path) -> Guess:
-    """Guess the task and the text / label columns of a data file."""
+def guess(path: Path, *, text_column: str | None = None, label_column: str | None = None) -> Guess:
+    """Guess the task and the text / label columns of a data file; a column given by the
+    caller (`lmforge auto --text-column`) is taken as is and makes the task classification."""
     data = read_data_file(path)
     frame = data.frame
     columns = data.columns
-    for layout in GENERATION_LAYOUTS:
+    for given, option in ((text_column, "--text-column"), (label_column, "--label-column")):
+        if given is not None and given not in columns:
+            raise DataError(f"{option} '{given}' is not a column; columns: {', '.join(columns)}", file=path)
+    chosen = text_column is not None or label_column is not None
+    for layout in GENERATION_LAYOUTS if not chosen else ():
         if set(layout) <= set(columns):
             shown = " + ".join(f"'{c}'" for c in layout)
             return Guess("generation", "", "", len(frame), 0, [f"task generation: columns {shown}"])
-    if data.format == "txt" or columns == ["text"]:
+    if not chosen and (data.format == "txt" or columns == ["text"]):
         reason = "a plain text file" if data.format == "txt" else "a single text column"
         return Guess("language-modeling", "text", "", len(frame), 0, [f"task language-modeling: {reason}"])
     if len(columns) < 2:
@@ -50,17 +55,27 @@ def guess(path: Path) -> Guess:
     mean_len = {c: float(v.str.len().mean() or 0) for c, v in texts.items()}
     distinct = {c: int(v.nunique()) for c, v in texts.items()}
     reasons = []
-    text_col = next((c for c in columns if c.lower() in TEXT_NAMES), None)
-    if text_col:
+    named = next((c for c in columns if c.lower() in TEXT_NAMES and c != label_column), None)
+    if text_column:
+        text_col = text_column
+        reasons.append(f"text column '{text_col}': --text-column")
+    elif named:
+        text_col = named
         reasons.append(f"text column '{text_col}': its name")
     else:
-        text_col = max(columns, key=lambda c: mean_len[c])
+        text_col = max((c for c in columns if c != label_column), key=lambda c: mean_len[c])
         reasons.append(
             f"text column '{text_col}': longest values ({mean_len[text_col]:.0f} chars on average)"
         )
     rest = [c for c in columns if c != text_col]
-    label_col = next((c for c in rest if c.lower() in LABEL_NAMES), None)
-    if label_col:
+    named = next((c for c in rest if c.lower() in LABEL_NAMES), None)
+    if label_column:
+        if label_column == text_col:
+            raise DataError(f"--label-column '{label_column}' is also the text column", file=path)
+        label_col = label_column
+        reasons.append(f"label column '{label_col}': --label-column")
+    elif named:
+        label_col = named
         reasons.append(f"label column '{label_col}': its name")
     else:
         label_col = min(rest, key=lambda c: (distinct[c], mean_len[c]))
@@ -95,8 +110,9 @@ def _class_warnings(data: DataFile, column: str) -> list[str]:
     ]
 
 
-def render(path: Path, found: Guess, config_dir: Path) -> str:
-    """The starter YAML, with comments saying what each section does."""
+def render(path: Path, found: Guess, config_dir: Path, *, budget_minutes: float | None = None) -> str:
+    """The starter YAML, with comments saying what each section does. With `budget_minutes`
+    (`lmforge auto`): `model: auto` and that budget, so the run picks the best model in time."""
     try:
         data_path = path.resolve().relative_to(config_dir.resolve()).as_posix()
     except ValueError:
@@ -104,8 +120,10 @@ def render(path: Path, found: Guess, config_dir: Path) -> str:
     project = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in path.stem) or "lmforge"
     if not get_task(found.task).uses_labels:
         return _render_causal(data_path, project, path.name, found)
+    command = "init" if budget_minutes is None else "auto"
+    model = _model_lines(budget_minutes)
     return f"""\
-# lmforge config written by `lmforge init {path.name}` ({found.rows:,} rows, {found.classes} classes).
+# lmforge config written by `lmforge {command} {path.name}` ({found.rows:,} rows, {found.classes} classes).
 # `lmforge config show` prints every setting with its default; `lmforge config schema` documents them.
 project: {project}            # names the MLflow experiment and the registered model
 task: {found.task}
@@ -115,12 +133,25 @@ data:
   text_column: {found.text_column}
   label_column: {found.label_column}
 split: {{validation: 0.1, test: 0.1, seed: 42}}
-model: minilm-l6              # a zoo name, a local folder or .gguf file, a hub id; `auto` or a list to select
-train: {{method: full, batch_size: 32}}   # epochs, learning_rate, max_length: auto (see the report)
+{model}train: {{method: full, batch_size: 32}}   # epochs, learning_rate, max_length: auto (see the report)
 tune: {{enabled: false, trials: 20, pruner: successive_halving}}   # true: optuna search before training
 gate: {{min_gain: 0.0, required: false}}   # must beat TF-IDF (and the registry's champion) to be champion
 tracking: {{uri: sqlite:///mlruns.db}}
 """
+
+
+def _model_lines(budget_minutes: float | None) -> str:
+    if budget_minutes is None:
+        return (
+            "model: minilm-l6              # a zoo name, a local folder or .gguf file, a hub id; "
+            "`auto` or a list to select\n"
+        )
+    budget = f"budget: {{minutes: {budget_minutes:g}}}"
+    return (
+        "model: auto                   # the best of TF-IDF models, embeddings + LR, fine-tuned "
+        "encoders, ensembles\n"
+        f"{budget:<29} # the whole run ends in time, export and register included (90s, 15m, 2h)\n"
+    )
 
 
 def _render_causal(data_path: str, project: str, name: str, found: Guess) -> str:

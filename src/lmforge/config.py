@@ -1023,7 +1023,7 @@ class Config(Section):
     def runs_portfolio(self) -> bool:
         """`model: auto` (or a list) with a budget: the train stage tries the portfolio of
         candidates (linear models, frozen-encoder probe, fine-tune, their blend) within it."""
-        return self.selects_model and self.budget is not None and self.budget.enabled
+        return self.selects_model and self.budget.enabled
 
     @property
     def model_name(self) -> str:

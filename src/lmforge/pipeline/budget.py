@@ -137,6 +137,15 @@ class RunBudget:
             others = sum(v for s, v in self.plan.items() if s != "train" and s not in self.actual)
             self.plan["train"] = max(0.0, self.seconds - spent - others - self.margin())
 
+    def prior_train_seconds(self) -> float:
+        """The train stage's share from the fixed cost figures alone (count mode: the same on
+        every machine, whatever the earlier stages really took)."""
+        train_k = self.rows.get("train", 10_000) / 1000
+        test_k = self.rows.get("test", 2000) / 1000
+        others = sum(f + p * train_k for s, (f, p) in _DATA_COST.items() if s in self.stages)
+        others += sum(f + p * test_k for s, (f, p) in _POST_COST["ensemble"].items() if s in self.stages)
+        return max(0.0, self.seconds - others - self.margin())
+
     def finished(self, stage: str, seconds: float, rows: dict[str, int], cached: bool) -> None:
         self.actual[stage] = seconds
         self.cached[stage] = cached

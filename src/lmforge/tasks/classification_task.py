@@ -224,4 +224,6 @@ class ClassificationTask:
 
 def _without_budget(config: Config) -> Config:
     # The ordinary stage list of the same config, which the portfolio list is derived from.
-    return config.model_copy(update={"budget": None})
+    from lmforge.config import BudgetConfig
+
+    return config.model_copy(update={"budget": BudgetConfig()})

@@ -200,7 +200,7 @@ class Portfolio:
     def finetune(self, callbacks: Callable[[], list[Any]]) -> None:
         from lmforge.training.fit import classification_settings, fit_classifier
         from lmforge.training.recipe import auto_epochs
-        from lmforge.training.timed_finetune import budget_callbacks, plan_steps, time_steps
+        from lmforge.training.timed_finetune import budget_callbacks, plan_steps, reference_timing, time_steps
 
         name = f"{self.reference} fine-tuned"
         started = time.monotonic()
@@ -228,11 +228,22 @@ class Portfolio:
         deadline: float | None = None
         if count_mode:
             steps = max(1, int(epochs * len(self.train) / batch))
-            update.update(max_steps=steps, eval_steps=max(1, steps // 4))
             plan_reason = f"the recipe's {epochs:g} epochs ({steps} steps, count mode)"
             if self.budget.seconds != float("inf"):
-                # `minutes` stays a hard stop in count mode: a slow machine is cut short (reported).
+                # `deterministic` with minutes: the steps that fit the *planned* train time at the
+                # reference step cost, the same on any machine; the minutes stay a hard stop.
+                timing = reference_timing(settings.max_length, batch, len(self.validation))
+                planned = self.budget.prior_train_seconds() * (1 - LINEAR_SHARE - PROBE_SHARE)
+                plan = plan_steps(planned - FINETUNE_FIXED_SECONDS, timing, len(self.train), epochs)
+                if plan is None:
+                    self._drop(
+                        name, "transformer", f"fewer than 30 steps fit {planned:.0f} s at the reference cost"
+                    )
+                    return
+                steps = plan.max_steps
+                plan_reason = f"{plan.reason} at the reference step cost ({steps} steps, count mode)"
                 deadline = self.deadline() - 10
+            update.update(max_steps=steps, eval_steps=max(1, steps // 4))
         else:
             timing = time_steps(
                 self.reference,

@@ -30,6 +30,12 @@ FREEZE_STEP_RATIO = 0.55  # a step with only the top 2 of 6 blocks trained, vs a
 RUNG_MARGINS = {0.25: 0.15, 0.5: 0.05}
 
 
+# Count mode with `minutes` (`budget.deterministic`): steps come from this fixed figure, never
+# from this machine's speed (minilm-l6, batch 32 x 64 tokens on the reference 2-core machine,
+# ~0.5 s per step; a step's cost grows about linearly with max_length).
+REFERENCE_SECONDS_PER_STEP_64 = 0.5
+
+
 @dataclass(frozen=True)
 class StepTiming:
     seconds_per_step: float
@@ -43,6 +49,12 @@ class StepPlan:
     method: str  # "full" | "freeze"
     epochs: float
     reason: str
+
+
+def reference_timing(max_length: int, batch: int, validation_rows: int) -> StepTiming:
+    """The fixed step cost count mode plans with (the same on every machine)."""
+    per_step = REFERENCE_SECONDS_PER_STEP_64 * max(1.0, max_length / 64) * batch / 32
+    return StepTiming(per_step, per_step / 3 * validation_rows / max(1, batch), batch)
 
 
 def time_steps(

@@ -1,0 +1,186 @@
+"""The classical candidates: TF-IDF + linear heads, their search, ONNX head, embedding probe."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lmforge.classical.linear import (
+    SKOPS_FILE,
+    LinearModelFileError,
+    build_features,
+    fit_head,
+    fit_linear,
+    load_linear,
+    save_linear,
+)
+from lmforge.models.kinds import KIND_FILE, kind_of, read_kind
+from tests.conftest import make_rows
+
+
+def _split(per_class: int = 30, seed: int = 0) -> tuple[list[str], list[str]]:
+    rows = make_rows(per_class, seed)
+    return [t for t, _ in rows], [label for _, label in rows]
+
+
+@pytest.mark.parametrize("head", ["logistic_regression", "linear_svc"])
+def test_linear_model_saves_and_loads_with_the_same_probabilities(tmp_path: Path, head: str) -> None:
+    texts, labels = _split()
+    model = fit_linear(texts, labels, head=head, C=1.0)
+    probe_texts, probe_labels = _split(5, seed=1)
+    probs = model.proba(probe_texts)
+    assert probs.shape == (len(probe_texts), 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert np.mean(np.array(model.labels)[probs.argmax(1)] == np.array(probe_labels)) > 0.9
+
+    save_linear(model, tmp_path / "model", source="test")
+    assert kind_of(tmp_path / "model") == "linear"
+    record = read_kind(tmp_path / "model")
+    assert record["labels"] == model.labels and record["head"] == head and record["C"] == 1.0
+    assert record["source"] == "test" and set(record["features"]) == {"word", "char_wb"}
+    loaded = load_linear(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.proba(probe_texts), probs)
+    assert loaded.head == head and loaded.labels == model.labels
+
+
+def test_proba_reorders_columns_and_gives_unseen_labels_zero() -> None:
+    texts, labels = _split()
+    model = fit_linear(texts, labels)
+    probs = model.proba(texts[:3])
+    wanted = ["shipping", "never-seen", "billing", "bug", "login"]
+    reordered = model.proba(texts[:3], labels=wanted)
+    for j, label in enumerate(wanted):
+        expected = probs[:, model.labels.index(label)] if label in model.labels else 0.0
+        np.testing.assert_array_equal(reordered[:, j], expected)
+
+
+def test_feature_caps_follow_the_row_count() -> None:
+    small = build_features(500).transformer_list[1][1]
+    large = build_features(60_000).transformer_list[1][1]
+    assert small.min_df == 1 and large.min_df == 2
+    assert large.max_features is not None
+
+
+def test_linear_svc_calibrates_when_a_class_has_one_row() -> None:
+    texts, labels = _split(10)
+    texts.append("a completely different singleton text")
+    labels.append("rare")
+    X = build_features(len(texts)).fit_transform(texts)
+    head = fit_head(X, labels, "linear_svc", 1.0)
+    probs = head.predict_proba(X)
+    assert list(head.classes_) == sorted(set(labels))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["logistic_regression", "linear_svc"])
+def test_fit_head_refuses_one_class_and_unknown_heads(head: str) -> None:
+    X = build_features(10).fit_transform(["ab bc", "bc cd", "cd de"])
+    with pytest.raises(ValueError):
+        fit_head(X, ["x", "x", "x"], head, 1.0)
+    with pytest.raises(ValueError, match="unknown linear head"):
+        fit_head(X, ["x", "y", "x"], "random_forest", 1.0)
+
+
+def test_texts_without_words_fall_back_to_character_ngrams() -> None:
+    texts = ["😀 1", "😢 2", "😀😀 3", "😢😢 4"] * 3
+    labels = ["happy", "sad", "happy", "sad"] * 3
+    model = fit_linear(texts, labels)
+    assert [name for name, _ in model.pipeline.named_steps["features"].transformer_list] == ["char_wb"]
+    assert model.proba(["😀"]).argmax() == model.labels.index("happy")
+
+
+def test_all_empty_texts_are_a_user_error() -> None:
+    from lmforge.errors import LmforgeError
+
+    with pytest.raises(LmforgeError, match="all empty"):
+        fit_linear(["", " ", ""], ["a", "b", "a"])
+
+
+def _saved(tmp_path: Path) -> Path:
+    texts, labels = _split(10)
+    return save_linear(fit_linear(texts, labels), tmp_path / "model")
+
+
+def _replace_schema(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["schema.json"] = json.dumps(edit(json.loads(members["schema.json"]))).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    path.write_bytes(buffer.getvalue())
+
+
+def test_a_skops_file_holding_a_function_is_refused(tmp_path: Path) -> None:
+    import skops.io as sio
+
+    folder = _saved(tmp_path)
+    # A file that would hand `eval` to whoever loads it (skops trusts no function by default,
+    # but lmforge must not even ask: only the types it writes are accepted).
+    sio.dump({"steps": eval}, folder / SKOPS_FILE)
+    with pytest.raises(LinearModelFileError, match=r"linear.skops: holds type builtins.eval"):
+        load_linear(folder)
+
+
+def test_a_skops_file_with_a_smuggled_sklearn_type_is_refused(tmp_path: Path) -> None:
+    folder = _saved(tmp_path)
+
+    def smuggle(schema: dict[str, Any]) -> dict[str, Any]:
+        # skops trusts every scikit-learn estimator by default; lmforge's list is narrower.
+        schema["__class__"] = "FunctionTransformer"
+        schema["__module__"] = "sklearn.preprocessing._function_transformer"
+        return schema
+
+    _replace_schema(folder / SKOPS_FILE, smuggle)
+    with pytest.raises(
+        LinearModelFileError, match=r"sklearn\.preprocessing\._function_transformer\.FunctionTransformer"
+    ):
+        load_linear(folder)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda b: b[: len(b) // 2], id="truncated"),
+        pytest.param(lambda b: b"", id="empty"),
+        pytest.param(lambda b: b"PK\x03\x04" + b"\x00" * 200, id="garbage-zip"),
+        pytest.param(lambda b: b"[" * 200_000, id="not-a-zip"),
+    ],
+)
+def test_a_corrupt_skops_file_gives_one_clear_error(tmp_path: Path, damage) -> None:  # type: ignore[no-untyped-def]
+    folder = _saved(tmp_path)
+    path = folder / SKOPS_FILE
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(LinearModelFileError, match=str(path).replace("\\", "\\\\")):
+        load_linear(folder)
+
+
+def test_a_deeply_nested_schema_is_refused_without_a_crash(tmp_path: Path) -> None:
+    folder = _saved(tmp_path)
+    path = folder / SKOPS_FILE
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("schema.json", "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LinearModelFileError, match="not a readable skops file"):
+        load_linear(folder)
+
+
+def test_the_kind_file_must_say_linear_and_match_the_classes(tmp_path: Path) -> None:
+    folder = _saved(tmp_path)
+    record = read_kind(folder)
+    (folder / KIND_FILE).write_text(json.dumps({**record, "labels": ["a", "b"]}))
+    with pytest.raises(LinearModelFileError, match="do not match the labels"):
+        load_linear(folder)
+    (folder / KIND_FILE).unlink()
+    with pytest.raises(LinearModelFileError, match="not 'linear'"):
+        load_linear(folder)
+    (folder / KIND_FILE).write_text(json.dumps(record))
+    (folder / SKOPS_FILE).unlink()
+    with pytest.raises(LinearModelFileError, match="missing"):
+        load_linear(folder)

@@ -21,7 +21,9 @@ from lmforge.classical.linear import (
     save_linear,
 )
 from lmforge.models.kinds import KIND_FILE, kind_of, read_kind
-from tests.conftest import make_rows
+from tests.conftest import TOPICS, make_rows
+
+TOPICS_LABELS = set(TOPICS)
 
 
 def _split(per_class: int = 30, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -184,3 +186,122 @@ def test_the_kind_file_must_say_linear_and_match_the_classes(tmp_path: Path) -> 
     (folder / SKOPS_FILE).unlink()
     with pytest.raises(LinearModelFileError, match="missing"):
         load_linear(folder)
+
+
+# --- search ---------------------------------------------------------------------------------
+
+
+def _search_data() -> tuple[list[str], list[str], list[str], list[str]]:
+    train_texts, train_labels = _split(20, seed=0)
+    val_texts, val_labels = _split(8, seed=1)
+    return train_texts, train_labels, val_texts, val_labels
+
+
+def test_search_runs_the_coarse_grid_cheapest_first_then_refines() -> None:
+    from lmforge.classical.search import COARSE, search_linear
+
+    messages: list[str] = []
+    result = search_linear(*_search_data(), sorted(TOPICS_LABELS), log=messages.append)
+    coarse = [(h, c) for h in ("linear_svc", "logistic_regression") for c in COARSE[h]]
+    assert [(t.head, t.C) for t in result.trials[:4]] == coarse
+    assert len(result.trials) > 4 and result.stopped == "converged"
+    assert len({(t.head, t.C) for t in result.trials}) == len(result.trials)  # no trial twice
+    assert result.best_trial.score == max(t.score for t in result.trials) > 0.9
+    assert set(result.seconds_per_fit) == {"linear_svc", "logistic_regression"}
+    assert any("vectorised" in m for m in messages) and len(messages) == len(result.trials) + 1
+    val_texts = _search_data()[2]
+    probs = result.best.proba(val_texts, labels=sorted(TOPICS_LABELS))
+    assert probs.shape == (len(val_texts), 4)
+
+
+def test_search_with_max_fits_is_reproducible() -> None:
+    from lmforge.classical.search import search_linear
+
+    first = search_linear(*_search_data(), sorted(TOPICS_LABELS), max_fits=5, seed=3)
+    second = search_linear(*_search_data(), sorted(TOPICS_LABELS), max_fits=5, seed=3)
+    assert [(t.head, t.C, t.score) for t in first.trials] == [(t.head, t.C, t.score) for t in second.trials]
+    assert len(first.trials) == 5 and first.stopped == "max_fits (5) reached"
+    texts = _search_data()[2]
+    np.testing.assert_array_equal(first.best.proba(texts), second.best.proba(texts))
+
+
+def test_search_with_an_explicit_grid_and_one_head() -> None:
+    from lmforge.classical.search import search_linear
+
+    result = search_linear(
+        *_search_data(), sorted(TOPICS_LABELS), heads=["logistic_regression"], Cs=[0.5, 2.0]
+    )
+    assert [(t.head, t.C) for t in result.trials] == [
+        ("logistic_regression", 0.5),
+        ("logistic_regression", 2.0),
+    ]
+    assert result.stopped == "grid done"
+
+
+def test_a_passed_deadline_still_runs_the_first_fit_and_nothing_more() -> None:
+    import time
+
+    from lmforge.classical.search import search_linear
+
+    result = search_linear(*_search_data(), sorted(TOPICS_LABELS), deadline=time.monotonic() - 1.0)
+    assert len(result.trials) == 1
+    assert result.stopped.startswith("deadline")
+    assert result.skipped and "left" in result.skipped[0][2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"heads": ["random_forest"]}, "heads must be among"), ({"heads": []}, "heads must be among")],
+)
+def test_search_refuses_unknown_heads(kwargs: dict[str, Any], message: str) -> None:
+    from lmforge.classical.search import search_linear
+
+    with pytest.raises(ValueError, match=message):
+        search_linear(*_search_data(), sorted(TOPICS_LABELS), **kwargs)
+
+
+def test_search_refuses_an_empty_validation_split() -> None:
+    from lmforge.classical.search import search_linear
+
+    train_texts, train_labels, _, _ = _search_data()
+    with pytest.raises(ValueError, match="validation rows"):
+        search_linear(train_texts, train_labels, [], [], sorted(TOPICS_LABELS))
+
+
+def test_estimates_grow_with_rows_and_classes() -> None:
+    from lmforge.classical.search import estimate_fit_seconds, estimate_seconds
+
+    assert estimate_seconds(16_000, 6) > estimate_seconds(2_000, 6) > 0
+    assert estimate_seconds(8_000, 77) > estimate_seconds(8_000, 6)
+    assert estimate_seconds(8_000, 6, n_fits=2) < estimate_seconds(8_000, 6, n_fits=8)
+    assert estimate_fit_seconds(1_000, 2, "linear_svc") > 0
+
+
+# --- ONNX head ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", ["logistic_regression", "linear_svc"])
+def test_onnx_head_matches_the_sklearn_model(tmp_path: Path, head: str) -> None:
+    from lmforge.classical.onnx import HEAD_FILE, OnnxLinear, export_head, parity
+
+    texts, labels = _split(20)
+    model = fit_linear(texts, labels, head=head, C=1.0)
+    folder = save_linear(model, tmp_path / "model")
+    onnx_path = export_head(model, folder / HEAD_FILE)
+    runner = OnnxLinear(folder, onnx_path, threads=1)
+    runner.batch_size = 7  # several batches, the last one partial
+    probe = _split(6, seed=2)[0] + ["", "an unseen text entirely", "😀" * 50]
+    report = parity(model, runner, probe)
+    assert report["texts"] == len(probe)
+    assert report["max_prob_diff"] < 1e-5 and report["argmax_agreement"] == 1.0
+    assert runner.labels == model.labels
+
+
+def test_onnx_runner_refuses_a_head_of_another_width(tmp_path: Path) -> None:
+    from lmforge.classical.onnx import OnnxLinear, export_head
+
+    texts, labels = _split(20)
+    folder = save_linear(fit_linear(texts, labels), tmp_path / "model")
+    other = export_head(fit_linear(texts[:30], labels[:30]), tmp_path / "other.onnx")
+    with pytest.raises(ValueError, match="features"):
+        OnnxLinear(folder, other)

@@ -501,3 +501,28 @@ def test_a_registered_model_of_each_kind_answers_v1_classify_with_the_evaluated_
             assert answer["probabilities"][label] == pytest.approx(float(p), abs=tolerance)
         if tolerance < 1e-3:
             assert answer["label"] == predicted
+
+
+@pytest.mark.parametrize("tamper", ["garbage", "other-width", "outside"])
+def test_a_tampered_linear_head_graph_is_refused_with_one_line(
+    run: dict[str, Any], tmp_path: Path, tamper: str
+) -> None:
+    from lmforge.serve.predictor import load_predictor
+
+    folder = _version(run, "linear", tmp_path)
+    graph = folder / "export" / "linear_head.onnx"
+    if tamper == "garbage":
+        graph.write_bytes(b"\x08\x07not a graph" * 50)
+    elif tamper == "other-width":  # the head of a model fitted on other texts: another vocabulary
+        from lmforge.classical.linear import fit_linear
+        from lmforge.classical.onnx import export_head
+
+        rows = make_rows(per_class=6, seed=3)
+        export_head(fit_linear([t for t, _ in rows], [label for _, label in rows]), graph)
+    else:
+        serving = json.loads((folder / "export" / "serving.json").read_text())
+        (folder / "export" / "serving.json").write_text(json.dumps({**serving, "onnx": "/etc/passwd"}))
+    with pytest.raises(LmforgeError) as raised:
+        load_predictor(folder)
+    assert "\n" not in str(raised.value)
+    assert "linear_head.onnx" in str(raised.value) or "/etc/passwd" in str(raised.value)

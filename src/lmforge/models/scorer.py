@@ -223,18 +223,23 @@ def _transformer(
 def _linear(
     model_dir: Path, export_dir: Path | None, serving: dict[str, Any] | None, threads: int | None
 ) -> LinearScorer:
-    from lmforge.classical.linear import load_linear
-
-    model = load_linear(model_dir)
-    labels = [str(label) for label in model.labels]
     if export_dir is None or serving is None:
-        return LinearScorer(model_dir, labels, model)
+        from lmforge.classical.linear import load_linear
+
+        model = load_linear(model_dir)
+        return LinearScorer(model_dir, [str(label) for label in model.labels], model)
     from lmforge.classical.onnx import OnnxLinear
 
     key = "linear_onnx" if serving.get("kind") == "ensemble" else "onnx"
-    return LinearScorer(
-        model_dir, labels, OnnxLinear(model_dir, _onnx_file(export_dir, serving, key), threads=threads)
-    )
+    path = _onnx_file(export_dir, serving, key)
+    try:
+        runner = OnnxLinear(model_dir, path, threads=threads)
+    except LmforgeError:
+        raise
+    except Exception as exc:  # onnxruntime's load errors, a head of another width: one line
+        raise ModelFolderError(f"{path}: cannot serve it ({type(exc).__name__}: {exc})") from exc
+    # The runner's columns follow the kind file's label order, the in-process model's its classes.
+    return LinearScorer(model_dir, [str(label) for label in runner.labels], runner)
 
 
 def _ensemble(

@@ -791,7 +791,12 @@ class ExportConfig(Section):
     )
     opset: int = Field(17, ge=14, le=21, description="ONNX opset version.")
     onnx_max_logit_diff: float = Field(
-        1e-3, gt=0, description="Fail the export when fp32 ONNX and torch logits differ by more."
+        1e-3,
+        gt=0,
+        description=(
+            "Fail the export when fp32 ONNX and torch logits differ by more (linear models and "
+            "ensembles: their served probabilities vs in-process ones)."
+        ),
     )
     max_accuracy_drop: float = Field(
         0.02,

@@ -22,6 +22,7 @@ from lmforge.errors import LmforgeError
 from lmforge.tasks.registry import get_task
 
 TEMPLATE = "eject_template.py.j2"
+LINEAR_TEMPLATE = "eject_linear.py.j2"  # a linear run: scikit-learn only
 LINE_LENGTH = 88  # ruff's default: the script passes `ruff check` in any project
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,40}$")  # may appear in the script's docstring as is
 
@@ -41,6 +42,10 @@ class EjectSpec:
     restarts: list[dict[str, Any]] = field(default_factory=list)
     ensemble: bool = False
     class_weights: list[float] | None = None  # per label, when the run weighted its loss
+    kind: str = "transformer"  # models/kinds.py: transformer, linear, ensemble
+    linear: dict[str, Any] | None = None  # the linear model's settings (linear_settings)
+    weights: dict[str, float] | None = None  # an ensemble's member weights by kind
+    test_file: Path | None = None
 
 
 def find_run(target: str, runs_dir: Path) -> Path:
@@ -78,6 +83,20 @@ def read_run(run_dir: Path, base_dir: Path) -> EjectSpec:
     for name in ("split/labels.json", "augment/train.parquet", "split/validation.parquet"):
         if not (run_dir / name).is_file():
             raise LmforgeError(f"run {run_dir.name} has no {name}", hint="is the run folder complete?")
+    kind, linear, member_weights = _kind_facts(train / "model")
+    if kind == "linear":
+        return EjectSpec(
+            run_dir=run_dir,
+            model_reference="linear",
+            model_folder=(train / "model").resolve(),
+            labels=[str(label) for label in _read_json(run_dir / "split/labels.json")],
+            train_file=run_dir / "augment/train.parquet",
+            validation_file=run_dir / "split/validation.parquet",
+            test_file=run_dir / "split/test.parquet",
+            hyperparameters=hyperparameters,
+            kind=kind,
+            linear=linear,
+        )
     reference = summary.get("model") or manifest.get("config", {}).get("model")
     if not isinstance(reference, str) or not reference:
         raise LmforgeError(f"run {run_dir.name}: train/manifest.json names no model")
@@ -103,7 +122,71 @@ def read_run(run_dir: Path, base_dir: Path) -> EjectSpec:
         restarts=list(summary.get("restarts") or []),
         ensemble=bool(summary.get("ensemble")),
         class_weights=weights,
+        kind=kind,
+        linear=linear,
+        weights=member_weights,
     )
+
+
+def _kind_facts(model_dir: Path) -> tuple[str, dict[str, Any] | None, dict[str, float] | None]:
+    """The model's kind, its linear part's settings and an ensemble's weights by member kind."""
+    from lmforge.models.kinds import read_kind
+
+    record = read_kind(model_dir) if model_dir.is_dir() else {"kind": "transformer"}
+    kind = str(record["kind"])
+    if kind == "linear":
+        return kind, linear_settings(model_dir), None
+    if kind == "ensemble":
+        from lmforge.models.scorer import check_ensemble
+
+        _, members = check_ensemble(record, model_dir / "lmforge_kind.json")
+        linear = next(m for m in members if m["kind"] == "linear")
+        weights = {str(m["kind"]): float(m["weight"]) for m in members}
+        return kind, linear_settings(model_dir / linear["path"]), weights
+    return kind, None, None
+
+
+def linear_settings(folder: Path) -> dict[str, Any]:
+    """What the script needs to build the same linear model: each TF-IDF vectoriser's
+    settings and the head's, read from the fitted pipeline (loaded through skops' trusted
+    types, as everywhere)."""
+    from lmforge.classical.linear import load_linear
+
+    model = load_linear(folder)
+    features = []
+    for name, vectoriser in model.pipeline.named_steps["features"].transformer_list:
+        p = vectoriser.get_params()
+        features.append(
+            {
+                "name": str(name),
+                "analyzer": str(p["analyzer"]),
+                "ngram_range": [int(n) for n in p["ngram_range"]],
+                "min_df": p["min_df"],
+                "max_features": p["max_features"],
+                "sublinear_tf": bool(p["sublinear_tf"]),
+                "lowercase": bool(p["lowercase"]),
+            }
+        )
+    head = model.pipeline.named_steps["head"]
+    if model.head == "logistic_regression":
+        p = head.get_params()
+        return {
+            "head": model.head,
+            "features": features,
+            "C": float(p["C"]),
+            "class_weight": p["class_weight"],
+            "max_iter": int(p["max_iter"]),
+            "seed": p["random_state"],
+        }
+    svc = head.estimator.get_params()
+    return {
+        "head": "linear_svc",
+        "features": features,
+        "C": float(svc["C"]),
+        "class_weight": svc["class_weight"],
+        "folds": int(head.cv) if isinstance(head.cv, int) else 5,
+        "seed": svc["random_state"],
+    }
 
 
 def _read_json(path: Path) -> Any:
@@ -132,9 +215,10 @@ BEFORE_RECIPE = {"pooling": "default", "class_weights": "none", "group_by_length
 
 def render_script(spec: EjectSpec, out: Path, output_dir: Path) -> str:
     """The script's source text."""
-    from jinja2 import Environment, StrictUndefined
+    from jinja2 import Environment, FunctionLoader, StrictUndefined
 
     env = Environment(
+        loader=FunctionLoader(_template_source),
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -143,7 +227,21 @@ def render_script(spec: EjectSpec, out: Path, output_dir: Path) -> str:
     )
     env.filters["py"] = python_literal
     env.filters["comment"] = comment
-    template = env.from_string(resources.files("lmforge").joinpath(TEMPLATE).read_text(encoding="utf-8"))
+    run_id_doc = spec.run_dir.name if _SAFE.match(spec.run_dir.name) else "(see RUN_DIR)"
+    script_name = out.name if _SAFE.match(out.name) else "train_script.py"
+    if spec.kind == "linear":
+        return env.get_template(LINEAR_TEMPLATE).render(
+            run_id_doc=run_id_doc,
+            created=time.strftime("%Y-%m-%d"),
+            script_name=script_name,
+            run_dir=str(spec.run_dir),
+            labels=spec.labels,
+            train_file=str(spec.train_file),
+            test_file=str(spec.test_file),
+            output=str(output_dir.with_name(output_dir.name + "-metrics.json")),
+            linear=spec.linear,
+        )
+    template = env.get_template(TEMPLATE)
     hp = spec.hyperparameters
     note = "Hyperparameters: train/hyperparameters.json of the run"
     if spec.tuned:
@@ -156,9 +254,9 @@ def render_script(spec: EjectSpec, out: Path, output_dir: Path) -> str:
             f"a lower learning rate, finally {final!r}. Try that if training diverges here."
         )
     return template.render(
-        run_id_doc=spec.run_dir.name if _SAFE.match(spec.run_dir.name) else "(see RUN_DIR)",
+        run_id_doc=run_id_doc,
         created=time.strftime("%Y-%m-%d"),
-        script_name=out.name if _SAFE.match(out.name) else "train_script.py",
+        script_name=script_name,
         run_dir=str(spec.run_dir),
         model_reference=spec.model_reference,
         model_folder=str(spec.model_folder),
@@ -174,7 +272,13 @@ def render_script(spec: EjectSpec, out: Path, output_dir: Path) -> str:
         class_weights=spec.class_weights,
         lora=hp.method == "lora",
         ensemble=spec.ensemble,
+        linear=spec.linear,
+        weights=spec.weights,
     )
+
+
+def _template_source(name: str) -> str:
+    return resources.files("lmforge").joinpath(name).read_text(encoding="utf-8")
 
 
 def eject(run_dir: Path, base_dir: Path, out: Path, *, force: bool = False) -> Path:

@@ -7,7 +7,8 @@ so a truncated copy or an edited weight file never becomes a model version.
 
 The checksums catch corruption and casual edits, not a forger who rewrites `SHA256SUMS` too:
 carry the archive's own hash out of band when that matters. Nothing in it is unpickled
-(safetensors, JSON, ONNX only) and members that would land outside the folder are refused.
+(safetensors, JSON, ONNX, and a linear model's skops file, which is loaded only with lmforge's
+list of trusted types) and members that would land outside the folder are refused.
 """
 
 from __future__ import annotations

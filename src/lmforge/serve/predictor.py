@@ -111,6 +111,101 @@ class ClassifierPredictor:
         return len(self.tokenizer(text, truncation=False)["input_ids"])
 
 
+class KindPredictor:
+    """A linear model or an ensemble (`models/kinds.py`), scored by `models.scorer`: the ONNX
+    files named in serving.json, or in-process (`runtime="torch"`: scikit-learn for the linear
+    part, torch for the transformer). The answers are the evaluate stage's probabilities."""
+
+    task = "classification"
+
+    def __init__(
+        self, folder: Path, kind: str, *, runtime: Runtime = "auto", threads: int | None = None
+    ) -> None:
+        from lmforge.models.scorer import load_scorer, reorder
+
+        model_dir = folder / "model"
+        serving = _serving(folder)
+        graphs = [serving.get("onnx")] + ([serving.get("linear_onnx")] if kind == "ensemble" else [])
+        onnx = all(graphs)
+        if runtime == "onnx" and not onnx:
+            raise ServeError(f"{folder.name} has no exported ONNX graph", hint="serve with --runtime torch")
+        self.kind = kind
+        self.runtime = "onnx" if onnx and runtime != "torch" else "torch"
+        if self.runtime == "torch" and threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        max_length = serving.get("max_length")
+        self._scorer = load_scorer(
+            model_dir,
+            max_length=int(max_length) if max_length else None,
+            export_dir=folder / "export" if self.runtime == "onnx" else None,
+            threads=threads,
+        )
+        self.labels: list[str] = list(serving.get("labels") or self._scorer.labels)
+        self._reorder = lambda probs: reorder(probs, self._scorer.labels, self.labels, where=folder.name)
+        self._reorder(
+            np.zeros((0, len(self._scorer.labels)), dtype=np.float32)
+        )  # same label set, checked now
+        if kind == "ensemble":
+            _check_weights(folder, serving)
+        self.max_length = int(max_length or 0) or None
+        names = [str(g) for g in graphs] if self.runtime == "onnx" else _in_process_files(kind)
+        self.file = "+".join(names)
+
+    def classify(self, texts: list[str]) -> list[Classified]:
+        """One batch; the caller (the micro-batcher) decides its size."""
+        probs = self._reorder(self._scorer.proba(texts, batch_size=max(1, len(texts))))
+        out = []
+        for row in probs:
+            best = int(row.argmax())
+            out.append(
+                Classified(
+                    self.labels[best], float(row[best]), dict(zip(self.labels, map(float, row), strict=True))
+                )
+            )
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens for the transformer member; words for a linear model (it has no tokenizer)."""
+        tokenizer = getattr(_transformer_member(self._scorer), "tokenizer", None)
+        if tokenizer is not None:
+            return len(tokenizer(text, truncation=False)["input_ids"])
+        return len(text.split())
+
+
+def _in_process_files(kind: str) -> list[str]:
+    return ["linear.skops"] if kind == "linear" else ["model.safetensors", "linear/linear.skops"]
+
+
+def _transformer_member(scorer: Any) -> Any:
+    for _, member in getattr(scorer, "members", []):
+        if member.kind == "transformer":
+            return member
+    return None
+
+
+def _check_weights(folder: Path, serving: dict[str, Any]) -> None:
+    """serving.json repeats the ensemble's weights for readers; the kind file is what is used,
+    so the two must agree (a hand-edited copy is refused, not silently ignored)."""
+    from lmforge.models.kinds import read_kind
+
+    if "weights" not in serving:
+        return
+    members = read_kind(folder / "model").get("members", [])
+    used = {str(m["kind"]): float(m["weight"]) for m in members}
+    shown = serving["weights"]
+    if (
+        not isinstance(shown, dict)
+        or set(shown) != set(used)
+        or any(not isinstance(shown[k], (int, float)) or abs(float(shown[k]) - used[k]) > 1e-9 for k in used)
+    ):
+        raise ServeError(
+            f"{folder.name}: export/serving.json weights {shown!r} differ from the model's {used!r}",
+            hint="export the model again",
+        )
+
+
 class GenerationPredictor:
     """A causal LM answering prompts one request at a time (a lock serialises `generate`)."""
 
@@ -187,6 +282,9 @@ def load_predictor(folder: Path, *, runtime: Runtime = "auto", threads: int | No
     """The predictor for the version in `folder`, by the task recorded at registration."""
     task = _task(folder)
     if get_task(task).uses_labels:
+        kind = _kind(folder)
+        if kind != "transformer":
+            return KindPredictor(folder, kind, runtime=runtime, threads=threads)
         return ClassifierPredictor(folder, runtime=runtime, threads=threads)
     return GenerationPredictor(folder, threads=threads)
 
@@ -194,6 +292,23 @@ def load_predictor(folder: Path, *, runtime: Runtime = "auto", threads: int | No
 def _serving(folder: Path) -> dict[str, Any]:
     path = folder / "export" / "serving.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _kind(folder: Path) -> str:
+    """The model folder's kind; serving.json must say the same one (absent: a transformer)."""
+    from lmforge.models.scorer import ModelFolderError, load_kind_record
+
+    try:
+        kind = str(load_kind_record(folder / "model")["kind"])
+    except ModelFolderError as exc:
+        raise ServeError(exc.message, hint=exc.hint) from exc
+    said = _serving(folder).get("kind", "transformer")
+    if said != kind:
+        raise ServeError(
+            f"{folder.name}: export/serving.json says kind {said!r}, the model folder holds {kind!r}",
+            hint="export the model again",
+        )
+    return kind
 
 
 def _task(folder: Path) -> str:
@@ -204,6 +319,8 @@ def _task(folder: Path) -> str:
     tags = json.loads(version.read_text()).get("tags", {}) if version.exists() else {}
     if tags.get(TASK_TAG):
         return str(tags[TASK_TAG])
+    if not (folder / "model" / "config.json").exists():  # a linear model: no transformers config
+        return "classification"
     config = json.loads((folder / "model" / "config.json").read_text())
     causal = any(a.endswith("ForCausalLM") for a in config.get("architectures", []))
     return "generation" if causal else "classification"

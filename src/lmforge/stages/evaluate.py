@@ -7,37 +7,41 @@ Outputs: `predictions` (every test row with predicted label and confidence),
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from lmforge.config import EvaluateConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
-from lmforge.tasks.classification import metrics, predict_proba
+from lmforge.tasks.classification import metrics
 
 
 def run(ctx: StageContext, cfg: EvaluateConfig, inputs: Inputs) -> StageResult:
-    from lmforge.models.load import load_trained_classifier
+    from lmforge.models.scorer import load_scorer, reorder
 
     split, train = inputs["split"], inputs["train"]
     labels: list[str] = split.json("labels")
     test = split.table("test")
     model_dir = train.path("model")
-    tokenizer, model = load_trained_classifier(model_dir)
-    max_length = int(train.json("hyperparameters")["max_length"])
+    max_length = trained_max_length(train)
+    scorer = load_scorer(model_dir, max_length=max_length)  # any kind: transformer, linear, ensemble
     texts = test["text"].tolist()
     with ctx.progress("predicting test set", total=len(texts)) as bar:
-        probs = predict_proba(
-            model, tokenizer, texts, batch_size=cfg.batch_size, max_length=max_length, on_batch=bar.advance
-        )
+        probs = scorer.proba(texts, batch_size=cfg.batch_size, on_batch=bar.advance)
+    probs = reorder(probs, scorer.labels, labels, where=f"the trained {scorer.kind} model")
     ensemble = train.json("ensemble") if train.has("ensemble.json") else None
-    if ensemble and ensemble["used"]:
+    if ensemble and ensemble["used"] and scorer.kind == "transformer":
         from lmforge.training.ensemble import folder_proba
 
         members = sorted(train.path("ensemble").glob("member-*"))
         ctx.log(f"averaging {1 + len(members)} ensemble members")
         probs = np.mean(
             [probs]
-            + [folder_proba(m, texts, batch_size=cfg.batch_size, max_length=max_length) for m in members],
+            + [
+                folder_proba(m, texts, batch_size=cfg.batch_size, max_length=max_length or 128)
+                for m in members
+            ],
             axis=0,
         )
     predicted_ids = probs.argmax(axis=1)
@@ -74,6 +78,15 @@ def run(ctx: StageContext, cfg: EvaluateConfig, inputs: Inputs) -> StageResult:
     result.summary["mean_confidence"] = float(np.mean(probs.max(axis=1)))
     ctx.log(f"test accuracy {result.metrics['accuracy']:.3f}, macro-F1 {result.metrics['f1_macro']:.3f}")
     return result
+
+
+def trained_max_length(train: Any) -> int | None:
+    """The token limit the train stage recorded; None when it has none (a linear model reads
+    words, not tokens), and then a transformer uses the limit saved in its own config."""
+    if not train.has("hyperparameters.json"):
+        return None
+    value = train.json("hyperparameters").get("max_length")
+    return int(value) if value else None
 
 
 def _per_class(truth: list[str], predicted: list[str], labels: list[str]) -> list[dict[str, object]]:

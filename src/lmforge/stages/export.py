@@ -27,21 +27,63 @@ from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
 
 def run(ctx: StageContext, cfg: ExportConfig, inputs: Inputs) -> StageResult:
-    from lmforge.export.onnx import OnnxClassifier, export_classifier, quantize_int8
+    from lmforge.models.kinds import kind_of
 
     split, train = inputs["split"], inputs["train"]
     labels: list[str] = split.json("labels")
-    max_length = int(train.json("hyperparameters")["max_length"])
+    model_dir = train.path("model")
+    kind = kind_of(model_dir)
+    max_length = _max_length(train, model_dir, kind)
     if not cfg.onnx:
         ctx.log("export.onnx is false: only the model card is written")
         ctx.out.write_text("MODEL_CARD.md", model_card(ctx, inputs, None))
-        _serving(ctx, labels, max_length, None)
+        _serving(ctx, labels, max_length, None, kind=kind)
         return StageResult(summary={"onnx": None})
-    model_dir = train.path("model")
     test = split.table("test")
     texts, truth = test["text"].tolist(), test["label"].tolist()
+    if kind == "linear":
+        from lmforge.export.kinds import export_linear
+
+        return export_linear(ctx, cfg, inputs, texts, truth, labels)
     if train.has("ensemble.json") and train.json("ensemble").get("used"):
         ctx.warn("the ONNX files hold the best single model; the ensemble is not exported")
+    check = _transformer_export(ctx, cfg, model_dir, texts, truth, labels, max_length or 128)
+    summary = _summary(check)
+    if kind == "ensemble":
+        from lmforge.export.kinds import export_ensemble
+
+        return export_ensemble(ctx, cfg, inputs, texts, truth, labels, max_length, check, summary)
+    ctx.out.write_json("onnx_check", check)
+    ctx.out.write_text("MODEL_CARD.md", model_card(ctx, inputs, check))
+    _serving(ctx, labels, max_length or 128, summary["serving_file"])
+    return StageResult(metrics=_metrics(check), summary=summary)
+
+
+def _max_length(train: Any, model_dir: Any, kind: str) -> int | None:
+    """The token limit the model was trained with (None for a linear model: it reads words)."""
+    if kind == "linear":
+        return None
+    recorded = train.json("hyperparameters").get("max_length") if train.has("hyperparameters.json") else None
+    if recorded:
+        return int(recorded)
+    import json
+
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return int(config.get("lmforge_max_length") or 128)
+
+
+def _transformer_export(
+    ctx: StageContext,
+    cfg: ExportConfig,
+    model_dir: Any,
+    texts: list[str],
+    truth: list[str],
+    labels: list[str],
+    max_length: int,
+) -> dict[str, Any]:
+    """model.onnx checked against torch (the stage fails on disagreement), model.int8.onnx
+    measured and shipped within the accuracy bound; returns the check report."""
+    from lmforge.export.onnx import OnnxClassifier, export_classifier, quantize_int8
 
     with ctx.progress("exporting to ONNX", total=None):
         fp32 = export_classifier(model_dir, ctx.out.path("model.onnx"), opset=cfg.opset)
@@ -80,19 +122,24 @@ def run(ctx: StageContext, cfg: ExportConfig, inputs: Inputs) -> StageResult:
             max_length,
             check["torch"]["accuracy"],
         )
-    ctx.out.write_json("onnx_check", check)
-    ctx.out.write_text("MODEL_CARD.md", model_card(ctx, inputs, check))
-    summary = _summary(check)
-    _serving(ctx, labels, max_length, summary["serving_file"])
-    return StageResult(metrics=_metrics(check), summary=summary)
+    return check
 
 
-def _serving(ctx: StageContext, labels: list[str], max_length: int, onnx_file: str | None) -> None:
-    """What `lmforge serve` needs beside the files: the label order and the token limit the
-    model was trained with, and which graph to run."""
-    ctx.out.write_json(
-        "serving", {"task": "classification", "labels": labels, "max_length": max_length, "onnx": onnx_file}
-    )
+def _serving(
+    ctx: StageContext,
+    labels: list[str],
+    max_length: int | None,
+    onnx_file: str | None,
+    *,
+    kind: str = "transformer",
+    **extra: Any,
+) -> None:
+    """What `lmforge serve` needs beside the files: the kind of model, the label order and the
+    token limit the model was trained with, and which graph(s) to run."""
+    serving: dict[str, Any] = {"task": "classification", "kind": kind, "labels": labels, "onnx": onnx_file}
+    if max_length is not None:
+        serving["max_length"] = max_length
+    ctx.out.write_json("serving", {**serving, **extra})
 
 
 def _int8(

@@ -205,23 +205,17 @@ def _score_champion(
     """The champion's `metric` on this test set, or why it cannot be scored."""
     import mlflow
 
-    from lmforge.models.load import load_trained_classifier, trained_max_length
-    from lmforge.tasks.classification import metrics, predict_proba
+    from lmforge.models.scorer import load_scorer
+    from lmforge.tasks.classification import metrics
 
     with owned_tempdir(CHAMPION_TMP) as tmp:  # a killed gate's copy is removed next time
         ctx.log(f"scoring champion version {champion.version} on this test set")
         folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.source, dst_path=str(tmp)))
-        tokenizer, model = load_trained_classifier(folder)
-        champion_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        scorer = load_scorer(folder)  # any kind: transformer, linear, ensemble
+        champion_labels = scorer.labels
         if sorted(champion_labels) != sorted(labels):
             return f"it predicts other labels ({', '.join(sorted(champion_labels)[:5])} ...)"
-        probs = predict_proba(
-            model,
-            tokenizer,
-            test["text"].tolist(),
-            batch_size=64,
-            max_length=trained_max_length(model.config),
-        )
+        probs = scorer.proba(test["text"].tolist(), batch_size=64)
     predicted = [champion_labels[i] for i in probs.argmax(axis=1)]
     return metrics(test["label"].tolist(), predicted)[metric]
 

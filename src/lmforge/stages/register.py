@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from lmforge.config import RegisterConfig
+from lmforge.models.kinds import kind_of
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.registry import RegistryError, client_for, experiment_id, tracking_uri
 from lmforge.registry.lifecycle import promote, set_challenger
@@ -28,6 +29,7 @@ from lmforge.registry.names import (
     CHECK_TAG,
     GATE_TAG,
     HASH_TAG,
+    KIND_TAG,
     METRIC_TAG_PREFIX,
     RUN_ID_TAG,
     SCORE_TAG,
@@ -126,7 +128,8 @@ def _log(client: Any, run_id: str, ctx: StageContext, inputs: Inputs) -> None:
     params = _flatten(yaml.safe_load((ctx.run_dir / "config.yaml").read_text(encoding="utf-8")))
     params = {k: str(v)[:500] for k, v in params.items()}
     metrics = []
-    for entry in train.json("history"):
+    # A linear model's train artifact has no training curve.
+    for entry in train.json("history") if train.has("history.json") else []:
         step = int(entry.get("step", 0))
         for key, value in entry.items():
             if key in ("step", "epoch") or not isinstance(value, (int, float)):
@@ -205,6 +208,7 @@ def _register(
         RUN_ID_TAG: ctx.run_id,
         HASH_TAG: inputs["train"].content_hash,
         TASK_TAG: ctx.config.task,
+        KIND_TAG: kind_of(inputs["train"].path("model")),
         **{f"{METRIC_TAG_PREFIX}{k}": f"{v:.4f}" for k, v in metrics.items() if k in HEADLINE},
         # The gate compares later models with this one on the same test set by these tags.
         **{

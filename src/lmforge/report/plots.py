@@ -43,7 +43,8 @@ def training_curves(history: list[dict[str, Any]], metric: str) -> bytes:
     for axis in (left, right):
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
-    left.legend(frameon=False)
+    if train or evals:
+        left.legend(frameon=False)
     return _png(fig)
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lmforge.config import TrainConfig
 from lmforge.models.kinds import write_kind
@@ -20,7 +23,7 @@ from lmforge.pipeline.budget import RunBudget
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.pipeline.spec import portfolio_encoder
 from lmforge.training.portfolio import Candidate, Portfolio
-from lmforge.training.stage_support import stage_callbacks, write_train_outputs
+from lmforge.training.stage_support import precision_name, stage_callbacks, write_train_outputs
 
 
 def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
@@ -56,15 +59,53 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     ctx.out.write_json("portfolio", rows)
     ctx.out.write_json("budget", budget.to_json())
     ctx.log(f"winner: {winner.name} (validation {metric} {winner.score:.4f})")
+    fit = portfolio.finetune_fit
+    if fit is not None and not ctx.out.path("history.json").exists():
+        ctx.out.write_json("history", fit.trainer.state.log_history)  # the fine-tune's curves, shown
     return StageResult(
         rows={"train": len(train), "validation": len(validation)},
         metrics={
             "train_seconds": time.perf_counter() - started,
             f"best_validation_{metric}": float(winner.score or 0.0),
             "candidates": float(len(rows)),
+            "steps": float(fit.steps if fit is not None else 0),
         },
-        summary={"model": winner.name, "kind": kind, "method": kind, "portfolio": rows},
+        summary={
+            "model": winner.name,
+            "kind": kind,
+            "method": kind,
+            "portfolio": rows,
+            "parameters": _parameters(ctx.out.path("model"), kind),
+            "epochs_run": float(fit.trainer.state.epoch or 0) if fit is not None else 0.0,
+            "device": str(fit.trainer.args.device) if fit is not None else "cpu",
+            "precision": precision_name(fit.trainer.args) if fit is not None else "fp32",
+            "best_checkpoint": Path(fit.trainer.state.best_model_checkpoint or "").name if fit else "",
+            "resumed_from": None,
+            "restarts": fit.restarts if fit is not None else [],
+            "regularisation": {},
+        },
     )
+
+
+def _parameters(model_dir: Path, kind: str) -> int:
+    """Weights of the shipped model: the transformer's, plus a linear head's coefficients."""
+    total = 0
+    if kind in ("transformer", "ensemble"):
+        from safetensors import safe_open
+
+        with safe_open(str(model_dir / "model.safetensors"), framework="np") as weights:
+            for name in weights.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                total += int(np.prod(weights.get_slice(name).get_shape()))
+    if kind in ("linear", "ensemble"):
+        from lmforge.classical.linear import load_linear
+
+        linear = load_linear(model_dir if kind == "linear" else model_dir / "linear")
+        head = linear.pipeline.named_steps["head"]
+        coefs = getattr(head, "coef_", None)
+        if coefs is None:  # calibrated SVC: one LinearSVC per calibration fold
+            coefs = np.concatenate([c.estimator.coef_ for c in head.calibrated_classifiers_])
+        total += int(np.asarray(coefs).size)
+    return total
 
 
 def _write_winner(ctx: StageContext, portfolio: Portfolio, winner: Candidate, metric: str) -> str:

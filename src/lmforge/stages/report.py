@@ -44,7 +44,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
     if "tfidf_accuracy" in b:
         comparison.append({"name": "TF-IDF + logistic regression", **{k: b.get(f"tfidf_{k}") for k in keys}})
     comparison.append(
-        {"name": f"fine-tuned {train.summary['model']}", **{k: evaluate.metrics[k] for k in keys}}
+        {"name": _model_name(train.summary), **{k: evaluate.metrics[k] for k in keys}}
     )
     summary = train.summary
     return render(
@@ -73,3 +73,8 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
         worst=evaluate.json("worst_errors"),
         export=inputs["export"].summary.get("check") if "export" in inputs else None,
     )
+
+
+def _model_name(summary: dict[str, Any]) -> str:
+    # Auto mode's winner may be a linear model or an ensemble: its candidate name says so.
+    return summary["model"] if summary.get("kind") else f"fine-tuned {summary['model']}"

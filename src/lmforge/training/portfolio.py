@@ -31,6 +31,7 @@ from lmforge.tasks.classification import metrics
 LINEAR_SHARE = 0.2  # of the train stage's time: the linear search (it usually needs far less)
 PROBE_SHARE = 0.15  # the frozen-encoder probe
 PROBE_ROWS_COUNT_MODE = 4000  # count mode: the probe embeds at most this many train rows
+PROBE_C = 1.0  # on standardised states (classical/embedding_probe.py)
 FINETUNE_FIXED_SECONDS = 25.0  # load, tokenise, time steps, save: paid whatever the step count
 
 
@@ -138,16 +139,15 @@ class Portfolio:
         )
         best = result.best
         proba = best.proba(self.validation["text"].tolist(), labels=self.labels)
-        trials_run = getattr(result, "trials", [])
         self.candidates.append(
             Candidate(
-                f"tfidf + {getattr(best, 'head', 'linear')}",
+                f"tfidf + {best.head.replace('_', ' ')}",
                 "linear",
                 "trained",
                 self.proba_score(proba),
                 time.monotonic() - started,
-                reason=f"best of {len(trials_run)} fits ({getattr(result, 'stopped', 'search done')})",
-                details={"C": getattr(best, "C", None), "fits": len(trials_run)},
+                reason=f"best of {len(result.trials)} fits (C {best.C:g}; {result.stopped})",
+                details={"C": best.C, "fits": len(result.trials), "search": result.summary()},
                 model=best,
                 validation_proba=proba,
             )
@@ -170,27 +170,29 @@ class Portfolio:
             train = train.sample(n=PROBE_ROWS_COUNT_MODE, random_state=self.cfg.seed)
         folder = self.work_dir / "probe"
         max_length = self._max_length()
-        out = fit_embedding_probe(
+        model_dir, probe = fit_embedding_probe(
             self.reference,
             self.base_dir,
             train["text"].tolist(),
             train["label"].tolist(),
             self.labels,
             max_length=max_length,
+            C=PROBE_C,
             out_dir=folder,
             deadline=deadline,
+            seed=self.cfg.seed,
+            log=self.log,
         )
-        model_dir, proba_fn = out[0], out[1]
-        proba = np.asarray(proba_fn(self.validation["text"].tolist()))
-        used = out[2] if len(out) > 2 else len(train)
+        proba = np.asarray(probe.proba(self.validation["text"].tolist()))
+        used = probe.rows_used
         self.candidates.append(
             Candidate(
-                f"{self.reference} frozen + LR",
+                f"{_short(self.reference)} frozen + LR",
                 "transformer",
                 "trained",
                 self.proba_score(proba),
                 time.monotonic() - started,
-                reason=f"logistic regression on {used:,} rows' mean-pooled embeddings",
+                reason=f"logistic regression on {used:,} of {len(self.train):,} rows' mean-pooled states",
                 details={"rows": used, "max_length": max_length},
                 model=Path(model_dir),
                 validation_proba=proba,
@@ -202,7 +204,7 @@ class Portfolio:
         from lmforge.training.recipe import auto_epochs
         from lmforge.training.timed_finetune import budget_callbacks, plan_steps, reference_timing, time_steps
 
-        name = f"{self.reference} fine-tuned"
+        name = f"{_short(self.reference)} fine-tuned"
         started = time.monotonic()
         count_mode = self.budget.count_based
         if count_mode and self.budget.trials is not None and self.budget.trials < 3:
@@ -350,6 +352,11 @@ class Portfolio:
             2
         ]
         return int(settings.max_length)
+
+
+def _short(reference: str) -> str:
+    """A model reference as a table shows it: a zoo name, or a folder's name."""
+    return Path(reference).name or reference
 
 
 def _trainer_proba(fit: Any, validation: pd.DataFrame, labels: list[str], max_length: int) -> np.ndarray:

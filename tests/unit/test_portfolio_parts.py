@@ -87,3 +87,55 @@ def test_real_stage_times_replace_the_estimates():
     assert budget.actual["ingest"] == 100.0
     assert budget.plan["train"] < before - 90  # the slow ingest is paid for by training
     assert [row["stage"] for row in budget.table()] == ["ingest", "clean", "train", "evaluate", "register"]
+
+
+def _callback(deadline, rival, stops):
+    from lmforge.training.timed_finetune import budget_callbacks
+
+    return budget_callbacks(deadline, 90, lambda: rival, "f1_macro", stops.append)[0]
+
+
+def _state(step):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(global_step=step, epoch=1.0)
+
+
+def _control():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(should_training_stop=False, should_evaluate=False, should_save=False)
+
+
+def test_a_fine_tune_far_behind_the_cheap_models_stops_at_the_first_rung():
+    stops: list[str] = []
+    callback, control = _callback(None, 0.9, stops), _control()
+    callback.on_evaluate(None, _state(30), control, metrics={"eval_f1_macro": 0.6})
+    assert control.should_training_stop and "rung 33%" in stops[0] and "0.9000" in stops[0]
+
+
+def test_a_fine_tune_close_enough_continues_until_the_second_rung_is_stricter():
+    stops: list[str] = []
+    callback = _callback(None, 0.9, stops)
+    first, second = _control(), _control()
+    callback.on_evaluate(None, _state(30), first, metrics={"eval_f1_macro": 0.8})  # within 0.15
+    callback.on_evaluate(None, _state(60), second, metrics={"eval_f1_macro": 0.8})  # not within 0.05
+    assert not first.should_training_stop and second.should_training_stop
+    assert "rung 67%" in stops[0]
+
+
+def test_the_last_evaluation_never_stops_and_no_rival_means_no_rung():
+    stops: list[str] = []
+    callback, control = _callback(None, None, stops), _control()
+    callback.on_evaluate(None, _state(30), control, metrics={"eval_f1_macro": 0.1})
+    assert not control.should_training_stop and not stops
+
+
+def test_the_deadline_stops_training_and_scores_the_last_steps():
+    import time
+
+    stops: list[str] = []
+    callback, control = _callback(time.monotonic() - 1, None, stops), _control()
+    callback.on_step_end(None, _state(12), control)
+    assert control.should_training_stop and control.should_evaluate and control.should_save
+    assert "deadline at step 12 of 90" in stops[0]

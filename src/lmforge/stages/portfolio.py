@@ -48,6 +48,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     )
     portfolio.majority()
     portfolio.linear()
+    portfolio.measure_finetune()
     portfolio.embedding_probe()
     portfolio.finetune(lambda: stage_callbacks(ctx))
     portfolio.ensemble()

@@ -32,6 +32,7 @@ LINEAR_SHARE = 0.2  # of the train stage's time: the linear search (it usually n
 PROBE_SHARE = 0.15  # the frozen-encoder probe
 PROBE_ROWS_COUNT_MODE = 4000  # count mode: the probe embeds at most this many train rows
 PROBE_C = 1.0  # on standardised states (classical/embedding_probe.py)
+EVALUATIONS = 3  # of the fine-tune on validation: two rungs and the end
 FINETUNE_FIXED_SECONDS = 25.0  # load, tokenise, time steps, save: paid whatever the step count
 
 
@@ -79,6 +80,9 @@ class Portfolio:
         self.metric, self.budget, self.work_dir, self.log = metric, budget, work_dir, log
         self.candidates: list[Candidate] = []
         self.finetune_fit: Any = None
+        self.timing: Any = None  # the fine-tune's measured step time (wall-clock mode)
+        self.finetune_fits = True  # whether MIN_STEPS of fine-tuning fit after the probe's share
+        self._resolved: Any = None
 
     # -- helpers -------------------------------------------------------------------------
     def score(self, truth: Sequence[str], predicted: Sequence[str]) -> float:
@@ -153,6 +157,36 @@ class Portfolio:
             )
         )
 
+    def measure_finetune(self) -> None:
+        """Time a few fine-tune steps before the probe: when no useful fine-tune fits, the probe
+        gets the fine-tune's time instead of its share."""
+        from lmforge.training.timed_finetune import plan_steps, time_steps
+
+        if self.budget.count_based or self.left() < FINETUNE_FIXED_SECONDS + 30:
+            self.finetune_fits = self.budget.count_based
+            return
+        settings = self._settings()
+        batch = settings.batch_size * settings.gradient_accumulation_steps
+        self.timing = time_steps(
+            self.reference,
+            self.base_dir,
+            self.labels,
+            self.train,
+            len(self.validation),
+            self.cfg.model_copy(
+                update={"max_length": settings.max_length, "batch_size": settings.batch_size}
+            ),
+            self.work_dir / "timing",
+        )
+        after_probe = self.left() * (1 - PROBE_SHARE) - self.timing.eval_seconds - 5
+        self.finetune_fits = (
+            plan_steps(after_probe, self.timing, len(self.train), self._epochs(batch)) is not None
+        )
+        self.log(
+            f"fine-tune: {self.timing.seconds_per_step:.2f} s per step"
+            + ("" if self.finetune_fits else "; too slow for this budget, the probe gets its time")
+        )
+
     def embedding_probe(self) -> None:
         from lmforge.classical.embedding_probe import fit_embedding_probe
 
@@ -161,7 +195,8 @@ class Portfolio:
         if count_mode and self.budget.trials is not None and self.budget.trials < 2:
             self._drop("frozen encoder + LR", "transformer", "budget.trials leaves no fit for it")
             return
-        deadline = None if count_mode else started + PROBE_SHARE * self.left()
+        share = PROBE_SHARE if self.finetune_fits else 1.0
+        deadline = None if count_mode else started + share * self.left()
         if deadline is not None and deadline - started < 5:
             self._drop("frozen encoder + LR", "transformer", f"{deadline - started:.0f} s left for it")
             return
@@ -200,8 +235,7 @@ class Portfolio:
         )
 
     def finetune(self, callbacks: Callable[[], list[Any]]) -> None:
-        from lmforge.training.fit import classification_settings, fit_classifier
-        from lmforge.training.recipe import auto_epochs
+        from lmforge.training.fit import fit_classifier
         from lmforge.training.timed_finetune import budget_callbacks, plan_steps, reference_timing, time_steps
 
         name = f"{_short(self.reference)} fine-tuned"
@@ -218,13 +252,9 @@ class Portfolio:
                 f"{FINETUNE_FIXED_SECONDS + 30:.0f} s for its first useful steps",
             )
             return
-        settings = classification_settings(self.reference, self.base_dir, self.cfg, self.train, self.labels)[
-            2
-        ]
+        settings = self._settings()
         batch = settings.batch_size * settings.gradient_accumulation_steps
-        epochs = (
-            auto_epochs(len(self.train), batch)[0] if self.cfg.epochs == "auto" else float(self.cfg.epochs)
-        )
+        epochs = self._epochs(batch)
         update: dict[str, Any] = {"max_length": settings.max_length, "batch_size": settings.batch_size}
         stops: list[str] = []
         deadline: float | None = None
@@ -245,9 +275,9 @@ class Portfolio:
                 steps = plan.max_steps
                 plan_reason = f"{plan.reason} at the reference step cost ({steps} steps, count mode)"
                 deadline = self.deadline() - 10
-            update.update(max_steps=steps, eval_steps=max(1, steps // 4))
+            update.update(max_steps=steps, eval_steps=_eval_steps(steps))
         else:
-            timing = time_steps(
+            timing = self.timing or time_steps(
                 self.reference,
                 self.base_dir,
                 self.labels,
@@ -257,7 +287,7 @@ class Portfolio:
                 self.work_dir / "timing",
             )
             available = self.left() - timing.eval_seconds - 5  # the final validation pass and save
-            plan = plan_steps(available, timing, len(self.train), epochs)
+            plan = plan_steps(available, timing, len(self.train), epochs, EVALUATIONS)
             if plan is None:
                 self._drop(
                     name,
@@ -266,7 +296,7 @@ class Portfolio:
                 )
                 return
             steps = plan.max_steps
-            update.update(max_steps=steps, eval_steps=max(1, steps // 4), method=plan.method)
+            update.update(max_steps=steps, eval_steps=_eval_steps(steps), method=plan.method)
             if plan.method == "freeze":
                 update["trainable_layers"] = 2
             plan_reason = f"{plan.reason} ({timing.seconds_per_step:.2f} s per step, {steps} steps)"
@@ -346,12 +376,29 @@ class Portfolio:
         self.decide(f"dropped {name}", reason)
 
     def _max_length(self) -> int:
-        from lmforge.training.fit import classification_settings
+        return int(self._settings().max_length)
 
-        settings = classification_settings(self.reference, self.base_dir, self.cfg, self.train, self.labels)[
-            2
-        ]
-        return int(settings.max_length)
+    def _settings(self) -> Any:
+        """The recipe's settings for this train split (tokenising every text once, then kept)."""
+        if self._resolved is None:
+            from lmforge.training.fit import classification_settings
+
+            self._resolved = classification_settings(
+                self.reference, self.base_dir, self.cfg, self.train, self.labels
+            )[2]
+        return self._resolved
+
+    def _epochs(self, batch: int) -> float:
+        from lmforge.training.recipe import auto_epochs
+
+        if self.cfg.epochs == "auto":
+            return float(auto_epochs(len(self.train), batch)[0])
+        return float(self.cfg.epochs)
+
+
+def _eval_steps(steps: int) -> int:
+    # Three evaluations: the rungs at a third and two thirds, and the end.
+    return max(1, -(-steps // EVALUATIONS))
 
 
 def _short(reference: str) -> str:

@@ -27,7 +27,7 @@ MIN_STEPS = 30  # fewer optimizer steps than this leave a fine-tuned head barely
 FREEZE_STEP_RATIO = 0.55  # a step with only the top 2 of 6 blocks trained, vs a full step (measured)
 # At a rung (fraction of the planned steps), the fine-tune continues while its validation score
 # is within this margin of the best cheaper candidate: early scores understate the final one.
-RUNG_MARGINS = {0.25: 0.15, 0.5: 0.05}
+RUNG_MARGINS = {1 / 3: 0.15, 2 / 3: 0.05}
 
 
 # Count mode with `minutes` (`budget.deterministic`): steps come from this fixed figure, never
@@ -80,7 +80,7 @@ def time_steps(
     batch = cfg.batch_size * cfg.gradient_accumulation_steps
     sample = train.sample(n=min(len(train), batch * PROBE_STEPS), random_state=0)
     probe = cfg.model_copy(
-        update={"max_steps": PROBE_STEPS, "eval_steps": None, "early_stopping_patience": None, "epochs": 1}
+        update={"max_steps": PROBE_STEPS, "eval_steps": None, "early_stopping_patience": None, "epochs": 1.0}
     )
     fit_classifier(
         reference,
@@ -155,18 +155,24 @@ def budget_callbacks(
                 on_stop(f"the deadline at step {state.global_step} of {max_steps}")
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any) -> None:
-            best = rival()
-            value = (metrics or {}).get(f"eval_{metric}")
-            if best is None or value is None:
+            # Evaluations come at each rung in turn (eval_steps = a third of the steps).
+            self.evaluations = getattr(self, "evaluations", 0) + 1
+            rungs = sorted(RUNG_MARGINS.items())
+            best, value = rival(), (metrics or {}).get(f"eval_{metric}")
+            if (
+                best is None
+                or value is None
+                or self.evaluations > len(rungs)
+                or state.global_step >= max_steps
+            ):
                 return
-            done = state.global_step / max(1, max_steps)
-            for rung, margin in sorted(RUNG_MARGINS.items()):
-                if abs(done - rung) < 0.01 + 1 / max(1, max_steps) and value < best - margin:
-                    control.should_training_stop = True
-                    on_stop(
-                        f"rung {rung:.0%}: validation {metric} {value:.4f} trails the best cheaper "
-                        f"candidate ({best:.4f}) by more than {margin}"
-                    )
+            rung, margin = rungs[self.evaluations - 1]
+            if value < best - margin:
+                control.should_training_stop = True
+                on_stop(
+                    f"rung {rung:.0%}: validation {metric} {value:.4f} trails the best cheaper "
+                    f"candidate ({best:.4f}) by more than {margin}"
+                )
 
     return [Budgeted()]
 
@@ -201,9 +207,9 @@ def fit_in_budget(
     )
     deadline = budget.stage_deadline("train", "transformer")
     available = deadline - time.monotonic() - timing.eval_seconds - 5
-    plan = plan_steps(available, timing, len(train), epochs)
+    plan = plan_steps(available, timing, len(train), epochs, evaluations=3)
     if plan is None:
-        needed = (MIN_STEPS * timing.seconds_per_step + 5 * timing.eval_seconds + 5) - available
+        needed = (MIN_STEPS * timing.seconds_per_step + 3 * timing.eval_seconds + 5) - available
         minimum = (budget.seconds + max(needed, 0)) / 60
         raise ConfigError(
             [
@@ -214,7 +220,7 @@ def fit_in_budget(
         )
     budget.decide("train", f"train.max_steps = {plan.max_steps}", plan.reason)
     ctx.log(f"budget: {plan.max_steps} steps ({plan.reason})")
-    update: dict[str, Any] = {"max_steps": plan.max_steps, "eval_steps": max(1, plan.max_steps // 4)}
+    update: dict[str, Any] = {"max_steps": plan.max_steps, "eval_steps": max(1, -(-plan.max_steps // 3))}
     if plan.method == "freeze" and cfg.method == "full":
         update.update(method="freeze", trainable_layers=2)
     stops: list[str] = []

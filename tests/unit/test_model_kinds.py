@@ -272,6 +272,8 @@ def _tamper_kind(folder: Path, **changes: Any) -> None:
         ("duplicate", "lists a label twice"),
         ("method", "unknown ensemble method"),
         ("nested", r"members\[1\]\.kind must be transformer or linear"),
+        ("two-linear", "one transformer and one linear model"),
+        ("moved-transformer", "must be the folder itself"),
     ],
 )
 def test_a_tampered_ensemble_is_refused_at_load(
@@ -302,6 +304,12 @@ def test_a_tampered_ensemble_is_refused_at_load(
         _tamper_kind(folder, method="stacked_magic")
     elif change == "nested":
         members[1]["kind"] = "ensemble"
+        _tamper_kind(folder, members=members)
+    elif change == "two-linear":
+        members[0] = {**members[1], "weight": members[0]["weight"]}
+        _tamper_kind(folder, members=members)
+    elif change == "moved-transformer":
+        members[0]["path"] = "linear"
         _tamper_kind(folder, members=members)
     with pytest.raises(ModelFolderError, match=message) as raised:
         load_scorer(folder)

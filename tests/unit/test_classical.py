@@ -104,6 +104,16 @@ def test_all_empty_texts_are_a_user_error() -> None:
         fit_linear(["", " ", ""], ["a", "b", "a"])
 
 
+def test_a_huge_text_is_cut_before_vectorising() -> None:
+    from lmforge.classical.linear import MAX_TEXT_CHARS
+
+    texts, labels = _split(10)
+    huge = "refund invoice " * (MAX_TEXT_CHARS // 5)  # 3x the cap
+    model = fit_linear([*texts, huge], [*labels, "billing"])
+    tail_changed = huge[:MAX_TEXT_CHARS] + " crash error freeze" * 1000
+    np.testing.assert_array_equal(model.proba([tail_changed]), model.proba([huge[:MAX_TEXT_CHARS]]))
+
+
 def _saved(tmp_path: Path) -> Path:
     texts, labels = _split(10)
     return save_linear(fit_linear(texts, labels), tmp_path / "model")
@@ -202,7 +212,7 @@ def test_search_runs_the_coarse_grid_cheapest_first_then_refines() -> None:
 
     messages: list[str] = []
     result = search_linear(*_search_data(), sorted(TOPICS_LABELS), log=messages.append)
-    coarse = [(h, c) for h in ("linear_svc", "logistic_regression") for c in COARSE[h]]
+    coarse = [(h, COARSE[h][i]) for i in range(2) for h in ("linear_svc", "logistic_regression")]
     assert [(t.head, t.C) for t in result.trials[:4]] == coarse
     assert len(result.trials) > 4 and result.stopped == "converged"
     assert len({(t.head, t.C) for t in result.trials}) == len(result.trials)  # no trial twice
@@ -229,7 +239,7 @@ def test_search_with_an_explicit_grid_and_one_head() -> None:
     from lmforge.classical.search import search_linear
 
     result = search_linear(
-        *_search_data(), sorted(TOPICS_LABELS), heads=["logistic_regression"], Cs=[0.5, 2.0]
+        *_search_data(), sorted(TOPICS_LABELS), heads=["logistic_regression"], Cs=[2.0, 0.5]
     )
     assert [(t.head, t.C) for t in result.trials] == [
         ("logistic_regression", 0.5),
@@ -251,13 +261,18 @@ def test_a_passed_deadline_still_runs_the_first_fit_and_nothing_more() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"heads": ["random_forest"]}, "heads must be among"), ({"heads": []}, "heads must be among")],
+    [
+        ({"heads": ["random_forest"]}, "heads must be among"),
+        ({"heads": []}, "heads must be among"),
+        ({"metric": "loss"}, "metric must be one of"),
+        ({"labels": ["billing", "bug"]}, "not in `labels`"),
+    ],
 )
-def test_search_refuses_unknown_heads(kwargs: dict[str, Any], message: str) -> None:
+def test_search_refuses_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
     from lmforge.classical.search import search_linear
 
     with pytest.raises(ValueError, match=message):
-        search_linear(*_search_data(), sorted(TOPICS_LABELS), **kwargs)
+        search_linear(*_search_data(), **{"labels": sorted(TOPICS_LABELS), **kwargs})
 
 
 def test_search_refuses_an_empty_validation_split() -> None:
@@ -305,3 +320,107 @@ def test_onnx_runner_refuses_a_head_of_another_width(tmp_path: Path) -> None:
     other = export_head(fit_linear(texts[:30], labels[:30]), tmp_path / "other.onnx")
     with pytest.raises(ValueError, match="features"):
         OnnxLinear(folder, other)
+
+
+# --- embedding probe ------------------------------------------------------------------------
+
+
+def _folder_proba(folder: Path, texts: list[str], max_length: int) -> np.ndarray:
+    import torch
+
+    from lmforge.models.load import load_trained_classifier, trained_max_length
+
+    tokenizer, model = load_trained_classifier(folder)
+    assert trained_max_length(model.config) == max_length
+    batch = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        return torch.softmax(model(**batch).logits.double(), dim=-1).numpy()
+
+
+def _probe_case(
+    reference: Path | str, tmp_path: Path, rows: list[tuple[str, str]], labels: list[str], **kwargs: Any
+) -> tuple[Path, Any, list[str]]:
+    from lmforge.classical.embedding_probe import fit_embedding_probe
+
+    texts, targets = [t for t, _ in rows], [label for _, label in rows]
+    folder, probe = fit_embedding_probe(
+        str(reference),
+        None,
+        texts,
+        targets,
+        labels,
+        max_length=24,
+        C=1.0,
+        out_dir=tmp_path / "probe",
+        **kwargs,
+    )
+    return folder, probe, texts
+
+
+@pytest.mark.parametrize("n_labels", [2, 4])
+def test_embedding_probe_folder_gives_the_probe_probabilities(
+    tmp_path: Path, tiny_model: Path, n_labels: int
+) -> None:
+    from lmforge.classical.embedding_probe import raw_embeddings
+    from lmforge.classical.linear import reorder_columns
+
+    rows = [r for r in make_rows(12) if r[1] in sorted(TOPICS)[:n_labels]]
+    labels = [*sorted({label for _, label in rows})[::-1], "never-seen"]  # not sorted: order is kept
+    folder, probe, texts = _probe_case(tiny_model, tmp_path, rows, labels)
+    assert probe.rows_used == probe.rows_total == len(rows)
+    expected = reorder_columns(
+        probe.estimator.predict_proba(raw_embeddings(str(tiny_model), None, texts, 24)),
+        [str(c) for c in probe.estimator.classes_],
+        labels,
+    )
+    got = _folder_proba(folder, texts, 24)
+    assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(probe.proba(texts) - expected).max() < 1e-4
+    assert got[:, labels.index("never-seen")].max() < 1e-6
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    assert [config.id2label[i] for i in range(len(labels))] == labels
+    assert config.lmforge_pooling == "mean" and kind_of(folder) == "transformer"
+
+
+def test_embedding_probe_stops_embedding_at_the_deadline(tmp_path: Path, tiny_model: Path) -> None:
+    import time
+
+    from lmforge.classical import embedding_probe
+
+    rows = make_rows(200)  # 800 rows: two chunks of 512 at most
+    _, probe, _ = _probe_case(tiny_model, tmp_path, rows, sorted(TOPICS), deadline=time.monotonic())
+    assert probe.rows_used == embedding_probe.CHUNK_ROWS < probe.rows_total == len(rows)
+
+
+def test_embedding_probe_interleaves_classes_so_a_prefix_holds_them_all() -> None:
+    from lmforge.classical.embedding_probe import _interleaved
+
+    targets = ["a"] * 50 + ["b"] * 3 + ["c"] * 20
+    order = _interleaved(targets, 0)
+    assert sorted(order) == list(range(len(targets)))
+    assert {targets[i] for i in order[:3]} == {"a", "b", "c"}
+    assert sum(targets[i] == "b" for i in order[:9]) == 3
+
+
+def test_embedding_probe_refuses_labels_outside_the_label_list(tmp_path: Path, tiny_model: Path) -> None:
+    with pytest.raises(ValueError, match="not in `labels`"):
+        _probe_case(tiny_model, tmp_path, make_rows(3), ["billing"])
+
+
+@pytest.mark.integration
+def test_embedding_probe_on_real_minilm_matches_sklearn(tmp_path: Path) -> None:
+    from lmforge.classical.embedding_probe import raw_embeddings
+    from lmforge.classical.linear import reorder_columns
+
+    rows = make_rows(6)
+    labels = sorted(TOPICS)
+    folder, probe, texts = _probe_case("minilm-l6", tmp_path, rows, labels)
+    probe_texts = [*texts[:6], "my parcel never arrived", "I was charged twice"]
+    expected = reorder_columns(
+        probe.estimator.predict_proba(raw_embeddings("minilm-l6", None, probe_texts, 24)),
+        [str(c) for c in probe.estimator.classes_],
+        labels,
+    )
+    assert np.abs(_folder_proba(folder, probe_texts, 24) - expected).max() < 1e-4

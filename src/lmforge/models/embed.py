@@ -48,8 +48,10 @@ def embed(
     batch_size: int = 64,
     max_length: int = 128,
     on_batch: Callable[[int], None] | None = None,
+    normalize: bool = True,
 ) -> np.ndarray:
-    """Embeddings of `texts` as a float32 array (rows L2-normalised), batched by length."""
+    """Embeddings of `texts` as a float32 array (rows L2-normalised unless `normalize` is
+    False: the raw mean a mean-pooling classification head reads), batched by length."""
     import torch
 
     tokenizer, encoder = _load(model, str(base_dir) if base_dir else None)
@@ -63,7 +65,8 @@ def embed(
             hidden = encoder(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
             out[index] = pooled.float().numpy()
             if on_batch is not None:
                 on_batch(len(index))

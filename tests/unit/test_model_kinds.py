@@ -447,7 +447,7 @@ def test_an_ejected_ensemble_adds_the_linear_member_and_the_weighted_average(
     assert 0.0 <= metrics["f1_macro"] <= 1.0
 
 
-def _register(run: dict[str, Any], kind: str) -> str:
+def _register(run: dict[str, Any], kind: str, *, name: str | None = None) -> str:
     """Log the `kind` model and its export to the test project's MLflow store as the register
     stage does (model/ and export/ artifacts, a version with the task tag, `champion`)."""
     from lmforge.registry import client_for, experiment_id, tracking_uri
@@ -456,7 +456,7 @@ def _register(run: dict[str, Any], kind: str) -> str:
     config = run["config"]
     uri = tracking_uri(config)
     client = client_for(uri)
-    name = f"kinds-{kind}"
+    name = name or f"kinds-{kind}"
     mlflow_run = client.create_run(experiment_id(client, config))
     run_id = mlflow_run.info.run_id
     client.log_artifacts(run_id, str(run["trains"][kind].path("model")), "model")
@@ -534,3 +534,19 @@ def test_a_tampered_linear_head_graph_is_refused_with_one_line(
         load_predictor(folder)
     assert "\n" not in str(raised.value)
     assert "linear_head.onnx" in str(raised.value) or "/etc/passwd" in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", ["linear", "ensemble"])
+def test_the_gate_scores_a_champion_of_each_kind_like_evaluate(
+    run: dict[str, Any], kind: str, tmp_path: Path
+) -> None:
+    from lmforge.registry import client_for
+    from lmforge.registry.names import CHAMPION
+    from lmforge.stages.gate import _score_champion
+
+    client = client_for(_register(run, kind, name=f"gate-{kind}"))
+    champion = client.get_model_version_by_alias(f"gate-{kind}", CHAMPION)
+    test, labels = run["split"].table("test"), run["split"].json("labels")
+    ctx = _ctx(run, "gate", tmp_path / "gate")
+    score = _score_champion(ctx, client, champion, test, labels, "f1_macro")
+    assert score == pytest.approx(_evaluate(run, kind).metrics["f1_macro"], abs=1e-9)

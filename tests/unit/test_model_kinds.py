@@ -550,3 +550,28 @@ def test_the_gate_scores_a_champion_of_each_kind_like_evaluate(
     ctx = _ctx(run, "gate", tmp_path / "gate")
     score = _score_champion(ctx, client, champion, test, labels, "f1_macro")
     assert score == pytest.approx(_evaluate(run, kind).metrics["f1_macro"], abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["linear", "ensemble"])
+def test_without_onnx_export_the_kind_is_served_in_process(
+    run: dict[str, Any], kind: str, tmp_path: Path
+) -> None:
+    from lmforge.serve.predictor import load_predictor
+    from lmforge.stages import export
+
+    out = tmp_path / "export"
+    inputs = {"split": run["split"], "train": run["trains"][kind], "evaluate": _evaluate(run, kind)}
+    cfg = run["config"].export.model_copy(update={"onnx": False})
+    export.run(_ctx(run, "export", out), cfg, inputs)
+    serving = json.loads((out / "serving.json").read_text())
+    assert (serving["kind"], serving["onnx"]) == (kind, None)
+    assert "## Export checks" not in (out / "MODEL_CARD.md").read_text()
+    folder = tmp_path / "version"
+    shutil.copytree(run["trains"][kind].path("model"), folder / "model")
+    shutil.copytree(out, folder / "export")
+    predictor = load_predictor(folder)
+    assert predictor.runtime == "torch"
+    texts = run["split"].table("test")["text"].tolist()[:5]
+    expected = load_scorer(run["trains"][kind].path("model")).proba(texts)
+    got = [max(a.probabilities.values()) for a in predictor.classify(texts)]
+    np.testing.assert_allclose(got, expected.max(axis=1), atol=1e-5)

@@ -575,3 +575,12 @@ def test_without_onnx_export_the_kind_is_served_in_process(
     expected = load_scorer(run["trains"][kind].path("model")).proba(texts)
     got = [max(a.probabilities.values()) for a in predictor.classify(texts)]
     np.testing.assert_allclose(got, expected.max(axis=1), atol=1e-5)
+
+
+def test_a_version_without_an_export_folder_is_served_in_process(run: dict[str, Any], tmp_path: Path) -> None:
+    from lmforge.serve.predictor import load_predictor
+
+    folder = tmp_path / "version"
+    shutil.copytree(run["trains"]["linear"].path("model"), folder / "model")
+    predictor = load_predictor(folder)
+    assert (predictor.runtime, predictor.labels) == ("torch", load_scorer(folder / "model").labels)

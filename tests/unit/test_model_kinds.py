@@ -76,7 +76,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str,
             _ensemble_folder(train.path("model"), split, model, WEIGHTS)
             shutil.copy(train.path("hyperparameters.json"), copy / "hyperparameters.json")
         trains[kind] = _artifact(copy, "train", summary={"model": kind, "method": kind})
-    return {"config": loaded, "folder": folder, "split": split, "trains": trains}
+    return {"config": loaded, "dict": config, "folder": folder, "split": split, "trains": trains}
 
 
 def _ctx(run: dict[str, Any], stage: str, out: Path) -> StageContext:
@@ -584,3 +584,26 @@ def test_a_version_without_an_export_folder_is_served_in_process(run: dict[str, 
     shutil.copytree(run["trains"]["linear"].path("model"), folder / "model")
     predictor = load_predictor(folder)
     assert (predictor.runtime, predictor.labels) == ("torch", load_scorer(folder / "model").labels)
+
+
+def test_the_ui_playground_answers_with_a_linear_model(run: dict[str, Any], tmp_path: Path) -> None:
+    import yaml
+
+    from lmforge.serve.keys import KeyStore
+    from lmforge.ui.app import create_ui_app, project_for
+    from tests.ui_support import logged_in
+
+    name = "playground-linear"
+    _register(run, "linear", name=name)
+    path = tmp_path / "lmforge.yaml"
+    state = str(tmp_path / "state")
+    config = {**run["dict"], "serve": {"state_dir": state}, "register": {"model_name": name}}
+    path.write_text(yaml.safe_dump(config))
+    key = KeyStore(tmp_path / "state" / "keys.db").create("predict", name="player").secret
+    client = logged_in(create_ui_app(project_for(path)), key)
+    text = run["split"].table("test")["text"].iloc[0]
+    reply = client.post("/playground/classify", json={"version": "1", "text": text})
+    assert reply.status_code == 200, reply.text
+    scorer = load_scorer(run["trains"]["linear"].path("model"))
+    expected = dict(zip(scorer.labels, scorer.proba([text])[0].tolist(), strict=True))
+    assert reply.json()["probabilities"] == pytest.approx(expected, abs=1e-5)

@@ -89,7 +89,7 @@ def part_probe(names: list[str], probe_rows: int | None) -> None:
             tt, tl = [tt[i] for i in pick], [tl[i] for i in pick]
         with tempfile.TemporaryDirectory() as folder:
             t0 = time.perf_counter()
-            probe = fit_embedding_probe(
+            _, probe = fit_embedding_probe(
                 "minilm-l6", None, tt, tl, labels, max_length=64, C=1.0, out_dir=Path(folder) / "probe"
             )
             fit_seconds = time.perf_counter() - t0

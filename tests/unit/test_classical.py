@@ -104,6 +104,16 @@ def test_all_empty_texts_are_a_user_error() -> None:
         fit_linear(["", " ", ""], ["a", "b", "a"])
 
 
+def test_a_huge_text_is_cut_before_vectorising() -> None:
+    from lmforge.classical.linear import MAX_TEXT_CHARS
+
+    texts, labels = _split(10)
+    huge = "refund invoice " * (MAX_TEXT_CHARS // 5)  # 3x the cap
+    model = fit_linear([*texts, huge], [*labels, "billing"])
+    tail_changed = huge[:MAX_TEXT_CHARS] + " crash error freeze" * 1000
+    np.testing.assert_array_equal(model.proba([tail_changed]), model.proba([huge[:MAX_TEXT_CHARS]]))
+
+
 def _saved(tmp_path: Path) -> Path:
     texts, labels = _split(10)
     return save_linear(fit_linear(texts, labels), tmp_path / "model")
@@ -202,7 +212,7 @@ def test_search_runs_the_coarse_grid_cheapest_first_then_refines() -> None:
 
     messages: list[str] = []
     result = search_linear(*_search_data(), sorted(TOPICS_LABELS), log=messages.append)
-    coarse = [(h, c) for h in ("linear_svc", "logistic_regression") for c in COARSE[h]]
+    coarse = [(h, COARSE[h][i]) for i in range(2) for h in ("linear_svc", "logistic_regression")]
     assert [(t.head, t.C) for t in result.trials[:4]] == coarse
     assert len(result.trials) > 4 and result.stopped == "converged"
     assert len({(t.head, t.C) for t in result.trials}) == len(result.trials)  # no trial twice
@@ -229,7 +239,7 @@ def test_search_with_an_explicit_grid_and_one_head() -> None:
     from lmforge.classical.search import search_linear
 
     result = search_linear(
-        *_search_data(), sorted(TOPICS_LABELS), heads=["logistic_regression"], Cs=[0.5, 2.0]
+        *_search_data(), sorted(TOPICS_LABELS), heads=["logistic_regression"], Cs=[2.0, 0.5]
     )
     assert [(t.head, t.C) for t in result.trials] == [
         ("logistic_regression", 0.5),
@@ -251,13 +261,18 @@ def test_a_passed_deadline_still_runs_the_first_fit_and_nothing_more() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"heads": ["random_forest"]}, "heads must be among"), ({"heads": []}, "heads must be among")],
+    [
+        ({"heads": ["random_forest"]}, "heads must be among"),
+        ({"heads": []}, "heads must be among"),
+        ({"metric": "loss"}, "metric must be one of"),
+        ({"labels": ["billing", "bug"]}, "not in `labels`"),
+    ],
 )
-def test_search_refuses_unknown_heads(kwargs: dict[str, Any], message: str) -> None:
+def test_search_refuses_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
     from lmforge.classical.search import search_linear
 
     with pytest.raises(ValueError, match=message):
-        search_linear(*_search_data(), sorted(TOPICS_LABELS), **kwargs)
+        search_linear(*_search_data(), **{"labels": sorted(TOPICS_LABELS), **kwargs})
 
 
 def test_search_refuses_an_empty_validation_split() -> None:

@@ -76,7 +76,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str,
             _ensemble_folder(train.path("model"), split, model, WEIGHTS)
             shutil.copy(train.path("hyperparameters.json"), copy / "hyperparameters.json")
         trains[kind] = _artifact(copy, "train", summary={"model": kind, "method": kind})
-    return {"config": loaded, "folder": folder, "split": split, "trains": trains}
+    return {"config": loaded, "dict": config, "folder": folder, "split": split, "trains": trains}
 
 
 def _ctx(run: dict[str, Any], stage: str, out: Path) -> StageContext:
@@ -272,6 +272,8 @@ def _tamper_kind(folder: Path, **changes: Any) -> None:
         ("duplicate", "lists a label twice"),
         ("method", "unknown ensemble method"),
         ("nested", r"members\[1\]\.kind must be transformer or linear"),
+        ("two-linear", "one transformer and one linear model"),
+        ("moved-transformer", "must be the folder itself"),
     ],
 )
 def test_a_tampered_ensemble_is_refused_at_load(
@@ -302,6 +304,12 @@ def test_a_tampered_ensemble_is_refused_at_load(
         _tamper_kind(folder, method="stacked_magic")
     elif change == "nested":
         members[1]["kind"] = "ensemble"
+        _tamper_kind(folder, members=members)
+    elif change == "two-linear":
+        members[0] = {**members[1], "weight": members[0]["weight"]}
+        _tamper_kind(folder, members=members)
+    elif change == "moved-transformer":
+        members[0]["path"] = "linear"
         _tamper_kind(folder, members=members)
     with pytest.raises(ModelFolderError, match=message) as raised:
         load_scorer(folder)
@@ -439,7 +447,7 @@ def test_an_ejected_ensemble_adds_the_linear_member_and_the_weighted_average(
     assert 0.0 <= metrics["f1_macro"] <= 1.0
 
 
-def _register(run: dict[str, Any], kind: str) -> str:
+def _register(run: dict[str, Any], kind: str, *, name: str | None = None) -> str:
     """Log the `kind` model and its export to the test project's MLflow store as the register
     stage does (model/ and export/ artifacts, a version with the task tag, `champion`)."""
     from lmforge.registry import client_for, experiment_id, tracking_uri
@@ -448,7 +456,7 @@ def _register(run: dict[str, Any], kind: str) -> str:
     config = run["config"]
     uri = tracking_uri(config)
     client = client_for(uri)
-    name = f"kinds-{kind}"
+    name = name or f"kinds-{kind}"
     mlflow_run = client.create_run(experiment_id(client, config))
     run_id = mlflow_run.info.run_id
     client.log_artifacts(run_id, str(run["trains"][kind].path("model")), "model")
@@ -526,3 +534,76 @@ def test_a_tampered_linear_head_graph_is_refused_with_one_line(
         load_predictor(folder)
     assert "\n" not in str(raised.value)
     assert "linear_head.onnx" in str(raised.value) or "/etc/passwd" in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", ["linear", "ensemble"])
+def test_the_gate_scores_a_champion_of_each_kind_like_evaluate(
+    run: dict[str, Any], kind: str, tmp_path: Path
+) -> None:
+    from lmforge.registry import client_for
+    from lmforge.registry.names import CHAMPION
+    from lmforge.stages.gate import _score_champion
+
+    client = client_for(_register(run, kind, name=f"gate-{kind}"))
+    champion = client.get_model_version_by_alias(f"gate-{kind}", CHAMPION)
+    test, labels = run["split"].table("test"), run["split"].json("labels")
+    ctx = _ctx(run, "gate", tmp_path / "gate")
+    score = _score_champion(ctx, client, champion, test, labels, "f1_macro")
+    assert score == pytest.approx(_evaluate(run, kind).metrics["f1_macro"], abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["linear", "ensemble"])
+def test_without_onnx_export_the_kind_is_served_in_process(
+    run: dict[str, Any], kind: str, tmp_path: Path
+) -> None:
+    from lmforge.serve.predictor import load_predictor
+    from lmforge.stages import export
+
+    out = tmp_path / "export"
+    inputs = {"split": run["split"], "train": run["trains"][kind], "evaluate": _evaluate(run, kind)}
+    cfg = run["config"].export.model_copy(update={"onnx": False})
+    export.run(_ctx(run, "export", out), cfg, inputs)
+    serving = json.loads((out / "serving.json").read_text())
+    assert (serving["kind"], serving["onnx"]) == (kind, None)
+    assert "## Export checks" not in (out / "MODEL_CARD.md").read_text()
+    folder = tmp_path / "version"
+    shutil.copytree(run["trains"][kind].path("model"), folder / "model")
+    shutil.copytree(out, folder / "export")
+    predictor = load_predictor(folder)
+    assert predictor.runtime == "torch"
+    texts = run["split"].table("test")["text"].tolist()[:5]
+    expected = load_scorer(run["trains"][kind].path("model")).proba(texts)
+    got = [max(a.probabilities.values()) for a in predictor.classify(texts)]
+    np.testing.assert_allclose(got, expected.max(axis=1), atol=1e-5)
+
+
+def test_a_version_without_an_export_folder_is_served_in_process(run: dict[str, Any], tmp_path: Path) -> None:
+    from lmforge.serve.predictor import load_predictor
+
+    folder = tmp_path / "version"
+    shutil.copytree(run["trains"]["linear"].path("model"), folder / "model")
+    predictor = load_predictor(folder)
+    assert (predictor.runtime, predictor.labels) == ("torch", load_scorer(folder / "model").labels)
+
+
+def test_the_ui_playground_answers_with_a_linear_model(run: dict[str, Any], tmp_path: Path) -> None:
+    import yaml
+
+    from lmforge.serve.keys import KeyStore
+    from lmforge.ui.app import create_ui_app, project_for
+    from tests.ui_support import logged_in
+
+    name = "playground-linear"
+    _register(run, "linear", name=name)
+    path = tmp_path / "lmforge.yaml"
+    state = str(tmp_path / "state")
+    config = {**run["dict"], "serve": {"state_dir": state}, "register": {"model_name": name}}
+    path.write_text(yaml.safe_dump(config))
+    key = KeyStore(tmp_path / "state" / "keys.db").create("predict", name="player").secret
+    client = logged_in(create_ui_app(project_for(path)), key)
+    text = run["split"].table("test")["text"].iloc[0]
+    reply = client.post("/playground/classify", json={"version": "1", "text": text})
+    assert reply.status_code == 200, reply.text
+    scorer = load_scorer(run["trains"]["linear"].path("model"))
+    expected = dict(zip(scorer.labels, scorer.proba([text])[0].tolist(), strict=True))
+    assert reply.json()["probabilities"] == pytest.approx(expected, abs=1e-5)

@@ -56,6 +56,10 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
 # A saved model is a few hundred MB at most (vocabularies are capped by `build_features`);
 # a file claiming more once unpacked is refused before anything is read (zip bomb).
 MAX_UNPACKED_BYTES = 2 * 1024**3
+# Texts are cut to this many characters before vectorising, in training and prediction alike:
+# one multi-megabyte row would otherwise add millions of character n-grams to the vocabulary
+# count (GBs of dict) for a single example. Serving already refuses texts over 10k characters.
+MAX_TEXT_CHARS = 20_000
 
 
 class LinearModelFileError(LmforgeError):
@@ -76,12 +80,17 @@ class LinearModel:
     def proba(self, texts: Sequence[str], labels: Sequence[str] | None = None) -> np.ndarray:
         """Class probabilities, columns in `labels` order when given (a label the model never
         saw in training gets probability 0), else in `self.labels` order."""
-        probs = np.asarray(self.pipeline.predict_proba(list(texts)), dtype=np.float64)
+        probs = np.asarray(self.pipeline.predict_proba(clip(texts)), dtype=np.float64)
         return reorder_columns(probs, self.labels, labels)
 
     def features(self, texts: Sequence[str]) -> Any:
         """The sparse TF-IDF matrix the head reads (float32, CSR)."""
-        return self.pipeline.named_steps["features"].transform(list(texts))
+        return self.pipeline.named_steps["features"].transform(clip(texts))
+
+
+def clip(texts: Sequence[str]) -> list[str]:
+    """`texts` as a list, each cut to `MAX_TEXT_CHARS` characters."""
+    return [str(text)[:MAX_TEXT_CHARS] for text in texts]
 
 
 def reorder_columns(probs: np.ndarray, have: Sequence[str], want: Sequence[str] | None) -> np.ndarray:
@@ -150,7 +159,7 @@ def fit_features(texts: Sequence[str]) -> tuple[Any, Any]:
     """Fitted features and the training matrix. Texts with no word of two letters (emoji,
     digits, single letters) leave the word vectoriser empty, and scikit-learn refuses an empty
     vocabulary: the character n-grams alone are used then."""
-    texts = list(texts)
+    texts = clip(texts)
     features = build_features(len(texts))
     try:
         return features, features.fit_transform(texts)

@@ -4,9 +4,10 @@ The features are fitted on the training texts and both splits are vectorised ONC
 trial reuses the two sparse matrices, so a trial costs only the head's fit (vectorising is
 as slow as one LR fit on emotion, bench/bench_classical.py measures both ways).
 
-Order: a coarse grid, cheapest fits first (LinearSVC C 0.1 and 1, then LR C 1 and 10), then a
-refinement around each head's best C in log space: its neighbours half a decade away, then a
-quarter, then an eighth, the best head first. That is a golden-section-like bracket search
+Order: a coarse grid, cheapest fits first, heads alternating (LinearSVC C=0.1, LR C=1,
+LinearSVC C=1, LR C=10), then a refinement around each head's best C in log space: its
+neighbours half a decade away, then a quarter, then an eighth, the best head first; a head
+more than 1 point behind the best is not refined. That is a golden-section-like bracket search
 with no library: optuna's TPE needs tens of trials to beat a bracket on one parameter, and
 there are rarely more than ten here.
 """
@@ -21,29 +22,44 @@ from typing import Any
 
 import numpy as np
 
-from lmforge.classical.linear import HEADS, LinearModel, assemble, fit_features, fit_head
-from lmforge.tasks.classification import metrics
+from lmforge.classical.linear import HEADS, LinearModel, assemble, clip, fit_features, fit_head
+from lmforge.tasks.classification import GREATER_IS_BETTER, metrics
+
+METRICS = tuple(m for m, greater in GREATER_IS_BETTER.items() if greater)
 
 COARSE: dict[str, tuple[float, ...]] = {"linear_svc": (0.1, 1.0), "logistic_regression": (1.0, 10.0)}
 C_RANGE = (1e-3, 1e3)
+REFINE_WITHIN = 0.01  # metric points (0.01 = 1 pt of macro-F1)
 SMALLEST_STEP = 0.125  # decades: C closer than that to a tried one changes the score by noise
 # A fit with a larger C takes more iterations: allow this much over the slowest one measured.
 SLACK = 1.3
 
-# Measured on this machine (2 shared cores, OMP_NUM_THREADS=1), bench/bench_classical.py
-# --estimate: fit seconds for one fit at the coarse grid's C, and vectorising seconds (fit +
-# transform of train and validation), against n_rows x n_classes (TF-IDF nnz grows with rows,
-# the heads' work with rows x classes):
-#   data          rows  classes  vectorise  LR C=1  LR C=10  SVC C=0.1  SVC C=1
-#   (filled in from the measurement below)
-SECONDS_PER_ROW_VECTORISE = 2.0e-4
-SECONDS_PER_ROW_CLASS: dict[str, float] = {"logistic_regression": 6.0e-5, "linear_svc": 3.0e-5}
-FIT_OVERHEAD_SECONDS = 0.05
+# Measured on this machine (2 cores shared with other jobs, OMP_NUM_THREADS=1) with
+# `bench/bench_classical.py --part estimate`: seconds of vectorising (fit on train + transform
+# of validation) and of one head fit at the coarse grid's C values.
+#   data       rows classes vectorise  SVC C=0.1  SVC C=1  LR C=1  LR C=10
+#   emotion    2000       6       2.4        0.9      1.2     1.7      1.9
+#   emotion    8000       6       3.1        1.5      3.4     3.0      3.6
+#   emotion   16000       6       4.4        4.1      7.0     7.0      7.8
+#   banking77  2000      77       0.4        1.1      1.1     2.4      2.7
+#   banking77  8000      77       0.9        3.9      5.6     7.4      8.9
+# Fit time grows with rows and only weakly with classes (77 vs 6 classes: ~2x, not 13x:
+# banking77's texts are also shorter), so a fit is modelled as overhead + k * rows *
+# classes**0.3, k from the mean of each head's two coarse fits: within ~30% of the table's
+# means, except banking77 2k LinearSVC (estimated 1.8s, measured 1.1s: on the safe side). Vectorising uses emotion's per-row
+# cost (longer texts than banking77: the safe side). Repeated runs on the busy machine moved
+# single cells by up to 2x (emotion 16k SVC C=1: 7.0s and 23.7s): a planner should treat
+# these as typical, and `_predicted_seconds` replaces them with measured fits as they come.
+SECONDS_PER_ROW_VECTORISE = 2.5e-4
+VECTORISE_OVERHEAD_SECONDS = 0.5
+CLASS_EXPONENT = 0.3
+SECONDS_PER_ROW: dict[str, float] = {"logistic_regression": 2.8e-4, "linear_svc": 2.0e-4}
+FIT_OVERHEAD_SECONDS: dict[str, float] = {"logistic_regression": 0.5, "linear_svc": 0.3}
 
 
 def estimate_fit_seconds(n_rows: int, n_classes: int, head: str) -> float:
     """Predicted seconds of one head fit on `n_rows` training rows (measured constants)."""
-    return FIT_OVERHEAD_SECONDS + SECONDS_PER_ROW_CLASS[head] * n_rows * max(2, n_classes)
+    return FIT_OVERHEAD_SECONDS[head] + SECONDS_PER_ROW[head] * n_rows * max(2, n_classes) ** CLASS_EXPONENT
 
 
 def estimate_seconds(n_rows: int, n_classes: int, n_fits: int | None = None) -> float:
@@ -51,7 +67,7 @@ def estimate_seconds(n_rows: int, n_classes: int, n_fits: int | None = None) -> 
     default: the coarse grid + four refinements), vectorising included."""
     n_fits = 8 if n_fits is None else n_fits
     per_fit = sum(estimate_fit_seconds(n_rows, n_classes, head) for head in HEADS) / len(HEADS)
-    return SECONDS_PER_ROW_VECTORISE * n_rows + n_fits * per_fit
+    return VECTORISE_OVERHEAD_SECONDS + SECONDS_PER_ROW_VECTORISE * n_rows + n_fits * per_fit
 
 
 @dataclass(frozen=True)
@@ -111,10 +127,15 @@ def search_linear(
         raise ValueError(f"heads must be among {', '.join(HEADS)}; got {list(heads)}")
     if len(val_texts) == 0:
         raise ValueError("search_linear needs validation rows to score the trials")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+    outside = sorted({str(label) for label in train_labels} - {str(label) for label in labels})
+    if outside:
+        raise ValueError(f"training labels {outside[:5]} are not in `labels`")
     say = log or (lambda message: None)
     started = time.monotonic()
     features, X = fit_features(train_texts)
-    V = features.transform(list(val_texts))
+    V = features.transform(clip(val_texts))
     vectorise_seconds = time.monotonic() - started
     say(
         f"vectorised {len(train_texts)} + {len(val_texts)} texts into {X.shape[1]} features"
@@ -191,12 +212,14 @@ class _Schedule:
     """Which (head, C) to try next: the grid in order, then bracket refinement per head."""
 
     def __init__(self, heads: Sequence[str], Cs: Sequence[float] | None) -> None:
-        order = [h for h in ("linear_svc", "logistic_regression") if h in heads]  # cheapest first
+        order = [h for h in ("linear_svc", "logistic_regression") if h in heads]
+        # Heads alternate, lower C first (fewer iterations): under a tight deadline every head
+        # gets a trial before any gets a second, and the cheapest fits come first.
         if Cs is not None:
-            self.grid = [(h, float(c)) for h in order for c in Cs]
+            self.grid = [(h, float(c)) for c in sorted(Cs) for h in order]
             self.refine = False
         else:
-            self.grid = [(h, c) for h in order for c in COARSE[h]]
+            self.grid = [(h, COARSE[h][i]) for i in range(2) for h in order]
             self.refine = True
         self.heads = order
 
@@ -212,7 +235,9 @@ class _Schedule:
             for h in self.heads
         }
         ranked = sorted((t for t in best_per_head.values() if t is not None), key=lambda t: -t.score)
-        for best in ranked:
+        # A head more than REFINE_WITHIN behind the best is dropped (successive halving over
+        # heads): refining C rarely moves a score by that much.
+        for best in [t for t in ranked if t.score >= ranked[0].score - REFINE_WITHIN]:
             tried = sorted(c for h, c in done if h == best.head)
             step = 0.5
             while step >= SMALLEST_STEP:

@@ -300,6 +300,12 @@ def check_ensemble(record: dict[str, Any], where: Path | str) -> tuple[list[str]
             or weight < 0
         ):
             raise ModelFolderError(f"{where}: members[{i}].weight must be a number >= 0, not {weight!r}")
+    # One member of each kind, the transformer being the folder itself: export writes one graph
+    # per kind (serving.json's `onnx` and `linear_onnx`) and keys the weights by kind.
+    if sorted(m["kind"] for m in members) != ["linear", "transformer"]:
+        raise ModelFolderError(f"{where}: 'members' must be one transformer and one linear model")
+    if next(m for m in members if m["kind"] == "transformer")["path"] not in (".", ""):
+        raise ModelFolderError(f"{where}: the transformer member must be the folder itself (path '.')")
     total = sum(float(m["weight"]) for m in members)
     if abs(total - 1.0) > WEIGHT_TOLERANCE:
         raise ModelFolderError(

@@ -302,8 +302,9 @@ def _kind(folder: Path) -> str:
         kind = str(load_kind_record(folder / "model")["kind"])
     except ModelFolderError as exc:
         raise ServeError(exc.message, hint=exc.hint) from exc
-    said = _serving(folder).get("kind", "transformer")
-    if said != kind:
+    serving = _serving(folder)
+    said = serving.get("kind", "transformer")  # written before kinds existed: a transformer
+    if serving and said != kind:
         raise ServeError(
             f"{folder.name}: export/serving.json says kind {said!r}, the model folder holds {kind!r}",
             hint="export the model again",

@@ -24,7 +24,7 @@ def run(ctx: StageContext, cfg: EvaluateConfig, inputs: Inputs) -> StageResult:
     labels: list[str] = split.json("labels")
     test = split.table("test")
     model_dir = train.path("model")
-    max_length = trained_max_length(train)
+    max_length = recorded_max_length(train)
     scorer = load_scorer(model_dir, max_length=max_length)  # any kind: transformer, linear, ensemble
     texts = test["text"].tolist()
     with ctx.progress("predicting test set", total=len(texts)) as bar:
@@ -80,7 +80,7 @@ def run(ctx: StageContext, cfg: EvaluateConfig, inputs: Inputs) -> StageResult:
     return result
 
 
-def trained_max_length(train: Any) -> int | None:
+def recorded_max_length(train: Any) -> int | None:
     """The token limit the train stage recorded; None when it has none (a linear model reads
     words, not tokens), and then a transformer uses the limit saved in its own config."""
     if not train.has("hyperparameters.json"):

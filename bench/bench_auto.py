@@ -90,7 +90,7 @@ def config_text(dataset: str, work: Path, arm: str, minutes: float | None, grid:
     train = docstrings_csv(work / "docstrings.csv") if dataset == "docstrings" else DATA / files["train"]
     test = f"{DATA / files['test']}" if files["test"] else "null"
     split = (
-        "{validation: 0.1, test: 0.0, seed: 42}"
+        "{validation: 0.1, seed: 42}"  # the test file is the test split
         if files["test"]
         else "{validation: 0.1, test: 0.2, seed: 42}"
     )

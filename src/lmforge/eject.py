@@ -97,7 +97,8 @@ def read_run(run_dir: Path, base_dir: Path) -> EjectSpec:
             kind=kind,
             linear=linear,
         )
-    reference = summary.get("model") or manifest.get("config", {}).get("model")
+    # Auto mode names the candidate in `model` and the encoder in `base_model`.
+    reference = summary.get("base_model") or summary.get("model") or manifest.get("config", {}).get("model")
     if not isinstance(reference, str) or not reference:
         raise LmforgeError(f"run {run_dir.name}: train/manifest.json names no model")
     folder = model_folder(resolve_model(reference, base_dir))

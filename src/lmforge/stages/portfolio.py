@@ -73,6 +73,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         },
         summary={
             "model": winner.name,
+            "base_model": portfolio.reference,  # the encoder of a transformer or ensemble winner
             "kind": kind,
             "method": kind,
             "portfolio": rows,

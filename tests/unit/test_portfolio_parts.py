@@ -131,11 +131,21 @@ def test_the_last_evaluation_never_stops_and_no_rival_means_no_rung():
     assert not control.should_training_stop and not stops
 
 
-def test_the_deadline_stops_training_and_scores_the_last_steps():
+def test_the_deadline_stops_training_early_enough_for_the_final_validation_pass():
     import time
 
+    from lmforge.training.timed_finetune import budget_callbacks
+
     stops: list[str] = []
-    callback, control = _callback(time.monotonic() - 1, None, stops), _control()
+    # 30 s to the deadline, and the final pass over the validation split takes 40 s: stop now,
+    # without an evaluation of its own (the final pass scores the kept checkpoint).
+    callback = budget_callbacks(time.monotonic() + 30, 90, lambda: None, "f1_macro", stops.append, 40.0)[0]
+    control = _control()
     callback.on_step_end(None, _state(12), control)
-    assert control.should_training_stop and control.should_evaluate and control.should_save
+    assert control.should_training_stop and not control.should_evaluate
     assert "deadline at step 12 of 90" in stops[0]
+    # With an hour left the same step goes on.
+    relaxed = budget_callbacks(time.monotonic() + 3600, 90, lambda: None, "f1_macro", [].append, 40.0)[0]
+    control = _control()
+    relaxed.on_step_end(None, _state(12), control)
+    assert not control.should_training_stop

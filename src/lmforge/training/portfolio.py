@@ -32,6 +32,8 @@ LINEAR_SHARE = 0.2  # of the train stage's time: the linear search (it usually n
 PROBE_SHARE = 0.15  # the frozen-encoder probe
 PROBE_ROWS_COUNT_MODE = 4000  # count mode: the probe embeds at most this many train rows
 PROBE_C = 1.0  # on standardised states (classical/embedding_probe.py)
+BLEND_WORTH = 0.05  # a fine-tune further behind the best cheaper model is not scored again
+SAVE_SECONDS = 15.0  # writing the winner inside the train stage (a linear model's vocabulary: ~10 s)
 EVALUATIONS = 3  # of the fine-tune on validation: two rungs and the end
 FINETUNE_FIXED_SECONDS = 25.0  # load, tokenise, time steps, save: paid whatever the step count
 
@@ -93,8 +95,9 @@ class Portfolio:
         return self.score(self.validation["label"].tolist(), list(label_arr[proba.argmax(1)]))
 
     def deadline(self) -> float:
-        """When the train stage must end, with the reserve of the costliest winner kind."""
-        return self.budget.stage_deadline("train", "ensemble")
+        """When the candidates must be done: the train stage's end (with the reserve of the
+        costliest winner kind after it) less the time to write the winner."""
+        return self.budget.stage_deadline("train", "ensemble") - SAVE_SECONDS
 
     def left(self) -> float:
         return self.deadline() - time.monotonic()
@@ -258,6 +261,7 @@ class Portfolio:
         update: dict[str, Any] = {"max_length": settings.max_length, "batch_size": settings.batch_size}
         stops: list[str] = []
         deadline: float | None = None
+        final_pass = 0.0
         if count_mode:
             steps = max(1, int(epochs * len(self.train) / batch))
             plan_reason = f"the recipe's {epochs:g} epochs ({steps} steps, count mode)"
@@ -274,7 +278,8 @@ class Portfolio:
                     return
                 steps = plan.max_steps
                 plan_reason = f"{plan.reason} at the reference step cost ({steps} steps, count mode)"
-                deadline = self.deadline() - 10
+                deadline = self.deadline()
+            final_pass = reference_timing(settings.max_length, batch, len(self.validation)).eval_seconds
             update.update(max_steps=steps, eval_steps=_eval_steps(steps))
         else:
             timing = self.timing or time_steps(
@@ -300,11 +305,12 @@ class Portfolio:
             if plan.method == "freeze":
                 update["trainable_layers"] = 2
             plan_reason = f"{plan.reason} ({timing.seconds_per_step:.2f} s per step, {steps} steps)"
-            deadline = self.deadline() - timing.eval_seconds - 5
+            deadline = self.deadline()
+            final_pass = timing.eval_seconds
         self.decide("fine-tune plan", plan_reason)
         cfg = self.cfg.model_copy(update=update)
         rival_best = self.best_score()
-        extra = budget_callbacks(deadline, steps, lambda: rival_best, self.metric, stops.append)
+        extra = budget_callbacks(deadline, steps, lambda: rival_best, self.metric, stops.append, final_pass)
         fit = fit_classifier(
             self.reference,
             self.base_dir,
@@ -317,8 +323,32 @@ class Portfolio:
             log=self.log,
         )
         self.finetune_fit = fit
-        proba = _trainer_proba(fit, self.validation, self.labels, fit.settings.max_length)
         status = "stopped" if stops else "trained"
+        details = {
+            "steps": fit.steps,
+            "method": fit.settings.method,
+            "epochs": round(fit.steps * batch / len(self.train), 2),
+        }
+        reason = f"stopped at {stops[0]}" if stops else plan_reason
+        if stops:
+            self.decide("fine-tune stopped", stops[0])
+        evaluated = fit.best_metric
+        if evaluated is not None and rival_best is not None and evaluated < rival_best - BLEND_WORTH:
+            # Far behind a cheaper model: it cannot win, and a blend with it would not either;
+            # a last pass over the validation split would only spend the budget.
+            self.candidates.append(
+                Candidate(
+                    name,
+                    "transformer",
+                    status,
+                    float(evaluated),
+                    time.monotonic() - started,
+                    reason=f"{reason}; trails the best cheaper candidate by more than {BLEND_WORTH}",
+                    details=details,
+                )
+            )
+            return
+        proba = _trainer_proba(fit, self.validation, self.labels, fit.settings.max_length)
         self.candidates.append(
             Candidate(
                 name,
@@ -326,18 +356,12 @@ class Portfolio:
                 status,
                 self.proba_score(proba),
                 time.monotonic() - started,
-                reason=(f"stopped at {stops[0]}" if stops else plan_reason),
-                details={
-                    "steps": fit.steps,
-                    "method": fit.settings.method,
-                    "epochs": round(fit.steps * batch / len(self.train), 2),
-                },
+                reason=reason,
+                details=details,
                 model="finetune",
                 validation_proba=proba,
             )
         )
-        if stops:
-            self.decide("fine-tune stopped", stops[0])
 
     def ensemble(self) -> Candidate | None:
         from lmforge.training.blend import blend

@@ -141,22 +141,37 @@ def budget_callbacks(
     rival: Callable[[], float | None],
     metric: str,
     on_stop: Callable[[str], None],
+    final_pass: float = 0.0,
 ) -> list[Any]:
-    """Stop at `deadline` (monotonic); at each rung stop when the validation `metric` trails
-    the best cheaper candidate (`rival()`) by more than the rung's margin."""
+    """Stop in time for `deadline` (monotonic): while the next step and a final pass over the
+    validation split (`final_pass` seconds, or the longest evaluation seen, whichever is more)
+    still fit. At each rung, stop when the validation `metric` trails the best cheaper
+    candidate (`rival()`) by more than the rung's margin."""
     from transformers import TrainerCallback
 
     class Budgeted(TrainerCallback):
+        def __init__(self) -> None:
+            self.evaluations = 0
+            self.step_ended = time.monotonic()
+            self.step_seconds = 0.0
+            self.eval_seconds = final_pass
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            self.step_seconds = now - self.step_ended
+            self.step_ended = now
+            if deadline is not None and now + self.step_seconds + self.eval_seconds + 5 >= deadline:
+                # No evaluation here: the best evaluated checkpoint is kept, and the caller's
+                # final pass over the validation split scores it.
                 control.should_training_stop = True
-                control.should_evaluate = True  # the last steps count: score them, keep them if best
-                control.should_save = True
+                control.should_evaluate = False
+                control.should_save = False
                 on_stop(f"the deadline at step {state.global_step} of {max_steps}")
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any) -> None:
             # Evaluations come at each rung in turn (eval_steps = a third of the steps).
-            self.evaluations = getattr(self, "evaluations", 0) + 1
+            self.evaluations += 1
+            self.eval_seconds = max(self.eval_seconds, time.monotonic() - self.step_ended)
             rungs = sorted(RUNG_MARGINS.items())
             best, value = rival(), (metrics or {}).get(f"eval_{metric}")
             if (
@@ -229,7 +244,5 @@ def fit_in_budget(
         stops.append(reason)
         budget.decide("train", "stopped", reason)
 
-    callbacks = budget_callbacks(
-        deadline - timing.eval_seconds - 5, plan.max_steps, lambda: None, "f1_macro", stopped
-    )
+    callbacks = budget_callbacks(deadline, plan.max_steps, lambda: None, "f1_macro", stopped)
     return cfg.model_copy(update=update), callbacks

@@ -231,7 +231,7 @@ class Portfolio:
                 self.proba_score(proba),
                 time.monotonic() - started,
                 reason=f"logistic regression on {used:,} of {len(self.train):,} rows' mean-pooled states",
-                details={"rows": used, "max_length": max_length},
+                details={"rows": used, "max_length": max_length, "probe": True},
                 model=Path(model_dir),
                 validation_proba=proba,
             )
@@ -311,8 +311,15 @@ class Portfolio:
         cfg = self.cfg.model_copy(update=update)
         rival_best = self.best_score()
         extra = budget_callbacks(deadline, steps, lambda: rival_best, self.metric, stops.append, final_pass)
+        # Linear probing, then fine-tuning (LP-FT, Kumar et al. 2022): start from the probe's
+        # folder, whose head already classifies, not from a random head that first distorts the
+        # encoder's features while it catches up. Fewer steps are wasted, which is what a budget has.
+        probe = next((c for c in self.candidates if c.details.get("probe") and c.model is not None), None)
+        start = str(probe.model) if probe is not None else self.reference
+        if probe is not None:
+            self.decide("fine-tune start", f"from the frozen-encoder probe's head ({probe.name}), LP-FT")
         fit = fit_classifier(
-            self.reference,
+            start,
             self.base_dir,
             self.labels,
             self.train,

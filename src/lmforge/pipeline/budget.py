@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lmforge.config import Config
 
-# Fixed seconds + seconds per 1,000 rows (of the split the stage works on), measured on 2 cores
-# (emotion 16k rows, banking77 10k, sms_spam 5.5k; bench/bench_auto.py prints the actuals).
+# Fixed seconds + seconds per *unit*: 1,000 texts of 100 characters (rows x mean length: the
+# data stages' cost follows characters, not rows: 4.6k docstrings of ~1,800 characters take
+# longer to clean than 16k tweets). Measured on 2 cores (emotion, sms_spam, banking77 and a
+# long-text set; bench/bench_auto.py prints the actuals).
 _DATA_COST: dict[str, tuple[float, float]] = {
     "ingest": (1.0, 0.08),
     "validate": (0.5, 0.02),
@@ -34,11 +36,12 @@ _DATA_COST: dict[str, tuple[float, float]] = {
     "augment": (0.5, 0.05),
     "baseline": (1.0, 0.4),
 }
-# Label-noise check: one TF-IDF + logistic-regression fit per fold, per 1,000 rows.
-NOISE_SECONDS_PER_FOLD_PER_1K = 0.2
+# Label-noise check: one TF-IDF + logistic-regression fit per fold, per unit (emotion: 31 s for
+# 10 folds of 16 units on a busy machine).
+NOISE_SECONDS_PER_FOLD_PER_UNIT = 0.2
 NOISE_SHARE = 0.10  # of the budget; above it the check runs with fewer folds, or not at all
 
-# After training, per kind of winner: fixed seconds + seconds per 1,000 test rows.
+# After training, per kind of winner: fixed seconds + seconds per unit of the test split.
 _POST_COST: dict[str, dict[str, tuple[float, float]]] = {
     "transformer": {
         "evaluate": (4.0, 6.0),
@@ -75,6 +78,7 @@ class RunBudget:
     count_based: bool = False  # `budget.trials` / `deterministic`: decisions by counts, not the clock
     trials: int | None = None
     rows: dict[str, int] = field(default_factory=dict)  # train / validation / test, as known so far
+    mean_chars: float = 100.0  # of a text, as known so far (the file's bytes per row, then validate's)
     plan: dict[str, float] = field(default_factory=dict)
     actual: dict[str, float] = field(default_factory=dict)
     cached: dict[str, bool] = field(default_factory=dict)
@@ -106,7 +110,7 @@ class RunBudget:
 
     def post_seconds(self, kind: str, after: str = "train") -> float:
         """Estimated seconds of the stages after `after` for a winner of `kind`."""
-        test_k = self.rows.get("test", 2000) / 1000
+        test_k = self.units("test")
         later = self.stages[self.stages.index(after) + 1 :] if after in self.stages else []
         costs = _POST_COST.get(kind, _POST_COST["transformer"])
         return sum(costs[s][0] + costs[s][1] * test_k for s in later if s in costs)
@@ -121,7 +125,7 @@ class RunBudget:
 
     def revise(self) -> None:
         """Re-plan the stages not yet run from the row counts known now."""
-        train_k = self.rows.get("train", 10_000) / 1000
+        train_k = self.units("train")
         for stage in self.stages:
             if stage in self.actual:
                 continue
@@ -131,7 +135,7 @@ class RunBudget:
             elif stage in POST_STAGES:
                 costs = _POST_COST["transformer"]
                 fixed, per_k = costs.get(stage, (0.0, 0.0))
-                self.plan[stage] = fixed + per_k * self.rows.get("test", 2000) / 1000
+                self.plan[stage] = fixed + per_k * self.units("test")
         if "train" in self.stages and "train" not in self.actual and self.seconds != float("inf"):
             spent = sum(self.actual.values())
             others = sum(v for s, v in self.plan.items() if s != "train" and s not in self.actual)
@@ -140,26 +144,39 @@ class RunBudget:
     def prior_train_seconds(self) -> float:
         """The train stage's share from the fixed cost figures alone (count mode: the same on
         every machine, whatever the earlier stages really took)."""
-        train_k = self.rows.get("train", 10_000) / 1000
-        test_k = self.rows.get("test", 2000) / 1000
+        train_k, test_k = self.units("train"), self.units("test")
         others = sum(f + p * train_k for s, (f, p) in _DATA_COST.items() if s in self.stages)
         others += sum(f + p * test_k for s, (f, p) in _POST_COST["ensemble"].items() if s in self.stages)
         return max(0.0, self.seconds - others - self.margin())
 
-    def finished(self, stage: str, seconds: float, rows: dict[str, int], cached: bool) -> None:
+    def units(self, split: str) -> float:
+        """Size of a split in cost units: thousands of texts of 100 characters."""
+        default = {"train": 10_000, "test": 2_000}.get(split, 1_000)
+        return self.rows.get(split, default) / 1000 * max(1.0, self.mean_chars / 100)
+
+    def finished(
+        self,
+        stage: str,
+        seconds: float,
+        rows: dict[str, int],
+        cached: bool,
+        text_chars: dict[str, float] | None = None,
+    ) -> None:
         self.actual[stage] = seconds
         self.cached[stage] = cached
+        if text_chars and text_chars.get("mean"):
+            self.mean_chars = float(text_chars["mean"])
         for name in ("train", "validation", "test"):
             if rows.get(name):
                 self.rows[name] = int(rows[name])
         self.revise()
 
-    def noise_folds(self, folds: int, train_rows: int) -> int:
+    def noise_folds(self, folds: int) -> int:
         """How many label-noise folds fit the budget (0: the check does not fit)."""
         if self.count_based:
             return folds
         share = NOISE_SHARE * self.seconds
-        per_fold = NOISE_SECONDS_PER_FOLD_PER_1K * train_rows / 1000
+        per_fold = NOISE_SECONDS_PER_FOLD_PER_UNIT * self.units("train")
         return folds if per_fold * folds <= share else int(share // max(per_fold, 1e-9))
 
     def table(self) -> list[dict[str, Any]]:
@@ -196,11 +213,12 @@ def budget_config(budget: RunBudget, stage: str, config: Config, events: Any) ->
         return config
     rows = budget.rows.get("train", 0)
     folds = 10
-    if budget.noise_folds(folds, rows) >= folds:
+    if budget.noise_folds(folds) >= folds:
         return config
-    estimate = NOISE_SECONDS_PER_FOLD_PER_1K * rows / 1000 * folds
+    estimate = NOISE_SECONDS_PER_FOLD_PER_UNIT * budget.units("train") * folds
     reason = (
-        f"the label-noise check of {rows:,} rows needs ~{estimate:.0f} s, over its share "
+        f"the label-noise check of {rows:,} rows of {budget.mean_chars:.0f} characters needs "
+        f"~{estimate:.0f} s, over its share "
         f"({NOISE_SHARE:.0%} of the budget, {NOISE_SHARE * budget.seconds:.0f} s)"
     )
     budget.decide("clean", "clean.label_noise: off", reason)
@@ -208,15 +226,17 @@ def budget_config(budget: RunBudget, stage: str, config: Config, events: Any) ->
     return config.model_copy(update={"clean": config.clean.model_copy(update={"label_noise": "off"})})
 
 
-def estimate_rows(paths: list[Any]) -> int:
-    """Rows of the data files, cheaply: lines of CSV/JSONL (a little high with quoted newlines),
-    Parquet's own count. Only the planner's first guess; real counts replace it after ingest."""
+def estimate_size(paths: list[Any]) -> tuple[int, float]:
+    """Rows and mean bytes per row of the data files, cheaply: lines of CSV/JSONL (a little high
+    with quoted newlines), Parquet's own count. Only the planner's first guess; real counts
+    replace it after ingest and validate."""
     from pathlib import Path
 
-    total = 0
+    total, size = 0, 0
     for path in map(Path, paths):
         if not path.is_file():
             continue
+        size += path.stat().st_size
         if path.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
@@ -224,15 +244,15 @@ def estimate_rows(paths: list[Any]) -> int:
             continue
         with path.open("rb") as fh:
             total += sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
-    return total
+    return total, size / max(1, total)
 
 
-def minimum_seconds(rows: int, test_rows: int | None = None) -> float:
-    """The least a run of `rows` can take: its data stages, one linear model, the stages after
-    training for a linear winner, and the margin."""
-    train_k = rows / 1000
+def minimum_seconds(rows: int, mean_chars: float = 100.0) -> float:
+    """The least a run of `rows` texts of `mean_chars` can take: its data stages, one linear
+    model, the stages after training for a linear winner, and the margin."""
+    train_k = rows / 1000 * max(1.0, mean_chars / 100)
     data = sum(fixed + per_k * train_k for fixed, per_k in _DATA_COST.values())
     linear = 5.0 + 1.0 * train_k  # one TF-IDF fit + a logistic regression (classical/search.py)
-    test_k = (test_rows if test_rows is not None else rows * 0.1) / 1000
+    test_k = 0.1 * train_k  # a split's usual test share
     post = sum(fixed + per_k * test_k for fixed, per_k in _POST_COST["linear"].values())
     return data + linear + post + 5.0

@@ -95,6 +95,12 @@ def run_pipeline(
         # command, imports included), or of this call when the process is older (a library use).
         begun = _process_started(started_at)
         budget.started = time.monotonic() - (time.time() - begun)
+        from lmforge.pipeline.budget import estimate_size
+        from lmforge.pipeline.spec import data_files
+
+        rows, budget.mean_chars = estimate_size(data_files(config))
+        budget.rows["train"] = rows
+        budget.revise()
     result.budget = budget
     try:
         events.emit(
@@ -116,7 +122,13 @@ def run_pipeline(
             result.cached[spec.name] = cached
             result.durations[spec.name] = seconds
             if budget is not None:
-                budget.finished(spec.name, seconds, artifact.manifest.get("rows", {}), cached)
+                budget.finished(
+                    spec.name,
+                    seconds,
+                    artifact.manifest.get("rows", {}),
+                    cached,
+                    artifact.summary.get("text_chars"),
+                )
                 write_json_atomic(run_dir / "budget.json", budget.to_json())
         record.set_metrics(_headline_metrics(result))
         record.finish("succeeded")
@@ -142,14 +154,14 @@ def _check_budget(config: Config) -> None:
     """A budget this data cannot fit fails now, in one line, naming what would fit."""
     import math
 
-    from lmforge.pipeline.budget import estimate_rows, minimum_seconds
+    from lmforge.pipeline.budget import estimate_size, minimum_seconds
     from lmforge.pipeline.spec import data_files
 
     seconds = config.budget.seconds
     if seconds is None:
         return
-    rows = estimate_rows(data_files(config))
-    needed = minimum_seconds(rows)
+    rows, mean_bytes = estimate_size(data_files(config))
+    needed = minimum_seconds(rows, mean_bytes)
     if seconds < needed:
         raise ConfigError(
             [

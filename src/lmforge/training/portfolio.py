@@ -85,6 +85,7 @@ class Portfolio:
         self.timing: Any = None  # the fine-tune's measured step time (wall-clock mode)
         self.finetune_fits = True  # whether MIN_STEPS of fine-tuning fit after the probe's share
         self._resolved: Any = None
+        self.max_length: int | None = None  # the recipe's, or less when the budget cuts texts
 
     # -- helpers -------------------------------------------------------------------------
     def score(self, truth: Sequence[str], predicted: Sequence[str]) -> float:
@@ -162,29 +163,42 @@ class Portfolio:
 
     def measure_finetune(self) -> None:
         """Time a few fine-tune steps before the probe: when no useful fine-tune fits, the probe
-        gets the fine-tune's time instead of its share."""
-        from lmforge.training.timed_finetune import plan_steps, time_steps
+        gets the fine-tune's time instead of its share. Long texts are cut first when an epoch
+        at the recipe's max_length cannot fit (the cost of a step grows with its length)."""
+        from lmforge.training.timed_finetune import plan_steps, reference_timing, time_steps
 
         if self.budget.count_based or self.left() < FINETUNE_FIXED_SECONDS + 30:
             self.finetune_fits = self.budget.count_based
             return
         settings = self._settings()
         batch = settings.batch_size * settings.gradient_accumulation_steps
+        epochs = self._epochs(batch)
+        after_probe = self.left() * (1 - PROBE_SHARE) - FINETUNE_FIXED_SECONDS
+        self.max_length = _fitting_length(
+            settings.max_length, after_probe, batch, len(self.train), len(self.validation)
+        )
+        if self.max_length < settings.max_length:
+            self.decide(
+                "fine-tune max_length",
+                f"{settings.max_length} -> {self.max_length} tokens: at {settings.max_length} one epoch "
+                f"would not fit the {after_probe:.0f} s left for it (reference step cost)",
+            )
+        rough = reference_timing(self.max_length, batch, len(self.validation))
+        if plan_steps(after_probe, rough, len(self.train), epochs, EVALUATIONS) is None:
+            self.finetune_fits = False
+            self.log(f"fine-tune: ~{rough.seconds_per_step:.1f} s per step expected; the probe gets its time")
+            return
         self.timing = time_steps(
             self.reference,
             self.base_dir,
             self.labels,
             self.train,
             len(self.validation),
-            self.cfg.model_copy(
-                update={"max_length": settings.max_length, "batch_size": settings.batch_size}
-            ),
+            self.cfg.model_copy(update={"max_length": self.max_length, "batch_size": settings.batch_size}),
             self.work_dir / "timing",
         )
         after_probe = self.left() * (1 - PROBE_SHARE) - self.timing.eval_seconds - 5
-        self.finetune_fits = (
-            plan_steps(after_probe, self.timing, len(self.train), self._epochs(batch)) is not None
-        )
+        self.finetune_fits = plan_steps(after_probe, self.timing, len(self.train), epochs) is not None
         self.log(
             f"fine-tune: {self.timing.seconds_per_step:.2f} s per step"
             + ("" if self.finetune_fits else "; too slow for this budget, the probe gets its time")
@@ -258,7 +272,7 @@ class Portfolio:
         settings = self._settings()
         batch = settings.batch_size * settings.gradient_accumulation_steps
         epochs = self._epochs(batch)
-        update: dict[str, Any] = {"max_length": settings.max_length, "batch_size": settings.batch_size}
+        update: dict[str, Any] = {"max_length": self._max_length(), "batch_size": settings.batch_size}
         stops: list[str] = []
         deadline: float | None = None
         final_pass = 0.0
@@ -407,7 +421,7 @@ class Portfolio:
         self.decide(f"dropped {name}", reason)
 
     def _max_length(self) -> int:
-        return int(self._settings().max_length)
+        return int(self.max_length or self._settings().max_length)
 
     def _settings(self) -> Any:
         """The recipe's settings for this train split (tokenising every text once, then kept)."""
@@ -425,6 +439,23 @@ class Portfolio:
         if self.cfg.epochs == "auto":
             return float(auto_epochs(len(self.train), batch)[0])
         return float(self.cfg.epochs)
+
+
+def _fitting_length(
+    max_length: int, seconds: float, batch: int, train_rows: int, validation_rows: int
+) -> int:
+    """The longest max_length (a multiple of 32, at least 128) at which one epoch fits `seconds`
+    at the reference step cost; `max_length` itself when it fits."""
+    from lmforge.training.timed_finetune import reference_timing
+
+    length = max_length
+    while length > 128:
+        timing = reference_timing(length, batch, validation_rows)
+        epoch = max(1, train_rows // batch) * timing.seconds_per_step + EVALUATIONS * timing.eval_seconds
+        if epoch <= seconds:
+            break
+        length = max(128, (length // 2) // 32 * 32)
+    return length
 
 
 def _eval_steps(steps: int) -> int:

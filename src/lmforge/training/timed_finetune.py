@@ -23,6 +23,7 @@ import pandas as pd
 from lmforge.config import TrainConfig
 
 PROBE_STEPS = 6  # timed steps; the first two pay for allocator growth and are not counted
+SLOW_PROBE_SECONDS = 10.0
 MIN_STEPS = 30  # fewer optimizer steps than this leave a fine-tuned head barely trained
 FREEZE_STEP_RATIO = 0.55  # a step with only the top 2 of 6 blocks trained, vs a full step (measured)
 # At a rung (fraction of the planned steps), the fine-tune continues while its validation score
@@ -76,6 +77,9 @@ def time_steps(
     class Stamp(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             stamps.append(time.perf_counter())
+            # Slow steps are measured well enough by three: more would spend the budget.
+            if len(stamps) >= 3 and stamps[-1] - stamps[0] > SLOW_PROBE_SECONDS:
+                control.should_training_stop = True
 
     batch = cfg.batch_size * cfg.gradient_accumulation_steps
     sample = train.sample(n=min(len(train), batch * PROBE_STEPS), random_state=0)

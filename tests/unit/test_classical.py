@@ -310,6 +310,8 @@ def test_onnx_head_matches_the_sklearn_model(tmp_path: Path, head: str) -> None:
     assert report["texts"] == len(probe)
     assert report["max_prob_diff"] < 1e-5 and report["argmax_agreement"] == 1.0
     assert runner.labels == model.labels
+    assert runner.proba([]).shape == (0, 4) and model.proba([], labels=["a"]).shape == (0, 1)
+    assert parity(model, runner, [])["texts"] == 0
 
 
 def test_onnx_runner_refuses_a_head_of_another_width(tmp_path: Path) -> None:

@@ -80,6 +80,8 @@ class LinearModel:
     def proba(self, texts: Sequence[str], labels: Sequence[str] | None = None) -> np.ndarray:
         """Class probabilities, columns in `labels` order when given (a label the model never
         saw in training gets probability 0), else in `self.labels` order."""
+        if len(texts) == 0:  # scikit-learn refuses a 0-row matrix
+            return np.zeros((0, len(self.labels) if labels is None else len(labels)))
         probs = np.asarray(self.pipeline.predict_proba(clip(texts)), dtype=np.float64)
         return reorder_columns(probs, self.labels, labels)
 

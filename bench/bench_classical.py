@@ -74,6 +74,18 @@ def part_search(names: list[str]) -> None:
         )
         for trial in result.trials:
             print(f"    {trial.head:20s} C={trial.C:<8g} {trial.score:.4f} {trial.fit_seconds:6.1f}s")
+        with tempfile.TemporaryDirectory() as folder:
+            from lmforge.classical.linear import save_linear
+            from lmforge.classical.onnx import HEAD_FILE, OnnxLinear, export_head, parity
+
+            saved = save_linear(result.best, Path(folder) / "model")
+            runner = OnnxLinear(saved, export_head(result.best, saved / HEAD_FILE), threads=1)
+            t0 = time.perf_counter()
+            report = parity(result.best, runner, vt)
+            print(
+                f"    ONNX head on {len(vt)} validation texts: max prob diff {report['max_prob_diff']:.2e}, "
+                f"argmax agreement {report['argmax_agreement']:.4f} ({time.perf_counter() - t0:.1f}s)"
+            )
 
 
 def part_probe(names: list[str], probe_rows: int | None) -> None:

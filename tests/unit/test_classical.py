@@ -248,6 +248,32 @@ def test_search_with_an_explicit_grid_and_one_head() -> None:
     assert result.stopped == "grid done"
 
 
+def test_a_distant_deadline_changes_nothing() -> None:
+    import time
+
+    from lmforge.classical.search import search_linear
+
+    free = search_linear(*_search_data(), sorted(TOPICS_LABELS), max_fits=6)
+    bounded = search_linear(
+        *_search_data(), sorted(TOPICS_LABELS), max_fits=6, deadline=time.monotonic() + 3600
+    )
+    assert [(t.head, t.C, t.score) for t in free.trials] == [(t.head, t.C, t.score) for t in bounded.trials]
+    assert bounded.skipped == []
+
+
+def test_a_head_not_fitted_yet_is_predicted_from_the_other_heads_time() -> None:
+    from lmforge.classical.search import SLACK, _predicted_seconds, estimate_fit_seconds
+
+    measured = {"linear_svc": [2.0, 3.0], "logistic_regression": []}
+    assert _predicted_seconds("linear_svc", measured, 8_000, 6) == SLACK * 3.0
+    ratio = estimate_fit_seconds(8_000, 6, "logistic_regression") / estimate_fit_seconds(
+        8_000, 6, "linear_svc"
+    )
+    assert _predicted_seconds("logistic_regression", measured, 8_000, 6) == pytest.approx(SLACK * 3.0 * ratio)
+    nothing: dict[str, list[float]] = {"linear_svc": []}
+    assert _predicted_seconds("linear_svc", nothing, 8_000, 6) == estimate_fit_seconds(8_000, 6, "linear_svc")
+
+
 def test_a_passed_deadline_still_runs_the_first_fit_and_nothing_more() -> None:
     import time
 

@@ -174,6 +174,44 @@ def test_a_corrupt_skops_file_gives_one_clear_error(tmp_path: Path, damage) -> N
         load_linear(folder)
 
 
+@pytest.mark.parametrize("content", ["plain-dict", "lone-vectoriser", "unfitted-pipeline"])
+def test_a_file_of_trusted_types_that_is_not_a_fitted_pipeline_is_refused(
+    tmp_path: Path, content: str
+) -> None:
+    import skops.io as sio
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    folder = _saved(tmp_path)
+    obj: Any = {
+        "plain-dict": {"features": [1, 2], "head": "x"},
+        "lone-vectoriser": TfidfVectorizer().fit(["ab cd", "cd ef"]),
+        "unfitted-pipeline": Pipeline(
+            [("features", FeatureUnion([("word", TfidfVectorizer())])), ("head", LogisticRegression())]
+        ),
+    }[content]
+    sio.dump(obj, folder / SKOPS_FILE)
+    with pytest.raises(LinearModelFileError, match="does not hold a fitted TF-IDF"):
+        load_linear(folder)
+
+
+@pytest.mark.parametrize(
+    ("kind_text", "message"),
+    [
+        ("{not json", "not a readable kind record"),
+        ('{"kind": "pickle"}', "not a readable kind record"),
+        ('{"kind": "linear", "labels": 5}', "'labels' must be a list of strings"),
+        ('{"kind": "linear", "labels": [1, 2]}', "'labels' must be a list of strings"),
+    ],
+)
+def test_a_tampered_kind_file_gives_one_clear_error(tmp_path: Path, kind_text: str, message: str) -> None:
+    folder = _saved(tmp_path)
+    (folder / KIND_FILE).write_text(kind_text)
+    with pytest.raises(LinearModelFileError, match=message):
+        load_linear(folder)
+
+
 def test_a_deeply_nested_schema_is_refused_without_a_crash(tmp_path: Path) -> None:
     folder = _saved(tmp_path)
     path = folder / SKOPS_FILE

@@ -330,6 +330,7 @@ def test_a_passed_deadline_still_runs_the_first_fit_and_nothing_more() -> None:
         ({"heads": []}, "heads must be among"),
         ({"metric": "loss"}, "metric must be one of"),
         ({"labels": ["billing", "bug"]}, "not in `labels`"),
+        ({"max_fits": 0}, "max_fits must be at least 1"),
     ],
 )
 def test_search_refuses_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
@@ -337,6 +338,14 @@ def test_search_refuses_bad_arguments(kwargs: dict[str, Any], message: str) -> N
 
     with pytest.raises(ValueError, match=message):
         search_linear(*_search_data(), **{"labels": sorted(TOPICS_LABELS), **kwargs})
+
+
+def test_search_refuses_a_single_class() -> None:
+    from lmforge.classical.search import search_linear
+
+    texts, _, val_texts, val_labels = _search_data()
+    with pytest.raises(ValueError, match="at least two classes"):
+        search_linear(texts, ["billing"] * len(texts), val_texts, val_labels, sorted(TOPICS_LABELS))
 
 
 def test_search_refuses_an_empty_validation_split() -> None:

@@ -133,6 +133,10 @@ def search_linear(
         raise ValueError("search_linear needs validation rows to score the trials")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+    if max_fits is not None and max_fits < 1:
+        raise ValueError(f"max_fits must be at least 1; got {max_fits}")
+    if len({str(label) for label in train_labels}) < 2:
+        raise ValueError("search_linear needs at least two classes in the training rows")
     outside = sorted({str(label) for label in train_labels} - {str(label) for label in labels})
     if outside:
         raise ValueError(f"training labels {outside[:5]} are not in `labels`")
@@ -160,6 +164,8 @@ def search_linear(
             break
         candidate = schedule.next(trials, skipped)
         if candidate is None:
+            if skipped:
+                stopped = f"deadline: {len(skipped)} trial(s) skipped as too slow to end in time"
             break
         head, C = candidate
         if deadline is not None and trials:

@@ -174,6 +174,44 @@ def test_a_corrupt_skops_file_gives_one_clear_error(tmp_path: Path, damage) -> N
         load_linear(folder)
 
 
+@pytest.mark.parametrize("content", ["plain-dict", "lone-vectoriser", "unfitted-pipeline"])
+def test_a_file_of_trusted_types_that_is_not_a_fitted_pipeline_is_refused(
+    tmp_path: Path, content: str
+) -> None:
+    import skops.io as sio
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    folder = _saved(tmp_path)
+    obj: Any = {
+        "plain-dict": {"features": [1, 2], "head": "x"},
+        "lone-vectoriser": TfidfVectorizer().fit(["ab cd", "cd ef"]),
+        "unfitted-pipeline": Pipeline(
+            [("features", FeatureUnion([("word", TfidfVectorizer())])), ("head", LogisticRegression())]
+        ),
+    }[content]
+    sio.dump(obj, folder / SKOPS_FILE)
+    with pytest.raises(LinearModelFileError, match="does not hold a fitted TF-IDF"):
+        load_linear(folder)
+
+
+@pytest.mark.parametrize(
+    ("kind_text", "message"),
+    [
+        ("{not json", "not a readable kind record"),
+        ('{"kind": "pickle"}', "not a readable kind record"),
+        ('{"kind": "linear", "labels": 5}', "'labels' must be a list of strings"),
+        ('{"kind": "linear", "labels": [1, 2]}', "'labels' must be a list of strings"),
+    ],
+)
+def test_a_tampered_kind_file_gives_one_clear_error(tmp_path: Path, kind_text: str, message: str) -> None:
+    folder = _saved(tmp_path)
+    (folder / KIND_FILE).write_text(kind_text)
+    with pytest.raises(LinearModelFileError, match=message):
+        load_linear(folder)
+
+
 def test_a_deeply_nested_schema_is_refused_without_a_crash(tmp_path: Path) -> None:
     folder = _saved(tmp_path)
     path = folder / SKOPS_FILE
@@ -248,6 +286,32 @@ def test_search_with_an_explicit_grid_and_one_head() -> None:
     assert result.stopped == "grid done"
 
 
+def test_a_distant_deadline_changes_nothing() -> None:
+    import time
+
+    from lmforge.classical.search import search_linear
+
+    free = search_linear(*_search_data(), sorted(TOPICS_LABELS), max_fits=6)
+    bounded = search_linear(
+        *_search_data(), sorted(TOPICS_LABELS), max_fits=6, deadline=time.monotonic() + 3600
+    )
+    assert [(t.head, t.C, t.score) for t in free.trials] == [(t.head, t.C, t.score) for t in bounded.trials]
+    assert bounded.skipped == []
+
+
+def test_a_head_not_fitted_yet_is_predicted_from_the_other_heads_time() -> None:
+    from lmforge.classical.search import SLACK, _predicted_seconds, estimate_fit_seconds
+
+    measured = {"linear_svc": [2.0, 3.0], "logistic_regression": []}
+    assert _predicted_seconds("linear_svc", measured, 8_000, 6) == SLACK * 3.0
+    ratio = estimate_fit_seconds(8_000, 6, "logistic_regression") / estimate_fit_seconds(
+        8_000, 6, "linear_svc"
+    )
+    assert _predicted_seconds("logistic_regression", measured, 8_000, 6) == pytest.approx(SLACK * 3.0 * ratio)
+    nothing: dict[str, list[float]] = {"linear_svc": []}
+    assert _predicted_seconds("linear_svc", nothing, 8_000, 6) == estimate_fit_seconds(8_000, 6, "linear_svc")
+
+
 def test_a_passed_deadline_still_runs_the_first_fit_and_nothing_more() -> None:
     import time
 
@@ -266,6 +330,7 @@ def test_a_passed_deadline_still_runs_the_first_fit_and_nothing_more() -> None:
         ({"heads": []}, "heads must be among"),
         ({"metric": "loss"}, "metric must be one of"),
         ({"labels": ["billing", "bug"]}, "not in `labels`"),
+        ({"max_fits": 0}, "max_fits must be at least 1"),
     ],
 )
 def test_search_refuses_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
@@ -273,6 +338,14 @@ def test_search_refuses_bad_arguments(kwargs: dict[str, Any], message: str) -> N
 
     with pytest.raises(ValueError, match=message):
         search_linear(*_search_data(), **{"labels": sorted(TOPICS_LABELS), **kwargs})
+
+
+def test_search_refuses_a_single_class() -> None:
+    from lmforge.classical.search import search_linear
+
+    texts, _, val_texts, val_labels = _search_data()
+    with pytest.raises(ValueError, match="at least two classes"):
+        search_linear(texts, ["billing"] * len(texts), val_texts, val_labels, sorted(TOPICS_LABELS))
 
 
 def test_search_refuses_an_empty_validation_split() -> None:
@@ -310,6 +383,8 @@ def test_onnx_head_matches_the_sklearn_model(tmp_path: Path, head: str) -> None:
     assert report["texts"] == len(probe)
     assert report["max_prob_diff"] < 1e-5 and report["argmax_agreement"] == 1.0
     assert runner.labels == model.labels
+    assert runner.proba([]).shape == (0, 4) and model.proba([], labels=["a"]).shape == (0, 1)
+    assert parity(model, runner, [])["texts"] == 0
 
 
 def test_onnx_runner_refuses_a_head_of_another_width(tmp_path: Path) -> None:

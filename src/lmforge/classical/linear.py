@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmforge.errors import LmforgeError
-from lmforge.models.kinds import read_kind, write_kind
+from lmforge.models.kinds import KIND_FILE, read_kind, write_kind
 
 SKOPS_FILE = "linear.skops"
 Head = Literal["logistic_regression", "linear_svc"]
@@ -80,6 +80,8 @@ class LinearModel:
     def proba(self, texts: Sequence[str], labels: Sequence[str] | None = None) -> np.ndarray:
         """Class probabilities, columns in `labels` order when given (a label the model never
         saw in training gets probability 0), else in `self.labels` order."""
+        if len(texts) == 0:  # scikit-learn refuses a 0-row matrix
+            return np.zeros((0, len(self.labels) if labels is None else len(labels)))
         probs = np.asarray(self.pipeline.predict_proba(clip(texts)), dtype=np.float64)
         return reorder_columns(probs, self.labels, labels)
 
@@ -275,11 +277,12 @@ def load_linear(folder: Path) -> LinearModel:
 
     folder = Path(folder)
     path = folder / SKOPS_FILE
-    record = read_kind(folder)
+    try:
+        record = read_kind(folder)
+    except (ValueError, OSError) as exc:  # a corrupt or unreadable kind file
+        raise LinearModelFileError(f"{folder / KIND_FILE}: not a readable kind record ({exc})") from exc
     if record.get("kind") != "linear":
-        raise LinearModelFileError(
-            f"{folder / 'lmforge_kind.json'}: kind is {record.get('kind')!r}, not 'linear'"
-        )
+        raise LinearModelFileError(f"{folder / KIND_FILE}: kind is {record.get('kind')!r}, not 'linear'")
     found = skops_types(path)
     untrusted = sorted(found - TRUSTED_TYPES)
     if untrusted:
@@ -292,8 +295,11 @@ def load_linear(folder: Path) -> LinearModel:
         pipeline = sio.load(path, trusted=sorted(found))
     except Exception as exc:  # skops raises many kinds on a tampered file; the user needs one line
         raise LinearModelFileError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
-    labels = [str(label) for label in record.get("labels") or []]
-    classes = [str(c) for c in getattr(pipeline.named_steps.get("head"), "classes_", [])]
+    _check_shape(pipeline, path)
+    labels = record.get("labels")
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise LinearModelFileError(f"{folder / KIND_FILE}: 'labels' must be a list of strings")
+    classes = [str(c) for c in getattr(pipeline.named_steps["head"], "classes_", [])]
     if sorted(labels) != sorted(classes):
         raise LinearModelFileError(
             f"{path}: its classes {classes} do not match the labels in lmforge_kind.json {labels}"
@@ -301,6 +307,26 @@ def load_linear(folder: Path) -> LinearModel:
     return LinearModel(
         pipeline=pipeline, labels=classes, head=str(record.get("head")), C=float(record.get("C", 0.0))
     )
+
+
+def _check_shape(pipeline: Any, path: Path) -> None:
+    """The loaded object is what `save_linear` writes: a fitted features + head Pipeline (a
+    file of trusted types can still hold something else, a dict or a lone vectoriser)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    steps = getattr(pipeline, "named_steps", {}) if isinstance(pipeline, Pipeline) else {}
+    features, head = steps.get("features"), steps.get("head")
+    vectorisers = getattr(features, "transformer_list", None) or []
+    if (
+        list(steps) != ["features", "head"]
+        or not isinstance(features, FeatureUnion)
+        or not vectorisers
+        or not all(isinstance(v, TfidfVectorizer) and hasattr(v, "vocabulary_") for _, v in vectorisers)
+        or not hasattr(head, "classes_")
+        or not hasattr(head, "predict_proba")
+    ):
+        raise LinearModelFileError(f"{path}: does not hold a fitted TF-IDF features + linear head pipeline")
 
 
 def skops_types(path: Path) -> set[str]:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmforge.errors import LmforgeError
-from lmforge.models.kinds import KIND_FILE, read_kind, write_kind
+from lmforge.models.kinds import KIND_FILE, KindFileError, read_kind, write_kind
 
 SKOPS_FILE = "linear.skops"
 Head = Literal["logistic_regression", "linear_svc"]
@@ -279,7 +279,7 @@ def load_linear(folder: Path) -> LinearModel:
     path = folder / SKOPS_FILE
     try:
         record = read_kind(folder)
-    except (ValueError, OSError) as exc:  # a corrupt or unreadable kind file
+    except (KindFileError, ValueError, OSError) as exc:  # a corrupt or unreadable kind file
         raise LinearModelFileError(f"{folder / KIND_FILE}: not a readable kind record ({exc})") from exc
     if record.get("kind") != "linear":
         raise LinearModelFileError(f"{folder / KIND_FILE}: kind is {record.get('kind')!r}, not 'linear'")

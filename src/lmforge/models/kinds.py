@@ -19,9 +19,17 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from lmforge.errors import LmforgeError
+
 KIND_FILE = "lmforge_kind.json"
 Kind = Literal["transformer", "linear", "ensemble"]
 KINDS: tuple[str, ...] = ("transformer", "linear", "ensemble")
+
+
+class KindFileError(LmforgeError):
+    """A `lmforge_kind.json` that is not JSON or names no known kind (edited or corrupt)."""
+
+    headline = "model folder error"
 
 
 def read_kind(model_dir: Path) -> dict[str, Any]:
@@ -29,9 +37,12 @@ def read_kind(model_dir: Path) -> dict[str, Any]:
     path = Path(model_dir) / KIND_FILE
     if not path.exists():
         return {"kind": "transformer"}
-    record = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KindFileError(f"{path}: not a readable kind record ({exc})") from exc
     if not isinstance(record, dict) or record.get("kind") not in KINDS:
-        raise ValueError(f"{path}: 'kind' must be one of {', '.join(KINDS)}")
+        raise KindFileError(f"{path}: 'kind' must be one of {', '.join(KINDS)}")
     return record
 
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lmforge.errors import LmforgeError
-from lmforge.models.kinds import KIND_FILE, read_kind
+from lmforge.models.kinds import KIND_FILE, KindFileError, read_kind
 
 OnBatch = Callable[[int], None] | None
 # Ensemble weights are written as floats that sum to 1; anything further off was edited.
@@ -157,7 +157,7 @@ def load_kind_record(model_dir: Path) -> dict[str, Any]:
         raise ModelFolderError(f"model folder {model_dir} does not exist")
     try:
         return read_kind(model_dir)
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+    except (KindFileError, ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise ModelFolderError(f"{model_dir / KIND_FILE}: unreadable kind record ({exc})") from exc
 
 

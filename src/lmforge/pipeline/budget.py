@@ -65,6 +65,7 @@ _POST_COST["ensemble"] = {
     )
     for stage in _POST_COST["transformer"]
 }
+TRANSFORMER_CHARS_CAP = 500.0
 POST_STAGES = ("evaluate", "export", "crossval", "gate", "report", "register")
 
 
@@ -110,7 +111,9 @@ class RunBudget:
 
     def post_seconds(self, kind: str, after: str = "train") -> float:
         """Estimated seconds of the stages after `after` for a winner of `kind`."""
-        test_k = self.units("test")
+        # A transformer reads at most max_length tokens of a text: long texts cost it no more
+        # than ~500 characters' worth (128 tokens); a linear model reads every character.
+        test_k = self.units("test", cap=None if kind == "linear" else TRANSFORMER_CHARS_CAP)
         later = self.stages[self.stages.index(after) + 1 :] if after in self.stages else []
         costs = _POST_COST.get(kind, _POST_COST["transformer"])
         return sum(costs[s][0] + costs[s][1] * test_k for s in later if s in costs)
@@ -135,7 +138,7 @@ class RunBudget:
             elif stage in POST_STAGES:
                 costs = _POST_COST["transformer"]
                 fixed, per_k = costs.get(stage, (0.0, 0.0))
-                self.plan[stage] = fixed + per_k * self.units("test")
+                self.plan[stage] = fixed + per_k * self.units("test", cap=TRANSFORMER_CHARS_CAP)
         if "train" in self.stages and "train" not in self.actual and self.seconds != float("inf"):
             spent = sum(self.actual.values())
             others = sum(v for s, v in self.plan.items() if s != "train" and s not in self.actual)
@@ -144,15 +147,17 @@ class RunBudget:
     def prior_train_seconds(self) -> float:
         """The train stage's share from the fixed cost figures alone (count mode: the same on
         every machine, whatever the earlier stages really took)."""
-        train_k, test_k = self.units("train"), self.units("test")
+        train_k, test_k = self.units("train"), self.units("test", cap=TRANSFORMER_CHARS_CAP)
         others = sum(f + p * train_k for s, (f, p) in _DATA_COST.items() if s in self.stages)
         others += sum(f + p * test_k for s, (f, p) in _POST_COST["ensemble"].items() if s in self.stages)
         return max(0.0, self.seconds - others - self.margin())
 
-    def units(self, split: str) -> float:
-        """Size of a split in cost units: thousands of texts of 100 characters."""
+    def units(self, split: str, cap: float | None = None) -> float:
+        """Size of a split in cost units: thousands of texts of 100 characters (texts counted
+        at most `cap` characters long)."""
         default = {"train": 10_000, "test": 2_000}.get(split, 1_000)
-        return self.rows.get(split, default) / 1000 * max(1.0, self.mean_chars / 100)
+        chars = self.mean_chars if cap is None else min(self.mean_chars, cap)
+        return self.rows.get(split, default) / 1000 * max(1.0, chars / 100)
 
     def finished(
         self,

@@ -51,6 +51,19 @@ def test_linear_model_saves_and_loads_with_the_same_probabilities(tmp_path: Path
     assert loaded.head == head and loaded.labels == model.labels
 
 
+def test_the_saved_vectorisers_keep_no_pruned_ngrams_and_plain_int_indices(tmp_path: Path) -> None:
+    # Numpy-integer vocabulary values made skops write one array per n-gram (minutes at 200k);
+    # scikit-learn before 1.7 also kept every pruned n-gram (raw text) in stop_words_.
+    texts, labels = _split(per_class=600)  # over 2k rows: min_df=2 prunes n-grams seen once
+    model = fit_linear([f"{t} unique{i}" for i, t in enumerate(texts)], labels)
+    save_linear(model, tmp_path / "model")
+    loaded = load_linear(tmp_path / "model")
+    for vectoriser in dict(loaded.pipeline.named_steps["features"].transformer_list).values():
+        assert not getattr(vectoriser, "stop_words_", None)
+        assert all(type(index) is int for index in vectoriser.vocabulary_.values())
+    np.testing.assert_array_equal(loaded.proba(texts[:20]), model.proba(texts[:20]))
+
+
 def test_proba_reorders_columns_and_gives_unseen_labels_zero() -> None:
     texts, labels = _split()
     model = fit_linear(texts, labels)

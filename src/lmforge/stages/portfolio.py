@@ -77,7 +77,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
             "kind": kind,
             "method": kind,
             "portfolio": rows,
-            "parameters": _parameters(ctx.out.path("model"), kind),
+            "parameters": _parameters(ctx.out.path("model"), kind, _linear_of(winner)),
             "epochs_run": float(fit.trainer.state.epoch or 0) if fit is not None else 0.0,
             "device": str(fit.trainer.args.device) if fit is not None else "cpu",
             "precision": precision_name(fit.trainer.args) if fit is not None else "fp32",
@@ -89,7 +89,15 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     )
 
 
-def _parameters(model_dir: Path, kind: str) -> int:
+def _linear_of(winner: Candidate) -> Any:
+    if winner.kind == "linear":
+        return winner.model
+    if winner.kind == "ensemble":
+        return winner.model[1].model
+    return None
+
+
+def _parameters(model_dir: Path, kind: str, linear: Any) -> int:
     """Weights of the shipped model: the transformer's, plus a linear head's coefficients."""
     total = 0
     if kind in ("transformer", "ensemble"):
@@ -98,10 +106,7 @@ def _parameters(model_dir: Path, kind: str) -> int:
         with safe_open(str(model_dir / "model.safetensors"), framework="np") as weights:
             for name in weights.keys():  # noqa: SIM118 (safe_open has no __iter__)
                 total += int(np.prod(weights.get_slice(name).get_shape()))
-    if kind in ("linear", "ensemble"):
-        from lmforge.classical.linear import load_linear
-
-        linear = load_linear(model_dir if kind == "linear" else model_dir / "linear")
+    if linear is not None:
         head = linear.pipeline.named_steps["head"]
         coefs = getattr(head, "coef_", None)
         if coefs is None:  # calibrated SVC: one LinearSVC per calibration fold

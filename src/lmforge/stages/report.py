@@ -43,9 +43,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
     ]
     if "tfidf_accuracy" in b:
         comparison.append({"name": "TF-IDF + logistic regression", **{k: b.get(f"tfidf_{k}") for k in keys}})
-    comparison.append(
-        {"name": _model_name(train.summary), **{k: evaluate.metrics[k] for k in keys}}
-    )
+    comparison.append({"name": _model_name(train.summary), **{k: evaluate.metrics[k] for k in keys}})
     summary = train.summary
     return render(
         "report.html.j2",

@@ -128,31 +128,20 @@ def build_features(n_rows: int) -> Any:
     from sklearn.pipeline import FeatureUnion
 
     settings = feature_settings(n_rows)
-    word, char = settings["word"], settings["char_wb"]
     return FeatureUnion(
         [
             (
-                "word",
+                analyzer,
                 TfidfVectorizer(
-                    analyzer="word",
-                    ngram_range=tuple(word["ngram_range"]),
-                    min_df=word["min_df"],
-                    max_features=word["max_features"],
+                    analyzer=analyzer,
+                    ngram_range=tuple(settings[analyzer]["ngram_range"]),
+                    min_df=settings[analyzer]["min_df"],
+                    max_features=settings[analyzer]["max_features"],
                     sublinear_tf=True,
                     dtype=np.float32,
                 ),
-            ),
-            (
-                "char_wb",
-                TfidfVectorizer(
-                    analyzer="char_wb",
-                    ngram_range=tuple(char["ngram_range"]),
-                    min_df=char["min_df"],
-                    max_features=char["max_features"],
-                    sublinear_tf=True,
-                    dtype=np.float32,
-                ),
-            ),
+            )
+            for analyzer in ("word", "char_wb")
         ]
     )
 

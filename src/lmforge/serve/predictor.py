@@ -44,6 +44,17 @@ class Classified:
     probabilities: dict[str, float]
 
 
+def classified(labels: list[str], probs: np.ndarray) -> list[Classified]:
+    """One answer per row of probabilities (columns in `labels` order)."""
+    out = []
+    for row in probs:
+        best = int(row.argmax())
+        out.append(
+            Classified(labels[best], float(row[best]), dict(zip(labels, map(float, row), strict=True)))
+        )
+    return out
+
+
 class ClassifierPredictor:
     """Texts in, labels and probabilities out; safe to call from one worker thread at a time."""
 
@@ -85,16 +96,7 @@ class ClassifierPredictor:
 
     def classify(self, texts: list[str]) -> list[Classified]:
         """One batch; the caller (the micro-batcher) decides its size."""
-        probs = _softmax(self._logits(texts))
-        out = []
-        for row in probs:
-            best = int(row.argmax())
-            out.append(
-                Classified(
-                    self.labels[best], float(row[best]), dict(zip(self.labels, map(float, row), strict=True))
-                )
-            )
-        return out
+        return classified(self.labels, _softmax(self._logits(texts)))
 
     def _logits(self, texts: list[str]) -> np.ndarray:
         if self.runtime == "onnx":
@@ -155,16 +157,9 @@ class KindPredictor:
 
     def classify(self, texts: list[str]) -> list[Classified]:
         """One batch; the caller (the micro-batcher) decides its size."""
-        probs = self._reorder(self._scorer.proba(texts, batch_size=max(1, len(texts))))
-        out = []
-        for row in probs:
-            best = int(row.argmax())
-            out.append(
-                Classified(
-                    self.labels[best], float(row[best]), dict(zip(self.labels, map(float, row), strict=True))
-                )
-            )
-        return out
+        return classified(
+            self.labels, self._reorder(self._scorer.proba(texts, batch_size=max(1, len(texts))))
+        )
 
     def count_tokens(self, text: str) -> int:
         """Tokens for the transformer member; words for a linear model (it has no tokenizer)."""

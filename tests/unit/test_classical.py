@@ -512,3 +512,6 @@ def test_embedding_probe_on_real_minilm_matches_sklearn(tmp_path: Path) -> None:
         labels,
     )
     assert np.abs(_folder_proba(folder, probe_texts, 24) - expected).max() < 1e-4
+    # minilm-l6 has near-constant dimensions: unguarded, 1/std put weights of 4e31 in the head,
+    # which a fine-tune starting from it (LP-FT) could not train.
+    assert np.abs(probe.weight).max() < 1e3

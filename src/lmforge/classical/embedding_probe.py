@@ -25,6 +25,7 @@ CHUNK_ROWS = 512
 # Kept back from the deadline for the LR fit and saving the folder (seconds): measured
 # ~1-3s for LR on 16k x 384 and ~1s to save minilm-l6.
 RESERVE_SECONDS = 5.0
+SCALE_FLOOR = 1e-2  # of the median dimension's std: the smallest std a dimension is divided by
 
 
 @dataclass
@@ -111,6 +112,10 @@ def fit_embedding_probe(
 
     t0 = time.monotonic()
     scaler = StandardScaler().fit(X)
+    # minilm-l6's mean-pooled states have near-constant dimensions (std 2e-9 beside a median of
+    # 0.19): standardising them amplifies float noise, and folding 1/std into the head wrote
+    # weights of 4e31, which a fine-tune starting from this head (LP-FT) cannot recover from.
+    scaler.scale_ = np.maximum(scaler.scale_, SCALE_FLOOR * float(np.median(scaler.scale_)))
     lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
     lr.fit(scaler.transform(X), y)
     fit_seconds = time.monotonic() - t0

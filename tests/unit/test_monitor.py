@@ -30,6 +30,23 @@ def train_config(**overrides: Any) -> TrainConfig:
     return TrainConfig.model_validate({**base, "early_stopping_patience": None, **overrides})
 
 
+def test_a_fine_tune_from_a_trained_head_is_not_divergence_below_a_uniform_guess() -> None:
+    # LP-FT on sms_spam: the probe's head starts at loss 0.03 and the first steps rise to ~0.5
+    # while the top layers adapt; a binary uniform guess costs ln 2 = 0.69.
+    losses = [0.03, 0.02, 0.04, 0.9, 0.6, 0.5, 0.4, 0.3]
+    unguarded = LossWatch(factor=10.0)
+    with pytest.raises(Divergence):  # what failed the run before the floor
+        for step, loss in enumerate(losses, start=1):
+            unguarded.check(step, loss)
+    guarded = LossWatch(factor=10.0, floor=math.log(2))
+    for step, loss in enumerate(losses, start=1):
+        guarded.check(step, loss)
+    exploding = LossWatch(factor=10.0, floor=math.log(2))
+    with pytest.raises(Divergence):  # above the floor it still fires
+        for step, loss in enumerate([0.03, 0.02, 0.04, 9.0, 50.0, 80.0], start=1):
+            exploding.check(step, loss)
+
+
 @pytest.mark.parametrize(
     ("losses", "diverges"),
     [

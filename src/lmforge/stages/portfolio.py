@@ -47,11 +47,13 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         log=ctx.log,
     )
     portfolio.majority()
-    portfolio.linear()
-    portfolio.measure_finetune()
-    portfolio.embedding_probe()
-    portfolio.finetune(lambda: stage_callbacks(ctx))
-    portfolio.ensemble()
+    portfolio.linear()  # the one candidate that must succeed: without it there is nothing to ship
+    # A candidate that fails (a diverging fine-tune, a probe out of memory) is reported as
+    # failed, and the others still compete: one candidate must not sink the run.
+    portfolio.attempt("fine-tune timing", portfolio.measure_finetune)
+    portfolio.attempt("frozen encoder + LR", portfolio.embedding_probe)
+    portfolio.attempt("fine-tune", lambda: portfolio.finetune(lambda: stage_callbacks(ctx)))
+    portfolio.attempt("blend", portfolio.ensemble)
     winner = portfolio.winner()
     kind = _write_winner(ctx, portfolio, winner, metric)
     rows = [c.row() for c in portfolio.candidates]

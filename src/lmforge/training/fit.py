@@ -6,6 +6,7 @@ fine-tune probe of model selection and cross-validation, so they all train alike
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -127,7 +128,7 @@ def fit_classifier(
             processing_class=tokenizer,
             compute_metrics=trainer_metrics,
             callbacks=_with_early_stopping(callbacks(), settings),
-            loss_watch=LossWatch(settings.explode_factor),
+            loss_watch=LossWatch(settings.explode_factor, floor=math.log(max(2, len(labels)))),
             lr_scale=scale,
             fgm_epsilon=settings.adversarial_epsilon if settings.adversarial == "fgm" else None,
             class_weights=weights,

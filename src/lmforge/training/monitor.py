@@ -22,7 +22,9 @@ class Divergence(Exception):
 class LossWatch:
     """Smoothed loss with its lowest value; a smoothed loss `factor` times above the
     lowest and above the starting loss is exploding (an overfitting run whose loss
-    fell near zero does not trip it on a noisy batch)."""
+    fell near zero does not trip it on a noisy batch). A loss at or below `floor` (a
+    classifier's: that of a uniform guess, ln K) is never exploding: a fine-tune that starts
+    from a trained head (LP-FT) begins near zero, and its first noisy steps are not divergence."""
 
     factor: float
     smoothing: float = 0.2
@@ -31,6 +33,7 @@ class LossWatch:
     lowest: float = math.inf
     first: float | None = None
     seen: int = 0
+    floor: float = 0.0
 
     def check(self, step: int, loss: float) -> None:
         if not math.isfinite(loss):
@@ -42,6 +45,6 @@ class LossWatch:
         if self.seen <= self.warmup_steps:
             self.lowest = min(self.lowest, self.ema)
             return
-        if self.ema > self.factor * self.lowest and self.ema > self.first:
+        if self.ema > self.factor * self.lowest and self.ema > self.first and self.ema > self.floor:
             raise Divergence(step, loss, f"exploding loss ({self.ema:.3g} vs lowest {self.lowest:.3g})")
         self.lowest = min(self.lowest, self.ema)

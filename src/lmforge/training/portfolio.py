@@ -415,6 +415,21 @@ class Portfolio:
         # Ties go to the cheaper model: the one tried first.
         return max(shippable, key=lambda c: (round(c.score or 0.0, 4), -self.candidates.index(c)))
 
+    def attempt(self, name: str, step: Callable[[], Any]) -> None:
+        """Run one candidate's step; an error makes it a failed candidate, not a failed run."""
+        started = time.monotonic()
+        try:
+            step()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # reported in the table, the log and the budget's decisions
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            self.candidates.append(
+                Candidate(name, "failed", "failed", seconds=time.monotonic() - started, reason=reason)
+            )
+            self.budget.decide("train", f"{name} failed", reason)
+            self.log(f"{name} failed, the other candidates go on: {reason}")
+
     # -- internals -----------------------------------------------------------------------
     def _drop(self, name: str, kind: str, reason: str) -> None:
         self.candidates.append(Candidate(name, kind, "dropped", reason=reason))

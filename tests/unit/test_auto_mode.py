@@ -114,7 +114,9 @@ def test_a_budget_too_small_for_the_data_is_one_config_error_naming_the_minimum(
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_a_candidate_that_fails_is_reported_and_the_others_still_compete(config_dict, tiny_model, other_model):
+def test_a_candidate_that_fails_is_reported_and_the_others_still_compete(
+    config_dict, tiny_model, other_model
+):
     config = _auto(config_dict, (tiny_model, other_model), trials=6)
     config["train"].update(learning_rate=1e4, max_restarts=0)  # the fine-tune diverges at once
     result = run_pipeline(load_config(data=config), until="train")

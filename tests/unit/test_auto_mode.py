@@ -125,3 +125,19 @@ def test_a_candidate_that_fails_is_reported_and_the_others_still_compete(
     assert len(failed) == 1 and failed[0]["candidate"] == "fine-tune"
     assert "diverged" in failed[0]["reason"] or "Diverg" in failed[0]["reason"]
     assert next(r for r in rows.values() if r["chosen"])["kind"] in ("linear", "transformer", "ensemble")
+
+
+def test_a_wall_clock_budget_times_the_fine_tune_and_plans_its_steps(config_dict, tiny_model, other_model):
+    # The clock decides here, so only the shape is asserted: bench/bench_auto.py measures the rest.
+    config = _auto(config_dict, (tiny_model, other_model), minutes=3)
+    config["tracking"]["enabled"] = False
+    result = run_pipeline(load_config(data=config), until="train")
+    train = result.artifacts["train"]
+    rows = {r["candidate"]: r for r in train.json("portfolio")}
+    finetune = next(r for name, r in rows.items() if name.endswith("fine-tuned"))
+    assert finetune["status"] in ("trained", "stopped", "dropped")
+    budget = train.json("budget")
+    assert budget["seconds"] == 180 and not budget["count_based"]
+    decisions = [d["decision"] for d in budget["decisions"]]
+    assert "fine-tune plan" in decisions or any(d.startswith("dropped") for d in decisions)
+    assert all(s["actual_seconds"] is not None for s in budget["stages"] if s["stage"] in ("ingest", "split"))

@@ -34,6 +34,7 @@ PROBE_ROWS_COUNT_MODE = 4000  # count mode: the probe embeds at most this many t
 PROBE_C = 1.0  # on standardised states (classical/embedding_probe.py)
 BLEND_WORTH = 0.05  # a fine-tune further behind the best cheaper model is not scored again
 SAVE_SECONDS = 15.0  # writing the winner inside the train stage (a linear model's vocabulary: ~10 s)
+MIN_MAX_LENGTH = 128  # the budget never cuts texts shorter than this many tokens
 EVALUATIONS = 3  # of the fine-tune on validation: two rungs and the end
 FINETUNE_FIXED_SECONDS = 25.0  # load, tokenise, time steps, save: paid whatever the step count
 
@@ -188,17 +189,35 @@ class Portfolio:
             self.finetune_fits = False
             self.log(f"fine-tune: ~{rough.seconds_per_step:.1f} s per step expected; the probe gets its time")
             return
-        self.timing = time_steps(
-            self.reference,
-            self.base_dir,
-            self.labels,
-            self.train,
-            len(self.validation),
-            self.cfg.model_copy(update={"max_length": self.max_length, "batch_size": settings.batch_size}),
-            self.work_dir / "timing",
-        )
+
+        def timed(length: int) -> Any:
+            cfg = self.cfg.model_copy(update={"max_length": length, "batch_size": settings.batch_size})
+            return time_steps(
+                self.reference,
+                self.base_dir,
+                self.labels,
+                self.train,
+                len(self.validation),
+                cfg,
+                self.work_dir / "timing",
+            )
+
+        self.timing = timed(self.max_length)
         after_probe = self.left() * (1 - PROBE_SHARE) - self.timing.eval_seconds - 5
         self.finetune_fits = plan_steps(after_probe, self.timing, len(self.train), epochs) is not None
+        if not self.finetune_fits and self.max_length > MIN_MAX_LENGTH:
+            # Measured far slower than the reference (long sequences: attention grows with the
+            # square of the length): halve the texts once more and time again.
+            shorter = max(MIN_MAX_LENGTH, self.max_length // 2 // 32 * 32)
+            self.decide(
+                "fine-tune max_length",
+                f"{self.max_length} -> {shorter} tokens: {self.timing.seconds_per_step:.1f} s per step "
+                f"measured at {self.max_length}, too slow for the {after_probe:.0f} s left",
+            )
+            self.max_length = shorter
+            self.timing = timed(shorter)
+            after_probe = self.left() * (1 - PROBE_SHARE) - self.timing.eval_seconds - 5
+            self.finetune_fits = plan_steps(after_probe, self.timing, len(self.train), epochs) is not None
         self.log(
             f"fine-tune: {self.timing.seconds_per_step:.2f} s per step"
             + ("" if self.finetune_fits else "; too slow for this budget, the probe gets its time")
@@ -464,12 +483,12 @@ def _fitting_length(
     from lmforge.training.timed_finetune import reference_timing
 
     length = max_length
-    while length > 128:
+    while length > MIN_MAX_LENGTH:
         timing = reference_timing(length, batch, validation_rows)
         epoch = max(1, train_rows // batch) * timing.seconds_per_step + EVALUATIONS * timing.eval_seconds
         if epoch <= seconds:
             break
-        length = max(128, (length // 2) // 32 * 32)
+        length = max(MIN_MAX_LENGTH, (length // 2) // 32 * 32)
     return length
 
 

@@ -124,6 +124,9 @@ def test_a_candidate_that_fails_is_reported_and_the_others_still_compete(
     failed = [r for r in rows.values() if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["candidate"] == "fine-tune"
     assert "diverged" in failed[0]["reason"] or "Diverg" in failed[0]["reason"]
+    # LP-FT diverged first; the fresh-head fine-tune was tried before giving up.
+    decisions = [d["decision"] for d in result.artifacts["train"].json("budget")["decisions"]]
+    assert "fine-tune restart" in decisions and "fine-tune failed" in decisions
     assert next(r for r in rows.values() if r["chosen"])["kind"] in ("linear", "transformer", "ensemble")
 
 

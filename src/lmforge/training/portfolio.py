@@ -271,7 +271,7 @@ class Portfolio:
         )
 
     def finetune(self, callbacks: Callable[[], list[Any]]) -> None:
-        from lmforge.training.fit import fit_classifier
+        from lmforge.training.fit import TrainingDiverged, fit_classifier
         from lmforge.training.timed_finetune import budget_callbacks, plan_steps, reference_timing, time_steps
 
         name = f"{_short(self.reference)} fine-tuned"
@@ -351,17 +351,29 @@ class Portfolio:
         start = str(probe.model) if probe is not None else self.reference
         if probe is not None:
             self.decide("fine-tune start", f"from the frozen-encoder probe's head ({probe.name}), LP-FT")
-        fit = fit_classifier(
-            start,
-            self.base_dir,
-            self.labels,
-            self.train,
-            self.validation,
-            cfg,
-            self.work_dir / "checkpoints",
-            callbacks=lambda: [*callbacks(), *extra],
-            log=self.log,
-        )
+
+        def fit_from(reference: str, folder: str) -> Any:
+            return fit_classifier(
+                reference,
+                self.base_dir,
+                self.labels,
+                self.train,
+                self.validation,
+                cfg,
+                self.work_dir / folder,
+                callbacks=lambda: [*callbacks(), *extra],
+                log=self.log,
+            )
+
+        try:
+            fit = fit_from(start, "checkpoints")
+        except TrainingDiverged as exc:
+            if start == self.reference:
+                raise
+            # A confident probe head with class weights can make LP-FT's loss spike (sms_spam);
+            # the recipe's own start, a fresh head, is the one measured stable (issue 17).
+            self.decide("fine-tune restart", f"LP-FT diverged ({exc}); fine-tuning from a fresh head")
+            fit = fit_from(self.reference, "checkpoints-fresh")
         self.finetune_fit = fit
         status = "stopped" if stops else "trained"
         details = {

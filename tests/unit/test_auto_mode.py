@@ -67,6 +67,9 @@ def test_the_portfolio_winner_is_evaluated_exported_and_registered(config_dict, 
     serving = json.loads((result.artifacts["export"].path("serving.json")).read_text())
     assert serving.get("kind", "transformer") == kind
     assert result.artifacts["register"].summary.get("version")
+    html = result.artifacts["report"].path("report.html").read_text(encoding="utf-8")
+    article = "an" if kind == "ensemble" else "a"
+    assert "Auto mode: candidates and budget" in html and f"The winner is {article} <b>{kind}</b>" in html
     budget = train.json("budget")
     assert budget["count_based"] and budget["trials"] == 6
     # The same config again: every stage is reused, the portfolio included.

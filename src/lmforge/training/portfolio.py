@@ -271,6 +271,7 @@ class Portfolio:
         )
 
     def finetune(self, callbacks: Callable[[], list[Any]]) -> None:
+        from lmforge.training.clock_schedule import clock_schedule
         from lmforge.training.fit import TrainingDiverged, fit_classifier
         from lmforge.training.timed_finetune import budget_callbacks, plan_steps, reference_timing, time_steps
 
@@ -295,6 +296,7 @@ class Portfolio:
         stops: list[str] = []
         deadline: float | None = None
         final_pass = 0.0
+        clock: dict[str, Any] | None = None
         if count_mode:
             steps = max(1, int(epochs * len(self.train) / batch))
             plan_reason = f"the recipe's {epochs:g} epochs ({steps} steps, count mode)"
@@ -324,7 +326,9 @@ class Portfolio:
                 self.cfg.model_copy(update=update),
                 self.work_dir / "timing",
             )
-            available = self.left() - timing.eval_seconds - 5  # the final validation pass and save
+            # After training: the Trainer's last validation pass, the pass that scores the
+            # probabilities, and the save.
+            available = self.left() - 2 * timing.eval_seconds - 10
             plan = plan_steps(available, timing, len(self.train), epochs, EVALUATIONS)
             if plan is None:
                 self._drop(
@@ -333,17 +337,34 @@ class Portfolio:
                     f"{timing.seconds_per_step:.2f} s per step: fewer than 30 steps fit in {available:.0f} s",
                 )
                 return
-            steps = plan.max_steps
-            update.update(max_steps=steps, eval_steps=_eval_steps(steps), method=plan.method)
+            # The recipe's steps are the most it trains; the learning rate is laid out over the
+            # seconds left (training/clock_schedule.py), so a step cost measured high does not
+            # leave time unused, and one measured low does not overrun.
+            steps = max(plan.max_steps, int(epochs * len(self.train) / batch))
+            update.update(
+                max_steps=steps,
+                eval_steps=steps + 1,  # the clock schedule evaluates at the rungs
+                method=plan.method,
+                lr_scheduler="constant_with_warmup",
+                warmup_ratio=0.0,
+            )
             if plan.method == "freeze":
                 update["trainable_layers"] = 2
-            plan_reason = f"{plan.reason} ({timing.seconds_per_step:.2f} s per step, {steps} steps)"
+            clock = {
+                "end": time.monotonic() + available,
+                "max_steps": steps,
+                "warmup_steps": int(settings.warmup_ratio * plan.max_steps),
+                "shape": settings.lr_scheduler,
+            }
+            plan_reason = (
+                f"up to the recipe's {steps} steps, learning rate laid out over {available:.0f} s "
+                f"({plan.reason} at the {timing.seconds_per_step:.2f} s per step measured)"
+            )
             deadline = self.deadline()
             final_pass = timing.eval_seconds
         self.decide("fine-tune plan", plan_reason)
         cfg = self.cfg.model_copy(update=update)
         rival_best = self.best_score()
-        extra = budget_callbacks(deadline, steps, lambda: rival_best, self.metric, stops.append, final_pass)
         # Linear probing, then fine-tuning (LP-FT, Kumar et al. 2022): start from the probe's
         # folder, whose head already classifies, not from a random head that first distorts the
         # encoder's features while it catches up. Fewer steps are wasted, which is what a budget has.
@@ -353,13 +374,25 @@ class Portfolio:
             self.decide("fine-tune start", f"from the frozen-encoder probe's head ({probe.name}), LP-FT")
 
         def fit_from(reference: str, folder: str) -> Any:
+            # LP-FT gets no restart at a lower rate: on sms_spam, from the probe's head, the loss
+            # exploded at the recipe's 2e-4 by step 15 and again at 1e-4 by step 39, each restart
+            # costing a reload. A fresh head at the recipe's rate (below) is the measured-stable
+            # start, and the time the restarts would spend is the fresh head's.
+            fit_cfg = cfg.model_copy(update={"max_restarts": 0}) if reference != self.reference else cfg
+            # Made once per start, shared by the Trainers a divergence restart builds: the
+            # schedule's clock keeps running across a restart.
+            extra = budget_callbacks(
+                deadline, steps, lambda: rival_best, self.metric, stops.append, final_pass
+            )
+            if clock is not None:
+                extra.append(clock_schedule(**clock))
             return fit_classifier(
                 reference,
                 self.base_dir,
                 self.labels,
                 self.train,
                 self.validation,
-                cfg,
+                fit_cfg,
                 self.work_dir / folder,
                 callbacks=lambda: [*callbacks(), *extra],
                 log=self.log,

@@ -46,7 +46,8 @@ def init(
     from lmforge.tasks.registry import get_task
 
     with _errors():
-        if output.exists() and not force:
+        # is_symlink: a dangling link "does not exist", yet writing through it creates its target.
+        if (output.exists() or output.is_symlink()) and not force:
             raise LmforgeError(f"{output} exists", hint="pass --force to overwrite it")
         found = guess(data)
         try:

@@ -28,6 +28,16 @@ def test_init_guesses_columns_and_writes_a_loadable_config(tmp_path: Path) -> No
     assert runner.invoke(app, ["init", str(data), "--output", str(out)]).exit_code == 1  # no overwrite
 
 
+def test_init_refuses_to_write_through_a_dangling_link(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "d.csv", make_rows())
+    target = tmp_path / "elsewhere" / "secret.yaml"
+    target.parent.mkdir()  # writing through the link would succeed
+    (tmp_path / "lmforge.yaml").symlink_to(target)
+    result = runner.invoke(app, ["init", str(data), "--output", str(tmp_path / "lmforge.yaml")])
+    assert result.exit_code == 1 and "exists" in result.output
+    assert not target.exists()
+
+
 def test_init_guesses_by_content_when_names_say_nothing(tmp_path: Path) -> None:
     rows = [(label[:3], f"{t} and a few more words to be long") for t, label in make_rows()]
     data = write_csv(tmp_path / "d.csv", rows, header=("a", "b"))

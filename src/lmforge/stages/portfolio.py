@@ -120,13 +120,13 @@ def _parameters(model_dir: Path, kind: str, linear: Any) -> int:
 def _write_winner(ctx: StageContext, portfolio: Portfolio, winner: Candidate, metric: str) -> str:
     model_dir = ctx.out.path("model")
     if winner.kind == "linear":
-        _save_linear(winner, model_dir, portfolio.labels)
+        _save_linear(winner, model_dir)
         _plain_outputs(ctx, {"kind": "linear", "metric_for_best_model": metric, **_linear_facts(winner)})
         return "linear"
     if winner.kind == "ensemble":
         transformer, linear = winner.model
         _write_transformer(ctx, portfolio, transformer, metric)
-        _save_linear(linear, model_dir / "linear", portfolio.labels)
+        _save_linear(linear, model_dir / "linear")
         weights = winner.details["weights"]
         write_kind(
             model_dir,
@@ -165,7 +165,7 @@ def _write_transformer(ctx: StageContext, portfolio: Portfolio, winner: Candidat
     )
 
 
-def _save_linear(candidate: Candidate, folder: Any, labels: list[str]) -> None:
+def _save_linear(candidate: Candidate, folder: Any) -> None:
     from lmforge.classical.linear import save_linear
 
     save_linear(candidate.model, folder)

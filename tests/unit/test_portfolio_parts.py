@@ -124,6 +124,15 @@ def test_a_fine_tune_close_enough_continues_until_the_second_rung_is_stricter():
     assert "rung 67%" in stops[0]
 
 
+def test_a_rung_reached_after_too_few_steps_does_not_judge():
+    # The clock schedule reaches its first rung by time; after a restart (or on a slow machine)
+    # that can come 10 steps in, when any fine-tune still trails.
+    stops: list[str] = []
+    callback, control = _callback(None, 0.9, stops), _control()
+    callback.on_evaluate(None, _state(10), control, metrics={"eval_f1_macro": 0.1})
+    assert not control.should_training_stop and not stops
+
+
 def test_the_last_evaluation_never_stops_and_no_rival_means_no_rung():
     stops: list[str] = []
     callback, control = _callback(None, None, stops), _control()

@@ -349,7 +349,9 @@ class Portfolio:
                 warmup_ratio=0.0,
             )
             if plan.method == "freeze":
-                update["trainable_layers"] = 2
+                # The recipe's rate for the full fine-tune, not its unmeasured freeze default
+                # (5e-4): from a fresh head on sms_spam that exploded by step 28, twice.
+                update.update(trainable_layers=2, learning_rate=settings.learning_rate)
             clock = {
                 "end": time.monotonic() + available,
                 "max_steps": steps,

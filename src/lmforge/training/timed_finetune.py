@@ -187,6 +187,9 @@ def budget_callbacks(
                 or value is None
                 or self.evaluations > len(rungs)
                 or state.global_step >= max_steps
+                # Too few steps to judge (a slow machine, or a restart after a divergence):
+                # a rung reached by the clock alone does not stop a fine-tune that barely began.
+                or state.global_step < MIN_STEPS
             ):
                 return
             rung, margin = rungs[self.evaluations - 1]

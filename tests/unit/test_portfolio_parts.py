@@ -7,7 +7,7 @@ import pytest
 
 from lmforge.pipeline.budget import RunBudget
 from lmforge.tasks.classification import metrics
-from lmforge.training.blend import blend
+from lmforge.training.blend import blend, keep_blend, paired_noise
 from lmforge.training.timed_finetune import MIN_STEPS, StepTiming, plan_steps
 
 LABELS = ["a", "b", "c"]
@@ -45,6 +45,38 @@ def test_members_right_on_different_rows_blend_into_a_better_model():
     assert result.used, result.reason
     assert 0 < result.weight < 1
     assert result.score > max(result.first_score, result.second_score)
+
+
+@pytest.mark.parametrize(
+    ("oof", "first", "second", "noise", "weight", "used", "why"),
+    [
+        (0.95, 0.94, 0.90, 0.01, 0.6, True, "gain"),  # beats both by more than MIN_GAIN
+        (0.9747, 0.9747, 0.9708, 0.006, 0.5, True, "members tied"),  # two errors apart on 507 rows
+        (0.9747, 0.9747, 0.9500, 0.006, 0.5, False, "not tied"),  # one member is clearly better
+        (0.9740, 0.9747, 0.9708, 0.006, 0.5, False, "no gain"),  # tied, but the blend is worse
+        (0.9747, 0.9747, 0.9747, 0.0, 0.5, False, "no gain"),  # no noise: the members agree everywhere
+        (0.99, 0.94, 0.90, 0.01, 1.0, False, "one member alone"),
+    ],
+)
+def test_keep_blend_ships_a_gain_or_a_tie_that_the_blend_does_not_lose(
+    oof, first, second, noise, weight, used, why
+):
+    kept, _, reason = keep_blend(oof, first, second, noise, weight)
+    assert kept is used and why in reason
+
+
+def test_paired_noise_is_zero_for_one_model_and_grows_with_disagreement():
+    rng = np.random.default_rng(3)
+    truth_idx = rng.integers(0, 3, 500)
+    truth = np.asarray([LABELS[i] for i in truth_idx], dtype=object)
+    labels = np.asarray(LABELS, dtype=object)
+    first = _onehot(truth_idx)
+    assert paired_noise(first, first.copy(), truth, labels, _f1) == 0.0
+    few = np.where(rng.random(500) < 0.02, (truth_idx + 1) % 3, truth_idx)
+    many = np.where(rng.random(500) < 0.2, (truth_idx + 1) % 3, truth_idx)
+    close = paired_noise(first, _onehot(few), truth, labels, _f1)
+    far = paired_noise(first, _onehot(many), truth, labels, _f1)
+    assert 0 < close < far < 0.1
 
 
 @pytest.mark.parametrize(

@@ -478,8 +478,12 @@ class Portfolio:
 
     def winner(self) -> Candidate:
         shippable = [c for c in self.candidates if c.model is not None and c.score is not None]
-        # Ties go to the cheaper model: the one tried first.
-        return max(shippable, key=lambda c: (round(c.score or 0.0, 4), -self.candidates.index(c)))
+        # Ties go to a blend that was kept (kept on a tie of its members, it scores as the best
+        # of them), then to the cheaper model: the one tried first.
+        return max(
+            shippable,
+            key=lambda c: (round(c.score or 0.0, 4), c.kind == "ensemble", -self.candidates.index(c)),
+        )
 
     def attempt(self, name: str, step: Callable[[], Any]) -> None:
         """Run one candidate's step; an error makes it a failed candidate, not a failed run."""

@@ -3,7 +3,9 @@
 A SQLite file by default (``keys.db`` in the state folder); ``serve.keys_url`` (PostgreSQL)
 lets several hosts share one set of keys, so a key created or revoked once holds everywhere.
 What a key is and may do (secrets, scopes, rates) lives in `key_rules.py`, and the per-key
-token buckets in `ratelimit.py`; both are re-exported here so callers need one import.
+token buckets in `ratelimit.py`; both are re-exported here so callers need one import. When
+several workers or hosts enforce one key's rate, its bucket is a row of ``rate_buckets`` here
+(`ratelimit_shared.py`); revoking a key drops that row.
 
 The tables keep the layout of the first, raw-sqlite3 store, so its ``keys.db`` files open as
 they are. The one addition, a unique index on the names of live keys (the database itself

@@ -4,6 +4,7 @@ threads, processes and skewed clocks; revocation, rate changes, a locked or tamp
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sqlite3
 import threading
 import time
@@ -247,3 +248,28 @@ def test_rate_buckets_table_is_added_to_an_older_database(tmp_path: Path) -> Non
     store = KeyStore(path)
     assert store.authenticate(created.secret) is not None
     assert SharedRateLimiter(store.url).check(created.info) is None
+
+
+# PostgreSQL (SELECT ... FOR UPDATE, lock_timeout): run with LMFORGE_TEST_POSTGRES_URL set, e.g.
+# postgresql+psycopg://user@127.0.0.1:5432/db (an empty database) and psycopg installed.
+POSTGRES = os.environ.get("LMFORGE_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(not POSTGRES, reason="LMFORGE_TEST_POSTGRES_URL not set")
+def test_postgres_processes_rows_and_lock_timeout() -> None:
+    assert POSTGRES is not None
+    store = KeyStore(POSTGRES)
+    granted, span = _race(store, "40/h", processes=2, takes=150)
+    assert span < 90 and granted == 40
+    key = store.create("predict", rate="2/h").info
+    limiter = SharedRateLimiter(store.url)
+    assert limiter.check(key) is None
+    with store.engine.connect() as holder, holder.begin():  # another transaction holds the row
+        query = sa.select(buckets_table).where(buckets_table.c.key_id == key.id).with_for_update()
+        holder.execute(query).all()
+        started = time.monotonic()
+        answers = [limiter.check(key) is None for _ in range(3)]  # from memory: a full bucket
+        assert answers == [True, True, False] and time.monotonic() - started < 3 * (LOCK_TIMEOUT + 2)
+    assert limiter.check(key) is None and limiter.check(key) is not None  # the row again: 1 left
+    store.revoke(key.id)
+    assert key.id not in _rows(store)

@@ -876,6 +876,14 @@ class ServeConfig(Section):
             "default sqlite keys.db in state_dir."
         ),
     )
+    rate_limits: Literal["auto", "shared", "process"] = Field(
+        "auto",
+        description=(
+            "Where per-key token buckets live: shared (the keys database, so a key's rate holds across "
+            "workers and hosts; ~0.4 ms per limited request on SQLite), process (memory: exact for one "
+            "worker, N times the rate with N workers); auto: shared with workers > 1 or keys_url set."
+        ),
+    )
     reload_seconds: float = Field(
         30.0, ge=0, description="How often to check the registry for a new champion (0: never; hot swap)."
     )

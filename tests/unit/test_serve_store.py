@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -277,3 +278,30 @@ def test_accepted_training_rows_keep_provenance(db: str) -> None:
     ]
     assert pending not in set(rows["feedback_id"])
     assert accepted_training_rows(ServeStore(db.replace("store.db", "empty.db")), "t", "l").empty
+
+
+def _open_stores(folder: str, start: Any, out: Any) -> None:
+    """One worker process opening (and so creating) fresh stores the moment `start` is set."""
+    start.wait()
+    try:
+        for i in range(4):
+            ServeStore(f"sqlite:///{folder}/serve-{i}.db").close()
+        out.put("ok")
+    except Exception as exc:  # the test shows what failed, not just that a process died
+        out.put(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def test_workers_opening_a_fresh_store_at_once_all_start(tmp_path: Path) -> None:
+    """`serve --workers 3` on a fresh state folder: each worker creates the tables at once; none
+    may die of "table already exists" (6 of 10 two-worker starts did before the retry)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_open_stores, args=(str(tmp_path), start, out)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    start.set()
+    assert [out.get(timeout=120) for _ in procs] == ["ok"] * 3
+    for proc in procs:
+        proc.join(timeout=30)

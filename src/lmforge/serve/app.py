@@ -87,6 +87,14 @@ def docs_public(cfg: ServeConfig) -> bool:
         return False
 
 
+def shared_rates(cfg: ServeConfig) -> bool:
+    """Whether per-key rates live in the keys database (``serve.rate_limits``): by default when
+    more than one process enforces them, i.e. several workers or hosts sharing ``keys_url``."""
+    if cfg.rate_limits != "auto":
+        return cfg.rate_limits == "shared"
+    return cfg.workers > 1 or cfg.keys_url is not None
+
+
 def build_context(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool = True) -> ServeContext:
     """One server's parts, not started: stores opened (and created) in the state folder."""
     state = StateDir.of(cfg).create()
@@ -109,7 +117,7 @@ def build_context(ref: str, tracking_uri: str, cfg: ServeConfig, *, auth: bool =
         predlog=PredictionLog(store, log_inputs=cfg.log_inputs),
         metrics=metrics,
         batcher=batcher,
-        authorizer=Authorizer(state.keys_url, enabled=auth),
+        authorizer=Authorizer(state.keys_url, enabled=auth, shared_rates=shared_rates(cfg)),
         generation_slots=threading.BoundedSemaphore(cfg.max_generations),
     )
 

@@ -32,6 +32,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from lmforge.serve.denials import DenialThrottle, with_held_back
+from lmforge.serve.ratelimit import RateLimiter
 
 log = logging.getLogger("lmforge.serve")
 CACHE_SECONDS = 2.0
@@ -50,13 +51,17 @@ class Anonymous:
 class Authorizer:
     """Checks keys against the key store, with a short cache and per-key rate limits."""
 
-    def __init__(self, keys: str | Path, *, enabled: bool = True) -> None:
-        """`keys`: the keys database, a SQLAlchemy URL or a SQLite file."""
+    def __init__(self, keys: str | Path, *, enabled: bool = True, shared_rates: bool = False) -> None:
+        """`keys`: the keys database, a SQLAlchemy URL or a SQLite file; `shared_rates`: token
+        buckets in that database (one limit across workers and hosts), else in memory."""
         from lmforge.serve.keys import KeyStore, RateLimiter
+        from lmforge.serve.ratelimit_shared import SharedRateLimiter
 
         self.enabled = enabled
         self.keys = KeyStore(keys)
-        self.limiter = RateLimiter()
+        self.limiter: RateLimiter | SharedRateLimiter = (
+            SharedRateLimiter(self.keys.url) if shared_rates else RateLimiter()
+        )
         self._cache: dict[str, tuple[float, Any]] = {}  # sha256(secret) -> (expiry, KeyInfo)
         self._revocations = 0  # bumped by every revocation through this server
         self.denials = DenialThrottle()
@@ -112,7 +117,12 @@ class Authorizer:
         if not self.keys.allows(key, scope):
             await self._deny(key, route, f"scope {key.scope} lacks {scope}")
             raise HTTPException(403, f"this key has scope '{key.scope}'; {route} needs '{scope}'")
-        wait = self.limiter.check(key)
+        if key.rate is None:
+            wait = None
+        elif isinstance(self.limiter, RateLimiter):
+            wait = self.limiter.check(key)
+        else:  # a database transaction: off the event loop
+            wait = await asyncio.to_thread(self.limiter.check, key)
         if wait is not None:
             raise HTTPException(
                 429,

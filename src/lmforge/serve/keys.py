@@ -3,7 +3,9 @@
 A SQLite file by default (``keys.db`` in the state folder); ``serve.keys_url`` (PostgreSQL)
 lets several hosts share one set of keys, so a key created or revoked once holds everywhere.
 What a key is and may do (secrets, scopes, rates) lives in `key_rules.py`, and the per-key
-token buckets in `ratelimit.py`; both are re-exported here so callers need one import.
+token buckets in `ratelimit.py`; both are re-exported here so callers need one import. When
+several workers or hosts enforce one key's rate, its bucket is a row of ``rate_buckets`` here
+(`ratelimit_shared.py`); revoking a key drops that row.
 
 The tables keep the layout of the first, raw-sqlite3 store, so its ``keys.db`` files open as
 they are. The one addition, a unique index on the names of live keys (the database itself
@@ -86,6 +88,16 @@ audit_table = sa.Table(
     sa.Column("target", sa.Text, nullable=False, server_default=""),
     sa.Column("detail", sa.Text, nullable=False, server_default=""),
     sqlite_autoincrement=True,
+)
+# The token bucket of each rate-limited key when several workers (or hosts) share one limit
+# (`serve/ratelimit_shared.py`). Stamps are wall-clock seconds: monotonic clocks differ per process.
+buckets_table = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("key_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("rate", sa.String(40), nullable=False),
+    sa.Column("tokens", sa.Double, nullable=False),
+    sa.Column("stamp", sa.Double, nullable=False),
 )
 _LIVE = keys_table.c.revoked_at.is_(None)
 # Partial indexes exist on SQLite and PostgreSQL only; elsewhere the in-transaction check stands alone.
@@ -196,6 +208,7 @@ class KeyStore:
             if info.revoked or done.rowcount != 1:
                 raise ApiKeyError(f"key '{ref}' (id {info.id}) was already revoked at {info.revoked_at}")
             info = replace(info, revoked_at=now)
+            conn.execute(buckets_table.delete().where(buckets_table.c.key_id == info.id))
             _write_audit(conn, "key.revoke", info, "", f"scope={info.scope}")
         return info
 
@@ -263,13 +276,13 @@ def _hidden(url: str) -> str:
         return "the keys database URL"
 
 
-def _engine(url: sa.URL) -> sa.Engine:
+def _engine(url: sa.URL, timeout: float = 10.0) -> sa.Engine:
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     # timeout: threads and processes writing at once wait for the lock instead of failing.
-    engine = sa.create_engine(url, connect_args={"timeout": 10.0, "check_same_thread": False})
+    engine = sa.create_engine(url, connect_args={"timeout": timeout, "check_same_thread": False})
     sa.event.listen(engine, "connect", _sqlite_connect)
     sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
@@ -292,7 +305,7 @@ def _sqlite_begin(conn: sa.Connection) -> None:
 
 def _upgrade(conn: sa.Connection) -> None:
     """Bring a database written by an earlier lmforge up to date (a no-op on a current one)."""
-    for table in (keys_table, audit_table):
+    for table in (keys_table, audit_table, buckets_table):
         found = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
         missing = {c.name for c in table.c} - found
         if missing:

@@ -21,7 +21,8 @@ class RateLimiter:
     """A token bucket per key: a ``COUNT/PERIOD`` key may burst COUNT requests, refilled at COUNT per PERIOD.
 
     Buckets live in memory, so limits are per server process; that keeps the hot path off the
-    database, and a restart simply hands every key a full bucket.
+    database, and a restart simply hands every key a full bucket. With several workers the
+    server uses `SharedRateLimiter` (`ratelimit_shared.py`) instead, which falls back to this.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:

@@ -178,7 +178,15 @@ class ServeStore:
             sa.event.listen(self.engine, "connect", _sqlite_durable)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        # `serve --workers N` opens a fresh store in N processes at once: another may create a
+        # table between create_all's check and its CREATE ("already exists"); checking again settles it.
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except sa.exc.DatabaseError:
+                if attempt == 2:
+                    raise
 
     def close(self) -> None:
         """Close pooled connections (the file stays consistent either way)."""

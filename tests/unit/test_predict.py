@@ -191,13 +191,16 @@ def test_every_row_bad_is_an_error_and_leaves_no_output(predictor: Any, tmp_path
         ("", "the file is empty"),
         ("text\n", "the file has a header but no rows"),
         ("text,label\nrefund please,a\nparcel,b,extra\n", "row 3: expected 2 fields, saw 3"),
+        # past the first chunks: the line number counts from the top of the file
+        ("text,label\n" + "refund please,a\n" * 9 + "parcel,b,extra\n", "row 11: expected 2 fields, saw 3"),
+        ("text\n\xff\xfe broken", "is not UTF-8 text"),
     ],
 )
 def test_empty_and_malformed_csv(predictor: Any, tmp_path: Path, content: str, message: str) -> None:
     source = tmp_path / "in.csv"
-    source.write_text(content)
+    source.write_bytes(content.encode("latin-1"))
     with pytest.raises(DataError, match=message):
-        predict_file(predictor, source, tmp_path / "out.parquet")
+        predict_file(predictor, source, tmp_path / "out.parquet", chunk_rows=2)
     assert not (tmp_path / "out.parquet").exists()
 
 
@@ -303,3 +306,12 @@ def test_a_generation_model_writes_its_answers(tiny_llama: Path, tmp_path: Path)
     )
     assert table.loc[0, "generated"] == greedy
     assert table.loc[1, "error"] == "empty text"
+
+
+def test_a_parquet_column_of_numbers_or_a_corrupt_file_is_refused(predictor: Any, tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.parquet", [{"text": 1}, {"text": 2}])
+    with pytest.raises(DataError, match="column 'text': holds int64 values, not text"):
+        predict_file(predictor, source, tmp_path / "out.parquet")
+    source.write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match="cannot read Parquet"):
+        predict_file(predictor, source, tmp_path / "out.parquet")

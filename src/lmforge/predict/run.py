@@ -22,6 +22,7 @@ from lmforge.predict.writer import TableWriter, check_output
 SHOWN_BAD = 10
 
 Progress = Callable[[int, int | None], None]
+Scorer = Callable[[list[Any]], dict[str, list[Any]]]
 
 
 @dataclass
@@ -72,43 +73,27 @@ def predict_file(
     fmt = check_output(output, force=force, inputs=source)
     opened = open_source(source, column, id_column=id_column, chunk_rows=chunk_rows)
     total = count_rows(source, opened.format)
-    score = _scorer(predictor, batch_size, max_new_tokens)
+    score = scorer(predictor, batch_size, max_new_tokens)
     result = PredictResult(output, 0, 0, 0)
     started = time.perf_counter()
     with TableWriter(output, fmt) as writer:
         for chunk in opened.chunks:
-            writer.write(_table(chunk, opened.id_column, score, predictor, result))
+            table = chunk_table(chunk, opened.id_column, score)
+            count(result, chunk.rows, table.column("error").to_pylist())
+            writer.write(table)
             if progress is not None:
                 progress(result.rows, total)
-        if result.rows == 0:
-            raise DataError("the file has a header but no rows", file=source)
-        if result.scored == 0:
-            raise DataError(
-                f"none of its {result.rows:,} rows has text to score in column '{column}'",
-                file=source,
-                row=result.bad_rows[0][0],
-                hint="choose the text column with --column",
-            )
+        finish(result, source, column)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _table(
-    chunk: Chunk,
-    id_column: str | None,
-    score: Callable[..., dict[str, list[Any]]],
-    predictor: Any,
-    result: PredictResult,
-) -> Any:
+def chunk_table(chunk: Chunk, id_column: str | None, score: Scorer) -> Any:
+    """The output rows of one chunk: row id, the scorer's columns (null on bad rows), `error`."""
     import pyarrow as pa
 
     errors: list[str | None] = [bad_reason(t) for t in chunk.texts]
     good = [i for i, e in enumerate(errors) if e is None]
-    for row, error in zip(chunk.rows, errors, strict=True):
-        if error is not None:
-            result.bad += 1
-            if len(result.bad_rows) < SHOWN_BAD:
-                result.bad_rows.append((row, error))
     scored = score([chunk.texts[i] for i in good])
     columns: dict[str, Any] = {
         id_column or "row": pa.array(chunk.ids, pa.string() if id_column else pa.int64())
@@ -119,14 +104,34 @@ def _table(
             full[i] = value
         columns[name] = pa.array(full, pa.string() if name in ("label", "generated") else pa.float64())
     columns["error"] = pa.array(errors, pa.string())
-    result.rows += len(chunk.texts)
-    result.scored += len(good)
     return pa.table(columns)
 
 
-def _scorer(
-    predictor: Any, batch_size: int, max_new_tokens: int
-) -> Callable[[list[str]], dict[str, list[Any]]]:
+def count(result: PredictResult, rows: list[int], errors: list[str | None]) -> None:
+    """Add one chunk's rows to the result (bad ones by row number, the first few kept)."""
+    for row, error in zip(rows, errors, strict=True):
+        if error is not None:
+            result.bad += 1
+            if len(result.bad_rows) < SHOWN_BAD:
+                result.bad_rows.append((row, error))
+    result.rows += len(rows)
+    result.scored += sum(e is None for e in errors)
+
+
+def finish(result: PredictResult, source: Path, column: str) -> None:
+    """Refuse (before the output is renamed into place) a file with nothing scored."""
+    if result.rows == 0:
+        raise DataError("the file has a header but no rows", file=source)
+    if result.scored == 0:
+        raise DataError(
+            f"none of its {result.rows:,} rows has text to score in column '{column}'",
+            file=source,
+            row=result.bad_rows[0][0],
+            hint="choose the text column with --column",
+        )
+
+
+def scorer(predictor: Any, batch_size: int, max_new_tokens: int) -> Scorer:
     """texts -> output columns. Classification: label, probability, prob_<label> per class;
     generation: the greedy answer to the text as the user's message (what the chat route renders)."""
     if getattr(predictor, "task", "") == "generation":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -25,6 +26,10 @@ def predict(
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per model call."),
     chunk_rows: int = typer.Option(1024, "--chunk-rows", help="Rows read, scored and written at a time."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Generation models: answer length."),
+    ray: str | None = typer.Option(
+        None, "--ray", help="Run on Ray Data: `local` starts a local cluster, else a Ray address."
+    ),
+    ray_actors: int = typer.Option(1, "--ray-actors", help="With --ray: model replicas (actors)."),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="Read the serve: and tracking: sections."
     ),
@@ -51,26 +56,32 @@ def predict(
 
             tracking_uri = configured_uri(cfg_file)
         uri = tracking_uri or default_uri()
-        loaded = ModelHolder(ref, uri, cfg, StateDir.of(cfg)).load_now()
-        predictor = loaded.predictor
-        err_console.print(
-            f"predicting with [bold]{loaded.name}[/] version {loaded.version} "
-            f"({predictor.runtime}: {predictor.file})",
-            soft_wrap=True,
-        )
-        with _progress() as tick:
-            result = predict_file(
-                predictor,
-                source,
-                out,
-                column=column,
-                id_column=id_column,
-                chunk_rows=chunk_rows,
-                batch_size=batch_size,
-                force=force,
-                max_new_tokens=max_new_tokens,
-                progress=tick,
+        options: dict[str, Any] = {
+            "column": column,
+            "id_column": id_column,
+            "chunk_rows": chunk_rows,
+            "batch_size": batch_size,
+            "force": force,
+            "max_new_tokens": max_new_tokens,
+        }
+        if ray:
+            from lmforge.predict.on_ray import predict_on_ray
+
+            err_console.print(f"predicting with [bold]{ref}[/] on Ray ({ray}, {ray_actors} actors)")
+            with _progress() as tick:
+                result = predict_on_ray(
+                    ref, uri, cfg, source, out, address=ray, actors=ray_actors, progress=tick, **options
+                )
+        else:
+            loaded = ModelHolder(ref, uri, cfg, StateDir.of(cfg)).load_now()
+            predictor = loaded.predictor
+            err_console.print(
+                f"predicting with [bold]{loaded.name}[/] version {loaded.version} "
+                f"({predictor.runtime}: {predictor.file})",
+                soft_wrap=True,
             )
+            with _progress() as tick:
+                result = predict_file(predictor, source, out, progress=tick, **options)
         rate = result.scored / result.seconds if result.seconds else 0.0
         console.print(
             f"{result.rows:,} rows -> {out}  ({result.scored:,} scored, {rate:,.0f} texts/s)", soft_wrap=True

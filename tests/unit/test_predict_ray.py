@@ -19,7 +19,7 @@ __all__ = ["predictor", "registry"]  # module fixtures shared with test_predict
 
 @pytest.fixture(scope="module")
 def local_ray() -> Any:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -87,9 +87,9 @@ def predict_on_ray(
     info = resolve(client_for(uri), ref)  # an unknown model or alias: one line, before Ray starts
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(
-            address=None if address == "local" else address, include_dashboard=False, log_to_driver=False
-        )
+        # "local" is Ray's own word for a new local instance (None would join any cluster
+        # already running on this machine).
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         data = ray.data.DataContext.get_current()
         data.execution_options.preserve_order = True  # row positions and ids stay in file order

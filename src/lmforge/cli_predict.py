@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.text import Text
 
 from lmforge.cli_support import console, err_console, errors
 
@@ -84,10 +85,12 @@ def predict(
                 result = predict_file(predictor, source, out, progress=tick, **options)
         rate = result.scored / result.seconds if result.seconds else 0.0
         console.print(
-            f"{result.rows:,} rows -> {out}  ({result.scored:,} scored, {rate:,.0f} texts/s)", soft_wrap=True
+            f"{result.rows:,} rows -> {out}  ({result.scored:,} scored, {rate:,.0f} texts/s)",
+            soft_wrap=True,
+            markup=False,
         )
         if line := result.bad_line(source):
-            err_console.print(f"[yellow]{line}[/]", soft_wrap=True, markup=False)
+            err_console.print(Text(line, style="yellow"), soft_wrap=True)  # a path may hold [brackets]
 
 
 @contextmanager

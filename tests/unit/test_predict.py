@@ -315,3 +315,22 @@ def test_a_parquet_column_of_numbers_or_a_corrupt_file_is_refused(predictor: Any
     source.write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match="cannot read Parquet"):
         predict_file(predictor, source, tmp_path / "out.parquet")
+
+
+def test_the_cli_reports_bad_rows_in_one_line(
+    registry: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    records = [{"text": t} for t in _texts(14)]
+    for i in range(12):  # more than the ten row numbers shown
+        records[i]["text"] = " "
+    source = write_input(tmp_path / "in.jsonl", records)
+    result = _cli(registry, str(source), "--out", "out.csv")
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "not scored" in x)
+    assert line.endswith(
+        "rows 1 (empty text), 2 (empty text), 3 (empty text), 4 (empty text), "
+        "5 (empty text), 6 (empty text), 7 (empty text), 8 (empty text), "
+        "9 (empty text), 10 (empty text) and 2 more"
+    )
+    assert "12 rows not scored" in line and "14 rows -> out.csv  (2 scored" in result.output

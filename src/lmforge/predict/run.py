@@ -40,7 +40,10 @@ class PredictResult:
             return ""
         shown = ", ".join(f"{row} ({why})" for row, why in self.bad_rows)
         more = f" and {self.bad - len(self.bad_rows)} more" if self.bad > len(self.bad_rows) else ""
-        return f"{source}: {self.bad:,} rows not scored (null label, reason in 'error'): rows {shown}{more}"
+        rows = "row" if self.bad == 1 else "rows"
+        return (
+            f"{source}: {self.bad:,} {rows} not scored (null label, reason in 'error'): {rows} {shown}{more}"
+        )
 
 
 def bad_reason(text: Any) -> str | None:

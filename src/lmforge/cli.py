@@ -13,6 +13,7 @@ from rich.text import Text
 
 from lmforge.cli_keys import keys_app
 from lmforge.cli_models import models_app
+from lmforge.cli_predict import predict
 from lmforge.cli_support import console, err_console, errors, state
 from lmforge.errors import LmforgeError
 
@@ -26,6 +27,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Inspect the config: schema,
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys", help="API keys for `lmforge serve`: create, list, revoke.")
 app.add_typer(models_app, name="models")
+app.command()(predict)
 
 _errors = errors
 

@@ -748,6 +748,26 @@ class ExecutorConfig(Section):
     max_concurrent: int | None = Field(
         None, ge=1, description="Trials in flight at once (Ray); null: as many as the resources allow."
     )
+    train_workers: int = Field(
+        0,
+        ge=0,
+        description=(
+            "With type ray: data-parallel workers of the train stage on Ray Train (a TorchTrainer "
+            "around the same Trainer code; gloo on CPU, NCCL on GPU); 0: train in this process."
+        ),
+    )
+    use_gpu: bool = Field(False, description="Ray Train: one GPU per train worker.")
+    cpus_per_worker: float = Field(1, gt=0, description="Ray Train: CPUs reserved per train worker.")
+    storage_path: str | None = Field(
+        None,
+        description=(
+            "Ray Train: where checkpoints go, a folder or URI every node reaches (s3://, gs://, "
+            "a shared mount); null: the train stage's work folder (one machine)."
+        ),
+    )
+    max_failures: int = Field(
+        2, ge=0, description="Ray Train: worker failures survived by restarting from the last checkpoint."
+    )
 
 
 class EvaluateConfig(Section):

@@ -39,6 +39,9 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         cfg = cfg.model_copy(update=tuned)
         ctx.log("tuned hyperparameters: " + ", ".join(f"{k}={short_value(v)}" for k, v in tuned.items()))
     started = time.perf_counter()
+    executor = ctx.config.executor
+    if executor.type == "ray" and executor.train_workers > 0:
+        return _run_on_ray(ctx, cfg, reference, labels, train, validation, tuned, started)
     checkpoints = ctx.work_dir / "checkpoints"
     budgeted: list[Any] = []
     if ctx.budget is not None and not ctx.budget.count_based:
@@ -94,3 +97,93 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
             "regularisation": regularisation_summary(settings),
         },
     )
+
+
+def _run_on_ray(
+    ctx: StageContext,
+    cfg: TrainConfig,
+    reference: str,
+    labels: list[str],
+    train: Any,
+    validation: Any,
+    tuned: dict[str, Any],
+    started: float,
+) -> StageResult:
+    """The same stage on Ray Train workers (training/ray_train.py): the same artifact."""
+    from lmforge.training.ray_train import fit_classifier_on_ray
+    from lmforge.training.stage_support import recipe_rows
+
+    executor = ctx.config.executor
+    if ctx.budget is not None:
+        ctx.warn(
+            "budget: a pinned model on Ray Train is not fitted to the budget; the run's deadline still holds"
+        )
+    ctx.log(f"Ray Train: {executor.train_workers} worker(s) x {executor.cpus_per_worker:g} CPU")
+    fit = fit_classifier_on_ray(
+        reference,
+        ctx.config.base_dir,
+        labels,
+        train,
+        validation,
+        cfg,
+        executor,
+        ctx.work_dir / "ray",
+        f"train-{ctx.work_dir.name}",
+        ctx.out.path("model"),
+    )
+    log_decisions(ctx, fit.decisions)
+    ctx.out.write_json("history", fit.log_history)
+    ctx.out.write_json("hyperparameters", fit.settings)
+    ctx.out.write_json("recipe", recipe_rows(fit.decisions, tuned))
+    ctx.out.write_json("restarts", fit.restarts)
+    metric = fit.settings["metric_for_best_model"]
+    parameters = _saved_parameters(fit.model_dir)
+    return StageResult(
+        rows={"train": len(train), "validation": len(validation)},
+        metrics={
+            "train_loss": fit.train_loss,
+            "train_seconds": float(time.perf_counter() - started),
+            "steps": float(fit.steps),
+            "restarts": float(len(fit.restarts)),
+            f"best_validation_{metric}": fit.best_metric if fit.best_metric is not None else float("nan"),
+        },
+        summary={
+            "model": reference,
+            "method": fit.settings["method"],
+            "parameters": parameters,
+            "trainable_parameters": fit.trainable_parameters,
+            "best_checkpoint": fit.best_checkpoint,
+            "epochs_run": fit.epoch,
+            "resumed_from": None,
+            "restarts": fit.restarts,
+            "tuned": tuned,
+            "ensemble": None,
+            "device": fit.device,
+            "precision": fit.precision,
+            "regularisation": regularisation_summary(
+                TrainConfig.model_validate(
+                    {k: v for k, v in fit.settings.items() if k in TrainConfig.model_fields}
+                )
+            ),
+            "ray_train": {"workers": fit.workers, "resumed_after_a_failure": fit.resumed},
+        },
+    )
+
+
+def _saved_parameters(folder: Path) -> int:
+    """Parameters of a saved model folder, read from its safetensors headers (no model load)."""
+    from safetensors import safe_open
+
+    total = 0
+    for shard in folder.glob("*.safetensors"):
+        with safe_open(str(shard), framework="pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 - safe_open has no __iter__
+                total += _numel(weights.get_slice(name).get_shape())
+    return total
+
+
+def _numel(shape: list[int]) -> int:
+    count = 1
+    for size in shape:
+        count *= int(size)
+    return count

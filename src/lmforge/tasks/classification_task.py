@@ -125,9 +125,16 @@ class ClassificationTask:
             StageSpec(
                 "train",
                 ("split", "augment", *chosen, *tuned),
-                # A wall-clock budget cuts the steps: it is part of what the stage produces.
-                ("train", "model", "task", *(("budget",) if config.budget.enabled else ())),
-                unkeyed=("tracking",),
+                # A wall-clock budget cuts the steps: it is part of what the stage produces; so
+                # does training on Ray Train workers (the same global batch, sharded).
+                (
+                    "train",
+                    "model",
+                    "task",
+                    *(("budget",) if config.budget.enabled else ()),
+                    *(("executor",) if _on_ray_train(config) else ()),
+                ),
+                unkeyed=("tracking", *(() if _on_ray_train(config) else ("executor",))),
                 fingerprint=train_fingerprint,
             )
         )
@@ -227,3 +234,7 @@ def _without_budget(config: Config) -> Config:
     from lmforge.config import BudgetConfig
 
     return config.model_copy(update={"budget": BudgetConfig()})
+
+
+def _on_ray_train(config: Config) -> bool:
+    return config.executor.type == "ray" and config.executor.train_workers > 0

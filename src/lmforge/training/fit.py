@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -68,6 +68,8 @@ def fit_classifier(
     callbacks: Callable[[], list[Any]] = list,
     log: Callable[[str], None] = lambda message: None,
     save_checkpoints: bool = True,
+    prepare: Callable[[Any], Any] | None = None,
+    resume: Path | Literal["last"] | None = "last",
 ) -> FitResult:
     """Train on `train`, evaluate on `validation` as `cfg` says, keep the best checkpoint.
 
@@ -76,6 +78,10 @@ def fit_classifier(
     A non-finite or exploding loss restarts training from the last checkpoint (or from
     the start) with the learning rate times `cfg.restart_lr_factor`, at most
     `cfg.max_restarts` times. Checkpoints in `checkpoints` let a killed run resume.
+    `prepare` wraps each Trainer built (Ray Train's `prepare_trainer`); `resume` is the
+    checkpoint to start from: `"last"` (the last one in `checkpoints`), a folder, or None, in
+    which case a divergence also restarts from the start (a data-parallel worker's own folder
+    holds no checkpoint, rank 0's does, and every rank must restart alike).
     """
     from transformers import DataCollatorWithPadding, set_seed
 
@@ -133,9 +139,9 @@ def fit_classifier(
             fgm_epsilon=settings.adversarial_epsilon if settings.adversarial == "fgm" else None,
             class_weights=weights,
         )
-        return trainer, tokenizer, trainable
+        return (prepare(trainer) if prepare else trainer), tokenizer, trainable
 
-    fit = train_with_restarts(build, settings, checkpoints, log)
+    fit = train_with_restarts(build, settings, checkpoints, log, resume)
     fit.settings, fit.decisions = settings, decisions
     return fit
 
@@ -168,13 +174,15 @@ def train_with_restarts(
     cfg: ResolvedTrain,
     checkpoints: Path,
     log: Callable[[str], None],
+    start: Path | Literal["last"] | None = "last",
 ) -> FitResult:
     """Run `build(lr_scale)`'s Trainer; after a divergence, rebuild it at a lower learning
-    rate and resume from the last checkpoint (or the start), at most `cfg.max_restarts` times."""
+    rate and resume from the last checkpoint (or the start), at most `cfg.max_restarts` times.
+    `start`: see `fit_classifier`'s `resume`."""
     from transformers import PrinterCallback
 
     restarts: list[dict[str, Any]] = []
-    resume = _last_checkpoint(checkpoints)
+    resume = _last_checkpoint(checkpoints) if start == "last" else start
     resumed_from = resume.name if resume else None
     scale = checkpoint_lr_scale(resume)
     while True:
@@ -191,7 +199,7 @@ def train_with_restarts(
                     f"(learning rate {cfg.learning_rate * scale:.3g}); lower train.learning_rate "
                     "or raise train.max_restarts",
                 ) from None
-            resume = _last_checkpoint(checkpoints)
+            resume = _last_checkpoint(checkpoints) if start == "last" else None
             scale *= cfg.restart_lr_factor
             restarts.append(
                 {

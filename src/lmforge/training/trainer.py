@@ -77,9 +77,14 @@ def _build() -> type:
 
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
             loss = super().training_step(model, inputs, num_items_in_batch)
+            value = loss.detach()
+            if self.args.world_size > 1:
+                # Data-parallel workers judge the same (mean) loss, so all restart or none does:
+                # one rank leaving the loop alone would hang the others in their next all-reduce.
+                value = self.accelerator.reduce(value.clone(), reduction="mean")
             # Before the optimizer step: a divergent batch never updates the weights.
             self.loss_watch.check(
-                self.state.global_step + 1, float(loss) * self.current_gradient_accumulation_steps
+                self.state.global_step + 1, float(value) * self.current_gradient_accumulation_steps
             )
             if self.fgm_epsilon:
                 self._fgm_step(model, inputs, num_items_in_batch)

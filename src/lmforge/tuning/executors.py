@@ -52,14 +52,7 @@ class RayExecutor:
         import ray
 
         self.ray = ray
-        self.started_here = False
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file for a local Ray
-            if cfg.address:
-                ray.init(address=cfg.address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
-                self.started_here = True
+        self.started_here = connect_ray(cfg)
         cpus = float(ray.cluster_resources().get("CPU", 1))
         gpus = float(ray.cluster_resources().get("GPU", 0))
         fit = int(cpus // cfg.num_cpus)
@@ -96,6 +89,21 @@ class RayExecutor:
         self.running = []
         if self.started_here:
             self.ray.shutdown()
+
+
+def connect_ray(cfg: ExecutorConfig) -> bool:
+    """Join the cluster at `cfg.address`, or start a local Ray; True when started here (the
+    caller shuts it down). A Ray already initialised in this process is used as it is."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file for a local Ray
+    if cfg.address:
+        ray.init(address=cfg.address, log_to_driver=False)
+        return False
+    ray.init(num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+    return True
 
 
 def make_executor(cfg: ExecutorConfig) -> Executor:

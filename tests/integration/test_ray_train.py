@@ -1,0 +1,195 @@
+"""The train stage on Ray Train, on a two-node Ray cluster started on 127.0.0.1 by the test
+(`ray start --head` and a second `ray start --address`), stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from lmforge.config import ExecutorConfig, TrainConfig, load_config
+from lmforge.pipeline.runner import run_pipeline
+from tests.conftest import make_rows
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.integration
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _node(*args: str) -> subprocess.Popen[bytes]:
+    # --block keeps the node in the foreground: stopping this process stops that node only,
+    # never another Ray on the machine (as `ray stop` would).
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    return subprocess.Popen(
+        [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _stop(node: subprocess.Popen[bytes]) -> None:
+    if node.poll() is None:
+        os.killpg(node.pid, signal.SIGTERM)
+        try:
+            node.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[str]:
+    """A head node and a worker node, one CPU each: two Ray Train workers land on two nodes."""
+    import ray
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    nodes = [_node("--head", f"--port={port}", "--include-dashboard=false")]
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # the head's GCS port answers, then the second node may join
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or nodes[0].poll() is not None:
+                    pytest.fail("the Ray head node did not start")
+                time.sleep(0.5)
+        nodes.append(_node(f"--address={address}"))
+        ray.init(address=address, log_to_driver=False)
+        while ray.cluster_resources().get("CPU", 0) < 2:
+            if time.monotonic() > deadline:
+                pytest.fail("the second Ray node did not join")
+            time.sleep(0.5)
+        yield address
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for node in reversed(nodes):
+            _stop(node)
+
+
+def _config(config_dict: dict[str, Any], executor: dict[str, Any] | None) -> Any:
+    config_dict["tracking"]["enabled"] = False
+    config_dict["train"].update({"epochs": 6, "eval_steps": 6})
+    if executor:
+        config_dict["executor"] = executor
+    return load_config(data=config_dict)
+
+
+def test_two_workers_leave_the_single_process_artifact_and_score_alike(
+    two_nodes: str, config_dict: dict[str, Any], tmp_path: Path
+) -> None:
+    single = run_pipeline(_config(dict(config_dict), None), until="evaluate")
+    on_ray = dict(config_dict, output_dir=str(tmp_path / "ray-runs"))
+    ray_run = run_pipeline(
+        _config(on_ray, {"type": "ray", "address": two_nodes, "train_workers": 2}), until="evaluate"
+    )
+    local_train, ray_train = single.artifacts["train"], ray_run.artifacts["train"]
+    # The same artifact: evaluate, export and register read these and nothing else.
+    for name in ("history.json", "hyperparameters.json", "recipe.json", "restarts.json"):
+        assert ray_train.path(name).exists(), name
+    assert sorted(p.name for p in ray_train.path("model").iterdir()) == sorted(
+        p.name for p in local_train.path("model").iterdir()
+    )
+    assert ray_train.summary["ray_train"]["workers"] == 2
+    hyper = ray_train.json("hyperparameters")
+    assert hyper["batch_size"] == 8 and hyper["batch_size_per_worker"] == 4  # the same global batch
+    local_acc = single.artifacts["evaluate"].metrics["accuracy"]
+    ray_acc = ray_run.artifacts["evaluate"].metrics["accuracy"]
+    # Within noise on a 24-row test split: both learn the topics.
+    assert ray_acc >= 0.75 and abs(ray_acc - local_acc) <= 0.2, (local_acc, ray_acc)
+
+
+def _busy_train_workers() -> list[int]:
+    """Ray Train worker processes now training (an idle one left by an earlier run is not)."""
+    import psutil
+
+    workers = [
+        process
+        for process in psutil.process_iter(["pid", "cmdline"])
+        if "RayTrainWorker" in " ".join(process.info.get("cmdline") or [])
+    ]
+    for process in workers:
+        process.cpu_percent(None)
+    time.sleep(0.5)
+    busy = []
+    for process in workers:
+        try:
+            if process.cpu_percent(None) > 10:
+                busy.append(process.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return busy
+
+
+def test_a_killed_worker_restarts_from_the_last_checkpoint_and_the_run_finishes(
+    two_nodes: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    from lmforge.training.ray_train import fit_classifier_on_ray
+
+    frame = pd.DataFrame(make_rows(per_class=40), columns=["text", "label"])
+    labels = sorted(frame["label"].unique())
+    cfg = TrainConfig(
+        pooling="mean",
+        epochs=20,
+        batch_size=8,
+        learning_rate=5e-3,
+        max_length=16,
+        eval_steps=25,
+        early_stopping_patience=None,
+    )
+    storage = tmp_path / "storage"
+    killed: list[int] = []
+
+    def kill_one_after_a_checkpoint() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            # Two checkpoints on storage: the first is surely committed (the second may be in flight).
+            if len(list(storage.glob("*/checkpoint_2*"))) >= 2 and (workers := _busy_train_workers()):
+                os.kill(workers[-1], signal.SIGKILL)
+                killed.append(workers[-1])
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_after_a_checkpoint, daemon=True)
+    killer.start()
+    fit = fit_classifier_on_ray(
+        str(tiny_model),
+        tmp_path,
+        labels,
+        frame,
+        frame.head(40),
+        cfg,
+        ExecutorConfig(type="ray", address=two_nodes, train_workers=2, max_failures=2),
+        storage,
+        "killed",
+        tmp_path / "model",
+    )
+    killer.join(timeout=5)
+    assert killed, "no worker was killed: the run ended before its first checkpoint"
+    assert fit.resumed  # resumed from the checkpoint Ray kept, not from the start
+    assert fit.steps == 20 * 160 // 8  # every planned step ran (20 epochs x 20 global batches)
+    assert (tmp_path / "model" / "config.json").exists()
+    shutil.rmtree(storage, ignore_errors=True)

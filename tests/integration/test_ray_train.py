@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -88,6 +89,11 @@ def two_nodes() -> Iterator[str]:
             ray.shutdown()
         for node in reversed(nodes):
             _stop(node)
+        # `ray start --head` names itself the machine's current cluster; a later ray.init()
+        # without an address would try to join the stopped one.
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if current.exists() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
 
 def _config(config_dict: dict[str, Any], executor: dict[str, Any] | None) -> Any:

@@ -102,7 +102,11 @@ def connect_ray(cfg: ExecutorConfig) -> bool:
     if cfg.address:
         ray.init(address=cfg.address, log_to_driver=False)
         return False
-    ray.init(num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+    # address="local": a new Ray of our own, never a cluster `ray start` left on this machine
+    # (without it, ray.init joins the one named in /tmp/ray/ray_current_cluster, even a dead one).
+    ray.init(
+        address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False
+    )
     return True
 
 

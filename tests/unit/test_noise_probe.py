@@ -149,10 +149,14 @@ def test_a_count_based_budget_never_scales_the_check() -> None:
     assert budget.decisions == []
 
 
-def test_the_clean_stage_records_the_probe_and_why(config_dict: dict) -> None:
+def test_the_clean_stage_records_the_probe_and_the_report_shows_it(config_dict: dict) -> None:
     rows = make_rows(per_class=30)
     write_csv(Path(config_dict["data"]["train"]), rows)
     config_dict["clean"] = {"label_noise": "flag", "label_noise_probe": "fast"}
-    result = run_pipeline(load_config(data=config_dict), until="clean")
+    config_dict["tracking"]["enabled"] = False
+    result = run_pipeline(load_config(data=config_dict), until="report")
     recorded = result.artifacts["clean"].summary["label_noise_probe"]
     assert recorded == {"probe": "fast", "reason": "clean.label_noise_probe: fast", "folds": FAST_FOLDS}
+    html = result.artifacts["report"].path("report.html").read_text(encoding="utf-8")
+    # Shown whether or not any row was flagged (with the flagged rows, or in their place).
+    assert "5 folds" in html and "clean.label_noise_probe: fast" in html

@@ -219,8 +219,8 @@ def choose_probe(setting: str, rows: int) -> tuple[str, str]:
     if setting != "auto":
         return setting, f"clean.label_noise_probe: {setting}"
     if rows >= FAST_ROWS:
-        return "fast", f"{rows:,} train rows >= {FAST_ROWS:,} (auto)"
-    return "full", f"{rows:,} train rows < {FAST_ROWS:,} (auto)"
+        return "fast", f"auto: {rows:,} train rows >= {FAST_ROWS:,}"
+    return "full", f"auto: {rows:,} train rows < {FAST_ROWS:,}"
 
 
 def _probe_probs(vectors: np.ndarray, codes: np.ndarray, cv: StratifiedKFold, seed: int) -> np.ndarray:

@@ -141,7 +141,7 @@ def test_useless_embeddings_fall_back_to_tfidf() -> None:
     tfidf = find_label_issues(texts, noisy, model="tfidf")
 
     assert mixed.attrs["embedding_weight"] == 0.0
-    assert tfidf.attrs == {"model": "tfidf", "folds": 10, "embedding_weight": 0.0}
+    assert tfidf.attrs == {"model": "tfidf", "folds": 10, "embedding_weight": 0.0, "probe": "full"}
     pd.testing.assert_frame_equal(mixed, tfidf)
 
 

@@ -19,6 +19,8 @@ class CleanLog:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     pii: Counter[str] = field(default_factory=Counter)
     repairs: Counter[str] = field(default_factory=Counter)
+    # The label-noise probe used, why, and its folds (None: the check did not run).
+    noise_probe: dict[str, Any] | None = None
     # Columns of a removed row recorded besides text and label (generation: the answer).
     row_columns: tuple[str, ...] = ()
 

@@ -5,7 +5,7 @@ A budget is a hard ceiling on the whole run (ingest to register, export and repo
 the stages after `train` are *reserved* before training starts, from the test rows and the
 kind of model that wins (a fine-tuned transformer costs more to evaluate and export than a
 linear model), so training spends only what is left after them. Stages before training are
-cheap except the label-noise check, which is scaled down (fewer folds) or turned off when its
+cheap except the label-noise check, which moves to its fast probe or is turned off when its
 estimate does not fit its share; that choice depends only on the row count and the budget, so
 a rerun with the same data and budget makes it again and reuses the cache.
 
@@ -36,10 +36,16 @@ _DATA_COST: dict[str, tuple[float, float]] = {
     "augment": (0.5, 0.05),
     "baseline": (1.0, 0.4),
 }
-# Label-noise check: one TF-IDF + logistic-regression fit per fold, per unit (emotion: 31 s for
-# 10 folds of 16 units on a busy machine).
-NOISE_SECONDS_PER_FOLD_PER_UNIT = 0.2
-NOISE_SHARE = 0.10  # of the budget; above it the check runs with fewer folds, or not at all
+# Label-noise check: one TF-IDF + logistic-regression fit per fold, per unit. Emotion's 10 folds
+# of ~15 units took 31 s on an idle machine and 84-131 s on a busy one (bench_noise_probe.py);
+# banking77's 77 classes cost 2-3x more per unit. Priced between the two.
+NOISE_SECONDS_PER_FOLD_PER_UNIT = 0.5
+# The fast probe (noise.py `probe="fast"`: 5 folds, one vocabulary, SGD), the whole check per
+# unit: emotion 16 units in 4-8 s against the full probe's 38-115 s (bench/bench_noise_probe.py,
+# 2 busy cores). Priced at the slow end; many classes cost more (banking77's 77: 1-2 s per unit,
+# one SGD fit per class), as they do for the full probe, whose figure above ignores them too.
+NOISE_FAST_SECONDS_PER_UNIT = 0.5
+NOISE_SHARE = 0.10  # of the budget; above it the check runs with the fast probe, or not at all
 
 # After training, per kind of winner: fixed seconds + seconds per unit of the test split.
 _POST_COST: dict[str, dict[str, tuple[float, float]]] = {
@@ -211,24 +217,43 @@ def budget_config(budget: RunBudget, stage: str, config: Config, events: Any) ->
     """`config` with the scale-downs the budget asks of `stage`, each logged and recorded.
 
     Only the label-noise check is scaled today: it is the one data stage whose cost grows
-    with rows x folds (minutes on tens of thousands of rows). The decision depends only on the
-    train rows and the budget, so a rerun decides alike and reuses the cached stage.
+    with rows x folds (minutes on tens of thousands of rows). When the full probe does not fit
+    its share the fast probe is tried, and only when that does not fit either is the check
+    turned off. The decision depends only on the train rows and the budget, so a rerun
+    decides alike and reuses the cached stage.
     """
-    if stage != "clean" or config.clean.label_noise == "off":
+    from lmforge.data.noise import choose_probe
+
+    clean = config.clean
+    if stage != "clean" or clean.label_noise == "off":
         return config
     rows = budget.rows.get("train", 0)
+    probe, _ = choose_probe(clean.label_noise_probe, rows)
     folds = 10
-    if budget.noise_folds(folds) >= folds:
+    if probe == "full" and budget.noise_folds(folds) >= folds:
         return config
-    estimate = NOISE_SECONDS_PER_FOLD_PER_UNIT * budget.units("train") * folds
+    share = NOISE_SHARE * budget.seconds
+    fast = NOISE_FAST_SECONDS_PER_UNIT * budget.units("train")
+    if budget.count_based or fast <= share:
+        if probe == "fast":
+            return config  # already the cheap probe, and it fits
+        full = NOISE_SECONDS_PER_FOLD_PER_UNIT * budget.units("train") * folds
+        reason = (
+            f"the full label-noise probe on {rows:,} rows of {budget.mean_chars:.0f} characters needs "
+            f"~{full:.0f} s, over its share ({NOISE_SHARE:.0%} of the budget, {share:.0f} s); "
+            f"the fast probe needs ~{fast:.0f} s"
+        )
+        budget.decide("clean", "clean.label_noise_probe: fast", reason)
+        events.emit("warning", "clean", f"label-noise check on the fast probe: {reason}")
+        return config.model_copy(update={"clean": clean.model_copy(update={"label_noise_probe": "fast"})})
     reason = (
         f"the label-noise check of {rows:,} rows of {budget.mean_chars:.0f} characters needs "
-        f"~{estimate:.0f} s, over its share "
-        f"({NOISE_SHARE:.0%} of the budget, {NOISE_SHARE * budget.seconds:.0f} s)"
+        f"~{fast:.0f} s even with the fast probe, over its share "
+        f"({NOISE_SHARE:.0%} of the budget, {share:.0f} s)"
     )
     budget.decide("clean", "clean.label_noise: off", reason)
     events.emit("warning", "clean", f"label-noise check off: {reason}")
-    return config.model_copy(update={"clean": config.clean.model_copy(update={"label_noise": "off"})})
+    return config.model_copy(update={"clean": clean.model_copy(update={"label_noise": "off"})})
 
 
 def estimate_size(paths: list[Any]) -> tuple[int, float]:

@@ -102,15 +102,22 @@ def _repair(
 
 def _label_noise(ctx: StageContext, cfg: CleanConfig, train: pd.DataFrame, log: CleanLog) -> pd.DataFrame:
     """Flag (or drop) rows whose label an out-of-fold model strongly disagrees with."""
-    from lmforge.data.noise import find_label_issues
+    from lmforge.data.noise import choose_probe, find_label_issues
 
     if train["label"].nunique() < 2 or len(train) < 20:
         ctx.log("label-noise check skipped: it needs at least 20 rows of 2 classes")
         return train
-    with ctx.progress(f"checking labels ({cfg.label_noise_model})", total=None):
+    probe, why = choose_probe(cfg.label_noise_probe, len(train))
+    with ctx.progress(f"checking labels ({cfg.label_noise_model}, {probe} probe)", total=None):
         issues = find_label_issues(
-            train["text"].tolist(), train["label"].tolist(), model=cfg.label_noise_model, seed=0
+            train["text"].tolist(),
+            train["label"].tolist(),
+            model=cfg.label_noise_model,
+            seed=0,
+            probe=probe,
         )
+    log.noise_probe = {"probe": probe, "reason": why, "folds": int(issues.attrs["folds"])}
+    ctx.log(f"label-noise probe: {probe} ({why}), {issues.attrs['folds']} folds")
     flagged = train.assign(
         suggested=issues["suggested"].to_numpy(),
         quality=issues["quality"].to_numpy(),
@@ -174,6 +181,7 @@ def _write(
         "conflict_examples": log.conflicts[:10],
         "label_issues": len(issues),
         "label_issue_examples": issues.head(15).to_dict("records"),
+        "label_noise_probe": log.noise_probe,
     }
     if len(removed):
         ctx.log(

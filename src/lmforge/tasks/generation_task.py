@@ -32,6 +32,7 @@ CAUSAL_UNUSED_KEYS = (
     "validate.min_rows_per_class",
     # clean.label_noise: defaults to off for causal tasks; config._clean_problems checks it
     "clean.label_noise_model",
+    "clean.label_noise_probe",
     "label",
     "augment",
     "baseline.max_features",

@@ -750,7 +750,11 @@ class GateConfig(Section):
 class ExecutorConfig(Section):
     type: Literal["local", "ray"] = Field("local", description="Where tuning trials run.")
     address: str | None = Field(
-        None, description="Ray cluster address (`ray start --head` prints it); null: start a local Ray."
+        None,
+        description=(
+            "Ray cluster address (`ray start --head` prints it); null: $RAY_ADDRESS when set, "
+            "else a Ray of its own on this machine."
+        ),
     )
     num_cpus: float = Field(1, gt=0, description="CPUs reserved per trial (Ray).")
     num_gpus: float = Field(0, ge=0, description="GPUs reserved per trial (Ray).")

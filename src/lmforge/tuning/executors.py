@@ -99,8 +99,11 @@ def connect_ray(cfg: ExecutorConfig) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file for a local Ray
-    if cfg.address:
-        ray.init(address=cfg.address, log_to_driver=False)
+    # No address in the config: RAY_ADDRESS (set by `ray job submit` and KubeRay for a job's
+    # entrypoint) names the cluster to join, as for any Ray program.
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
         return False
     # address="local": a new Ray of our own, never a cluster `ray start` left on this machine
     # (without it, ray.init joins the one named in /tmp/ray/ray_current_cluster, even a dead one).

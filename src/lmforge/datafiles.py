@@ -163,6 +163,22 @@ _TOKENIZE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _EOF = re.compile(r"EOF inside string starting at row (\d+)")
 
 
+def csv_parser_error(exc: Exception, path: Path, where: str = "") -> DataError:
+    """pandas' CSV parser error as one line naming the file and, when pandas says, the row."""
+    message = str(exc)
+    if match := _TOKENIZE.search(message):
+        expected, line, saw = match.groups()
+        return DataError(
+            f"expected {expected} fields, saw {saw}",
+            file=path,
+            row=int(line),
+            hint="quote fields that contain the separator",
+        )
+    if match := _EOF.search(message):
+        return DataError("a quoted field is never closed", file=path, row=int(match.group(1)) + 1)
+    return DataError(f"malformed CSV{where}: {message}", file=path)
+
+
 def _parse_csv(path: Path, text: str) -> pd.DataFrame:
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
@@ -170,20 +186,7 @@ def _parse_csv(path: Path, text: str) -> pd.DataFrame:
             io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[], skip_blank_lines=True
         )
     except pd.errors.ParserError as exc:
-        message = str(exc)
-        if match := _TOKENIZE.search(message):
-            expected, line, saw = match.groups()
-            raise DataError(
-                f"expected {expected} fields, saw {saw}",
-                file=path,
-                row=int(line),
-                hint="quote fields that contain the separator",
-            ) from None
-        if match := _EOF.search(message):
-            raise DataError(
-                "a quoted field is never closed", file=path, row=int(match.group(1)) + 1
-            ) from None
-        raise DataError(f"malformed CSV: {message}", file=path) from None
+        raise csv_parser_error(exc, path) from None
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", file=path) from None
     # pandas renames a repeated header to `text.1`: the second column would be silently unused.

@@ -9,16 +9,13 @@ the 0-based position of the row among the file's rows.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmforge.datafiles import FORMATS, check_path
+from lmforge.datafiles import FORMATS, check_path, csv_parser_error
 from lmforge.errors import DataError
-
-_TOKENIZE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
 @dataclass
@@ -106,16 +103,7 @@ def _csv(path: Path, column: str, id_column: str | None, chunk_rows: int) -> Sou
                 )
                 position += count
         except pd.errors.ParserError as exc:
-            match = _TOKENIZE.search(str(exc))
-            if match:
-                expected, line, saw = match.groups()
-                raise DataError(
-                    f"expected {expected} fields, saw {saw}",
-                    file=path,
-                    row=int(line),
-                    hint="quote fields that contain the separator",
-                ) from None
-            raise DataError(f"malformed CSV after row {position + 1}: {exc}", file=path) from None
+            raise csv_parser_error(exc, path, f" after row {position + 1}") from None
         except UnicodeDecodeError:
             raise DataError(
                 f"is not UTF-8 text (after row {position + 1})", file=path, hint="save the file as UTF-8"

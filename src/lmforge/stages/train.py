@@ -74,13 +74,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     parameters = count_params(fit.model)
     return StageResult(
         rows={"train": len(train), "validation": len(validation)},
-        metrics={
-            "train_loss": fit.train_loss,
-            "train_seconds": float(time.perf_counter() - started),
-            "steps": float(fit.steps),
-            "restarts": float(len(fit.restarts)),
-            f"best_validation_{settings.metric_for_best_model}": best if best is not None else float("nan"),
-        },
+        metrics=_metrics(fit, started, settings.metric_for_best_model, best),
         summary={
             "model": reference,
             "method": settings.method,
@@ -140,13 +134,7 @@ def _run_on_ray(
     parameters = _saved_parameters(fit.model_dir)
     return StageResult(
         rows={"train": len(train), "validation": len(validation)},
-        metrics={
-            "train_loss": fit.train_loss,
-            "train_seconds": float(time.perf_counter() - started),
-            "steps": float(fit.steps),
-            "restarts": float(len(fit.restarts)),
-            f"best_validation_{metric}": fit.best_metric if fit.best_metric is not None else float("nan"),
-        },
+        metrics=_metrics(fit, started, metric, fit.best_metric),
         summary={
             "model": reference,
             "method": fit.settings["method"],
@@ -168,6 +156,17 @@ def _run_on_ray(
             "ray_train": {"workers": fit.workers, "resumed_after_a_failure": fit.resumed},
         },
     )
+
+
+def _metrics(fit: Any, started: float, metric: str, best: float | None) -> dict[str, float]:
+    """The train stage's metrics, from a local or a Ray Train fit."""
+    return {
+        "train_loss": fit.train_loss,
+        "train_seconds": float(time.perf_counter() - started),
+        "steps": float(fit.steps),
+        "restarts": float(len(fit.restarts)),
+        f"best_validation_{metric}": best if best is not None else float("nan"),
+    }
 
 
 def _saved_parameters(folder: Path) -> int:

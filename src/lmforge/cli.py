@@ -14,7 +14,7 @@ from rich.text import Text
 from lmforge.cli_keys import keys_app
 from lmforge.cli_models import models_app
 from lmforge.cli_predict import predict
-from lmforge.cli_support import console, err_console, errors, state
+from lmforge.cli_support import RESUME, console, err_console, errors, state
 from lmforge.errors import LmforgeError
 
 app = typer.Typer(
@@ -83,7 +83,7 @@ def auto(
     """The best classifier for DATA within a time budget: `init` with `model: auto`, then `run`."""
     from lmforge.starter import guess, render
 
-    with _errors():
+    with _errors(RESUME):
         minutes = _budget_option(budget)  # a bad budget fails before anything is written
         config = out / "lmforge.yaml"
         # is_symlink: a dangling link "does not exist", yet writing through it creates its target.
@@ -131,7 +131,7 @@ def run(
     budget: str | None = typer.Option(None, "--budget", "-b", help=BUDGET_HELP),
 ) -> None:
     """Run every stage; stages whose inputs did not change are reused from earlier runs."""
-    with _errors():
+    with _errors(RESUME):
         _run_config(config, force=force, overrides=set_, until=until, budget=budget)
 
 
@@ -514,7 +514,7 @@ def retrain(
     from lmforge.pipeline.events import EventBus
     from lmforge.retrain import retrain as run_retrain
 
-    with _errors():
+    with _errors("run `lmforge retrain` again to resume"):
         started = time.perf_counter()
         with RichRenderer(console) as renderer:
             result = run_retrain(

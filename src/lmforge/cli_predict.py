@@ -46,7 +46,7 @@ def predict(
     from lmforge.serve.state import ModelHolder
     from lmforge.state_dir import StateDir
 
-    with errors():
+    with errors("no output was written; an existing --out is unchanged"):
         check_output(out, force=force, inputs=source)  # before minutes of model loading
         cfg_file = load_config(config) if config else None
         base = cfg_file.serve if cfg_file else ServeConfig()

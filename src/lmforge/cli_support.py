@@ -18,9 +18,13 @@ err_console = Console(stderr=True)
 state = {"debug": False}
 
 
+RESUME = "run `lmforge run` again to resume"
+
+
 @contextmanager
-def errors() -> Iterator[None]:
-    """User errors: one line, no traceback, exit 1. Anything else: internal error + traceback."""
+def errors(interrupted: str = "") -> Iterator[None]:
+    """User errors: one line, no traceback, exit 1. Anything else: internal error + traceback.
+    Ctrl-C: exit 130 with `interrupted` said after it (what the command left, what to do)."""
     try:
         yield
     except LmforgeError as exc:
@@ -29,7 +33,7 @@ def errors() -> Iterator[None]:
         err_console.print(Text.assemble((f"{exc.headline}: ", "bold red"), str(exc)), soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: run `lmforge run` again to resume")
+        err_console.print("[yellow]interrupted[/]" + (f": {interrupted}" if interrupted else ""))
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort):
         raise

@@ -94,3 +94,22 @@ def test_debug_shows_the_traceback(config_dict: dict, tmp_path: Path) -> None:
 
 def test_unknown_stage_for_force(config_dict: dict, tmp_path: Path) -> None:
     _assert_user_error(*_run(config_dict, tmp_path, "--force", "trian"), "--force: unknown stage trian")
+
+
+@pytest.mark.parametrize(
+    ("said", "expected"),
+    [
+        ("", "interrupted\n"),  # keys, models, serve: nothing to resume
+        ("run `lmforge run` again to resume", "interrupted: run `lmforge run` again to resume"),
+        ("no output was written", "interrupted: no output was written"),
+    ],
+)
+def test_ctrl_c_says_what_the_interrupted_command_left(said: str, expected: str, capsys) -> None:
+    import typer
+
+    from lmforge.cli_support import errors
+
+    with pytest.raises(typer.Exit) as exit_info, errors(said):
+        raise KeyboardInterrupt
+    assert exit_info.value.exit_code == 130
+    assert expected in capsys.readouterr().err

@@ -110,7 +110,8 @@ def _run_on_ray(
     executor = ctx.config.executor
     if ctx.budget is not None:
         ctx.warn(
-            "budget: a pinned model on Ray Train is not fitted to the budget; the run's deadline still holds"
+            "budget: Ray Train does not cut its steps to the budget yet; this run may overrun it "
+            "(set executor.train_workers: 0 to train in this process within the budget)"
         )
     ctx.log(f"Ray Train: {executor.train_workers} worker(s) x {executor.cpus_per_worker:g} CPU")
     fit = fit_classifier_on_ray(

@@ -423,7 +423,9 @@ class TrainConfig(Section):
     )
     logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="`auto`: bf16 on GPUs that support it, else fp32."
+        "auto",
+        description="`auto`: on a GPU that supports bf16, bf16 for models of 300M parameters or "
+        "more and fp32 below (small models train faster in fp32: measured on an H200); fp32 on a CPU.",
     )
     seed: int = Field(42, description="Seed of weight init, shuffling and dropout.")
     label_smoothing: float = Field(

@@ -130,7 +130,7 @@ def _generate(
     import torch
 
     prompts = [_prompt(tokenizer, text) for text in texts]
-    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
     sampling: dict[str, Any] = {"do_sample": False}
     if temperature > 0:
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.9}
@@ -138,7 +138,7 @@ def _generate(
         out = lm.generate(
             **batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
         )
-    new_tokens = out[:, batch["input_ids"].shape[1] :]
+    new_tokens = out[:, batch["input_ids"].shape[1] :].cpu()
     stops = lm.generation_config.eos_token_id
     if stops is None:
         stops = tokenizer.eos_token_id

@@ -28,6 +28,7 @@ def encoder(reference: str, base_dir: Path | None = None) -> tuple[Any, Any]:
 def _load(reference: str, base_dir: str | None) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
+    from lmforge.models.device import place
     from lmforge.models.load import model_folder
 
     quiet_transformers()
@@ -37,7 +38,7 @@ def _load(reference: str, base_dir: str | None) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModel.from_pretrained(folder)
     model.eval()
-    return tokenizer, model
+    return tokenizer, place(model)
 
 
 def embed(
@@ -62,12 +63,12 @@ def embed(
         for index, batch in length_sorted_batches(
             tokenizer, texts, batch_size=batch_size, max_length=max_length
         ):
-            hidden = encoder(**batch).last_hidden_state
+            hidden = encoder(**batch.to(encoder.device)).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             if normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[index] = pooled.float().numpy()
+            out[index] = pooled.float().cpu().numpy()
             if on_batch is not None:
                 on_batch(len(index))
     return out

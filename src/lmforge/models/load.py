@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmforge.models.device import place
 from lmforge.models.pooling import MAX_LENGTH_KEY, POOLING_KEY, classifier_class
 from lmforge.models.quiet import quiet_transformers
 from lmforge.models.resolve import ResolvedModel
@@ -162,16 +163,17 @@ def load_classifier(
     return tokenizer, model
 
 
-def load_trained_classifier(folder: Path) -> tuple[Any, Any]:
+def load_trained_classifier(folder: Path, *, on_device: bool = False) -> tuple[Any, Any]:
     """Tokenizer and classifier (eval mode) from a folder lmforge saved: the head is rebuilt
-    as it was trained (mean pooling or the architecture's own)."""
+    as it was trained (mean pooling or the architecture's own). `on_device`: on the inference
+    device (models/device.py) rather than the CPU (ONNX export traces on the CPU)."""
     from transformers import AutoConfig, AutoTokenizer
 
     quiet_transformers()
     config = AutoConfig.from_pretrained(folder)
     model = classifier_class(config).from_pretrained(folder, config=config)
     model.eval()
-    return AutoTokenizer.from_pretrained(folder), model
+    return AutoTokenizer.from_pretrained(folder), place(model) if on_device else model
 
 
 def trained_max_length(config: Any, default: int = 128) -> int:
@@ -195,4 +197,4 @@ def load_causal_lm(resolved: ResolvedModel) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(folder)
     model.eval()
-    return tokenizer, model
+    return tokenizer, place(model)

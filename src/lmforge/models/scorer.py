@@ -199,7 +199,7 @@ def _transformer(
     if export_dir is None or serving is None:
         from lmforge.models.load import load_trained_classifier, trained_max_length
 
-        tokenizer, model = load_trained_classifier(model_dir)
+        tokenizer, model = load_trained_classifier(model_dir, on_device=True)
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         length = max_length or trained_max_length(model.config)
         return TransformerScorer(model_dir, labels, length, tokenizer, model=model)

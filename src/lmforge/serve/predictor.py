@@ -92,7 +92,7 @@ class ClassifierPredictor:
             if threads:
                 torch.set_num_threads(threads)
             self.file = "model.safetensors"
-            self._model = load_trained_classifier(model_dir)[1]
+            self._model = load_trained_classifier(model_dir, on_device=True)[1]
 
     def classify(self, texts: list[str]) -> list[Classified]:
         """One batch; the caller (the micro-batcher) decides its size."""
@@ -107,7 +107,7 @@ class ClassifierPredictor:
             texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
         )
         with torch.inference_mode():
-            return np.asarray(self._model(**batch).logits.float().numpy())
+            return np.asarray(self._model(**batch.to(self._model.device)).logits.float().cpu().numpy())
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, truncation=False)["input_ids"])
@@ -212,6 +212,7 @@ class GenerationPredictor:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from lmforge.models.device import place
         from lmforge.models.quiet import quiet_transformers
 
         quiet_transformers()
@@ -221,7 +222,7 @@ class GenerationPredictor:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        self.model = place(AutoModelForCausalLM.from_pretrained(model_dir).eval())
         self.max_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.labels: list[str] = []
         self._lock = threading.Lock()
@@ -242,7 +243,7 @@ class GenerationPredictor:
 
         from lmforge.tasks.generation import prompt_ids
 
-        ids = torch.tensor([prompt_ids(self.tokenizer, prompt)], dtype=torch.long)
+        ids = torch.tensor([prompt_ids(self.tokenizer, prompt)], dtype=torch.long, device=self.model.device)
         if ids.shape[1] == 0:
             raise EmptyPrompt("the prompt has no tokens", hint="send a non-empty prompt")
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}

@@ -106,11 +106,17 @@ def fit_causal_lm(
 
             override_dropout(model.config, cfg.dropout)
         model.config.use_cache = False  # the cache is useless in training and warns with checkpointing
+        parameters = sum(p.numel() for p in model.parameters())
         model, trainable = prepare_model(model, cfg)
         trainer = trainer_class()(
             model=model,
             args=training_arguments(
-                cfg, checkpoints, cfg.learning_rate * scale, save=save_checkpoints, loss_only=True
+                cfg,
+                checkpoints,
+                cfg.learning_rate * scale,
+                save=save_checkpoints,
+                loss_only=True,
+                parameters=parameters,
             ),
             train_dataset=train,
             eval_dataset=validation,

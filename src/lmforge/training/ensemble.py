@@ -24,7 +24,7 @@ def member_folders(folder: Path) -> list[Path]:
 def folder_proba(folder: Path, texts: list[str], *, batch_size: int, max_length: int) -> np.ndarray:
     from lmforge.models.load import load_trained_classifier
 
-    tokenizer, model = load_trained_classifier(folder)
+    tokenizer, model = load_trained_classifier(folder, on_device=True)
     return predict_proba(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
 
 

@@ -41,11 +41,15 @@ def clock_schedule(
     shape: str,
     rungs: Sequence[float] = RUNGS,
     clock: Callable[[], float] = time.monotonic,
+    agree: Callable[[float], float] = lambda progress: progress,
 ) -> Any:
     """A Trainer callback that sets the learning rate of every parameter group from the
     progress (see the module's docstring) and ends training when it reaches 1 at `end` (a
     `clock()` value). Use with the Trainer's own schedule constant (`constant_with_warmup`
-    and no warmup), so the base rate it restores each step is the one multiplied here."""
+    and no warmup), so the base rate it restores each step is the one multiplied here.
+    `agree` turns this process's progress into the one every data-parallel worker uses (the
+    largest, `training/ray_budget.py`): workers whose clocks differ by a step would otherwise
+    stop at different steps, and the one still training would wait for the others forever."""
     from transformers import TrainerCallback
 
     class ClockSchedule(TrainerCallback):
@@ -57,7 +61,7 @@ def clock_schedule(
         def progress(self, step: int) -> float:
             started = self.started if self.started is not None else clock()
             by_time = (clock() - started) / max(1e-9, end - started)
-            return max(step / max(1, max_steps), by_time)
+            return agree(max(step / max(1, max_steps), by_time))
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.started is None:  # a restart after divergence keeps the first start

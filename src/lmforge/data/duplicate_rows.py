@@ -15,11 +15,15 @@ import pandas as pd
 
 from lmforge.config import CleanConfig
 from lmforge.data.cleanlog import CleanLog
-from lmforge.data.dedup import Match, cross_duplicates, find_duplicates
+from lmforge.data.dedup import BlockMapper, Match, cross_duplicates, find_duplicates
 
 
-def deduplicate(cfg: CleanConfig, frames: dict[str, pd.DataFrame], log: CleanLog) -> dict[str, pd.DataFrame]:
-    """Drop duplicates within train + unlabeled (jointly), within validation and within test."""
+def deduplicate(
+    cfg: CleanConfig, frames: dict[str, pd.DataFrame], log: CleanLog, *, mapper: BlockMapper | None = None
+) -> dict[str, pd.DataFrame]:
+    """Drop duplicates within train + unlabeled (jointly), within validation and within test.
+
+    `mapper` runs the MinHash sketching elsewhere (Ray Data); the matches are the same."""
     out = dict(frames)
     groups = [("train", "unlabeled"), ("validation",), ("test",)]
     for names in groups:
@@ -28,7 +32,10 @@ def deduplicate(cfg: CleanConfig, frames: dict[str, pd.DataFrame], log: CleanLog
             continue
         rows = pd.concat([frames[n].assign(_split=n) for n in present], ignore_index=True)
         matches = find_duplicates(
-            rows["text"].tolist(), near=cfg.near_duplicates, threshold=cfg.near_duplicate_threshold
+            rows["text"].tolist(),
+            near=cfg.near_duplicates,
+            threshold=cfg.near_duplicate_threshold,
+            mapper=mapper,
         )
         if not cfg.exact_duplicates:
             matches = [m for m in matches if m.kind != "exact"]

@@ -88,7 +88,12 @@ class ClassificationTask:
             ),
             StageSpec("validate", ("ingest",), ("validate", "label")),
             StageSpec(
-                "clean", ("validate",), ("clean", "label"), files=clean_answers, fingerprint=clean_fingerprint
+                "clean",
+                ("validate",),
+                ("clean", "label"),
+                files=clean_answers,
+                fingerprint=clean_fingerprint,
+                unkeyed=("executor",),  # where the per-row work runs (Ray Data), not what it gives
             ),
             StageSpec(
                 "label",

@@ -122,7 +122,7 @@ def _repair(
         from lmforge.data.on_ray import map_blocks
 
         repaired = (r for block in map_blocks(executor, work, texts_in) for r in block)
-    texts, keep = [], []
+    texts, keep, dropped = [], [], []
     with ctx.progress(f"repairing {name} texts", total=len(frame)) as bar:
         for i, (row, (text, changes, found)) in enumerate(
             zip(frame.itertuples(index=False), repaired, strict=True)
@@ -135,13 +135,14 @@ def _repair(
             log.pii.update(found)
             keep.append(not (found and cfg.pii == "drop"))
             if not keep[-1]:
-                kinds = ", ".join(sorted(found))
-                log.remove(name, frame.iloc[[i]], f"personal data ({kinds})")
+                dropped.append((i, f"personal data ({', '.join(sorted(found))})"))
             elif changes:
                 log.change(name, row.source_row, changes, row.text, text)
             texts.append(text)
             if i % 500 == 499:
                 bar.advance(500)
+    if dropped:  # logged at once: `frame.iloc[[i]]` row by row copies the text column each time
+        log.remove(name, frame.iloc[[i for i, _ in dropped]], [reason for _, reason in dropped])
     return frame.assign(text=texts).loc[keep].reset_index(drop=True)  # [[]] would drop the columns
 
 

@@ -236,6 +236,26 @@ def test_blocks_and_band_index_equal_datasketch_lsh(
     assert len(expected) > 50  # the check has something to compare
 
 
+@pytest.mark.parametrize("chars", [1, 150, 10**9])
+def test_long_texts_are_shingled_in_char_bounded_blocks(monkeypatch: pytest.MonkeyPatch, chars: int) -> None:
+    # Hostile sizes: a few 20,000-character texts among short ones. Blocks are cut by characters
+    # (a text longer than the budget is a block alone), and the matches do not depend on the cut.
+    rng = random.Random(5)
+    long_text = " ".join(rng.choice(DIFFERENT) for _ in range(400))[:20_000]
+    texts = [BASE, long_text, *DIFFERENT, _edit(long_text, rng), _edit(BASE, rng), long_text.upper()]
+    expected = find_duplicates(texts)  # one block
+    assert [(m.index, m.duplicate_of, m.kind) for m in expected] == [
+        (8, 1, "near"),
+        (9, 0, "near"),
+        (10, 1, "exact"),
+    ]
+    monkeypatch.setattr(dedup, "_CHARS", chars)
+    assert list(dedup._char_blocks(["ab", "cde", "f", "ghij"])) == (
+        [(0, 1), (1, 2), (2, 3), (3, 4)] if chars == 1 else [(0, 4)]
+    )
+    assert find_duplicates(texts) == expected
+
+
 def test_deterministic_results() -> None:
     rng = random.Random(3)
     texts = [BASE, *DIFFERENT] + [_edit(rng.choice([BASE, *DIFFERENT]), rng) for _ in range(20)]

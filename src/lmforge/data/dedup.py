@@ -36,8 +36,10 @@ _SCHEME = "affine32"
 _CATCH_AT_THRESHOLD = 0.98
 # Shingles per block when applying the permutations: bounds memory to ~block * num_perm * 4 bytes.
 _BLOCK = 65_536
-# Forms sketched at once: the shingling arrays of a block take ~100 bytes a character.
+# Forms sketched and matched at once, and characters shingled at once (the shingling arrays
+# take ~100 bytes a character, so ~250 MB at most for a block whatever the texts' lengths).
 _ROWS = 25_000
+_CHARS = 2_500_000
 _POLY = np.uint64(0x100000001B3)  # odd 64-bit multiplier (FNV prime) for the window polynomial
 _U64 = np.uint64
 
@@ -120,16 +122,7 @@ class _Sketches:
             blocks: Iterable[Block] = (work(forms[s : s + _ROWS]) for s in range(0, len(forms), _ROWS))
         else:
             blocks = mapper(work, forms)
-        hashes, offsets, keys, total = [], [np.zeros(1, dtype=np.int64)], [], 0
-        for block_hashes, bounds, block_keys in blocks:
-            hashes.append(block_hashes)
-            offsets.append(bounds[1:].astype(np.int64) + total)
-            keys.append(block_keys)
-            total += int(bounds[-1])
-        self.hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint32)
-        self.bounds = np.concatenate(offsets)
-        width = 0 if bands is None else bands[0]
-        self.keys = np.concatenate(keys) if keys else np.zeros((0, width), dtype=np.uint64)
+        self.hashes, self.bounds, self.keys = _join(blocks, 0 if bands is None else bands[0])
         if self.bounds.size != len(forms) + 1 or len(self.keys) != len(forms):
             raise ValueError(f"sketched {self.bounds.size - 1} forms, expected {len(forms)}")
 
@@ -162,10 +155,41 @@ def sketch_block(
     """The per-row work of near-duplicate detection for one block of non-empty normal forms, a
     pure function Ray Data can map over blocks: the sorted unique shingle hashes with their CSR
     bounds, and (`bands` = (bands, rows)) each form's LSH band keys, an (n, bands) array."""
-    hashes, bounds = _shingle_hashes(forms, shingle_size)
-    if bands is None:
-        return hashes, bounds, np.zeros((len(forms), 0), dtype=np.uint64)
-    return hashes, bounds, _band_keys(_signatures(hashes, bounds, num_perm, seed), *bands)
+    blocks = []
+    for start, stop in _char_blocks(forms):  # a few long texts must not make a huge block
+        hashes, bounds = _shingle_hashes(forms[start:stop], shingle_size)
+        keys = np.zeros((stop - start, 0), dtype=np.uint64)
+        if bands is not None:
+            keys = _band_keys(_signatures(hashes, bounds, num_perm, seed), *bands)
+        blocks.append((hashes, bounds, keys))
+    return _join(blocks, 0 if bands is None else bands[0])
+
+
+def _char_blocks(forms: Sequence[str]) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive runs of forms with at most `_CHARS` characters in all (a
+    longer form is a run of its own): the shingling arrays take ~100 bytes a character."""
+    ends = np.cumsum(np.fromiter((len(f) for f in forms), dtype=np.int64, count=len(forms)))
+    start = 0
+    while start < len(forms):
+        before = int(ends[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(ends, before + _CHARS, side="right")), start + 1)
+        yield start, stop
+        start = stop
+
+
+def _join(blocks: Iterable[Block], bands: int) -> Block:
+    """Consecutive blocks' (hashes, bounds, keys) as one: bounds offset by the hashes before."""
+    hashes, offsets, keys, total = [], [np.zeros(1, dtype=np.int64)], [], 0
+    for block_hashes, bounds, block_keys in blocks:
+        hashes.append(block_hashes)
+        offsets.append(bounds[1:].astype(np.int64) + total)
+        keys.append(block_keys)
+        total += int(bounds[-1])
+    return (
+        np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint32),
+        np.concatenate(offsets),
+        np.concatenate(keys) if keys else np.zeros((0, bands), dtype=np.uint64),
+    )
 
 
 def _shingle_hashes(forms: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -64,9 +64,11 @@ def map_blocks(
     if not items:
         return
     block_rows = block_rows or BLOCK_ROWS
+    # Order matters (the stage matches results to rows); the settings are put back after.
+    context = ray.data.DataContext.get_current()
+    saved = (context.execution_options.preserve_order, context.enable_progress_bars)
     started_here = connect_ray(executor)
     try:
-        context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1) // executor.num_cpus))
@@ -89,6 +91,7 @@ def map_blocks(
         if expected != len(items):
             raise RuntimeError(f"Ray Data returned {expected} of {len(items)} rows")
     finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = saved
         if started_here:
             ray.shutdown()
 

@@ -14,6 +14,7 @@ import pytest
 
 from lmforge.config import ExecutorConfig, load_config
 from lmforge.data import on_ray
+from lmforge.data.autolabel import auto_label
 from lmforge.data.dedup import find_duplicates
 from lmforge.pipeline.events import Event, EventBus
 from lmforge.pipeline.runner import run_pipeline
@@ -107,9 +108,23 @@ def test_embeddings_on_ray_equal_local(local_ray: None, tmp_path: Path) -> None:
     from lmforge.models.embed import embed
 
     model = str(build_tiny_bert(tmp_path / "bert"))
-    texts = [text for text, _ in make_rows(per_class=6, seed=2)]
+    rows = make_rows(per_class=8, seed=3)
+    texts = [text for text, _ in rows]
     expected = embed(texts, model=model)
     got = on_ray.embed_on_ray(RAY, texts, model=model, base_dir=None, block_rows=7)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    assert on_ray.embed_on_ray(RAY, [], model=model, base_dir=None).shape[0] == 0
+    # The label stage's auto-labelling on those vectors gives the local labels (one Ray map
+    # stands for the stage's two: the labelled rows and the unlabelled ones).
+    on_ray_vectors = dict(zip(texts, got, strict=True))
+    labeled, unlabeled = rows[::2], [text for text, _ in rows[1::2]]
+    kwargs: dict[str, Any] = {
+        "labeled_texts": [t for t, _ in labeled],
+        "labeled_labels": [label for _, label in labeled],
+        "method": "embeddings",
+        "embedding_model": model,
+    }
+    here = auto_label(unlabeled, [], **kwargs)
+    there = auto_label(unlabeled, [], embedder=lambda t: np.stack([on_ray_vectors[x] for x in t]), **kwargs)
+    assert there.labels == here.labels
+    np.testing.assert_allclose(there.probabilities, here.probabilities, atol=1e-4)

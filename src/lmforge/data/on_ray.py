@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,39 +60,51 @@ def map_blocks(
     import ray
     import ray.data
 
-    from lmforge.tuning.executors import connect_ray
-
     if not items:
         return
     block_rows = block_rows or BLOCK_ROWS
     # Order matters (the stage matches results to rows); the settings are put back after.
     context = ray.data.DataContext.get_current()
     saved = (context.execution_options.preserve_order, context.enable_progress_bars)
+    with ray_session(executor):
+        try:
+            context.execution_options.preserve_order = True
+            context.enable_progress_bars = False
+            cpus = max(1, int(ray.cluster_resources().get("CPU", 1) // executor.num_cpus))
+            table = pd.DataFrame({"item": list(items), "row": np.arange(len(items))})
+            done = ray.data.from_pandas(table).map_batches(
+                _Worker,
+                fn_constructor_args=(factory,),
+                batch_size=block_rows,
+                batch_format="numpy",
+                concurrency=(1, cpus),
+                num_cpus=executor.num_cpus,
+            )
+            del table
+            expected = 0
+            for row in done.iter_rows():
+                if int(row["start"]) != expected:  # preserve_order guarantees it; checked anyway
+                    raise RuntimeError(f"Ray Data returned row {row['start']} where {expected} was due")
+                expected += int(row["rows"])
+                yield pickle.loads(row["result"])
+            if expected != len(items):
+                raise RuntimeError(f"Ray Data returned {expected} of {len(items)} rows")
+        finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = saved
+
+
+@contextmanager
+def ray_session(executor: ExecutorConfig) -> Iterator[None]:
+    """Connected to `executor`'s Ray for the block: a stage that maps several times holds one
+    session around them all (else each map would start and stop a local Ray of its own)."""
+    import ray
+
+    from lmforge.tuning.executors import connect_ray
+
     started_here = connect_ray(executor)
     try:
-        context.execution_options.preserve_order = True
-        context.enable_progress_bars = False
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1) // executor.num_cpus))
-        table = pd.DataFrame({"item": list(items), "row": np.arange(len(items))})
-        done = ray.data.from_pandas(table).map_batches(
-            _Worker,
-            fn_constructor_args=(factory,),
-            batch_size=block_rows,
-            batch_format="numpy",
-            concurrency=(1, cpus),
-            num_cpus=executor.num_cpus,
-        )
-        del table
-        expected = 0
-        for row in done.iter_rows():
-            if int(row["start"]) != expected:  # preserve_order guarantees it; checked anyway
-                raise RuntimeError(f"Ray Data returned row {row['start']} where {expected} was due")
-            expected += int(row["rows"])
-            yield pickle.loads(row["result"])
-        if expected != len(items):
-            raise RuntimeError(f"Ray Data returned {expected} of {len(items)} rows")
+        yield
     finally:
-        context.execution_options.preserve_order, context.enable_progress_bars = saved
         if started_here:
             ray.shutdown()
 

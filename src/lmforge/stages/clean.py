@@ -72,17 +72,11 @@ def _executor(ctx: StageContext) -> Iterator[ExecutorConfig | None]:
     if executor.type != "ray":
         yield None
         return
-    from lmforge.tuning.executors import connect_ray
+    from lmforge.data.on_ray import ray_session
 
-    started_here = connect_ray(executor)
-    ctx.log("per-row work (repair, PII, MinHash, embeddings) on Ray Data")
-    try:
+    with ray_session(executor):
+        ctx.log("per-row work (repair, PII, MinHash, embeddings) on Ray Data")
         yield executor
-    finally:
-        if started_here:
-            import ray
-
-            ray.shutdown()
 
 
 def _mapper(executor: ExecutorConfig | None) -> BlockMapper | None:

@@ -101,6 +101,7 @@ class ClassificationTask:
                 ("label", "validate"),
                 files=reviewed_labels,
                 fingerprint=label_fingerprint,
+                unkeyed=("executor",),  # embeddings on Ray Data or here: the same labels
             ),
             StageSpec("split", ("label",), ("split",)),
             StageSpec("augment", ("split",), ("augment",), fingerprint=augment_fingerprint),

@@ -220,7 +220,10 @@ def main() -> None:
         args.result.write_text(json.dumps(clean_arm(args.data, args.work, args.arm)))
         return
     if args.part == "clean":
-        clean_part(args.rows or 100_000, args.arms.split(","))
+        arms = args.arms.split(",")
+        if unknown := set(arms) - {"single", "ray"}:
+            raise SystemExit(f"--arms: unknown arm(s) {', '.join(sorted(unknown))}; use single, ray")
+        clean_part(args.rows or 100_000, arms)
         return
     args.rows = args.rows or 2000
     if not (DATA / "emotion.csv").exists():

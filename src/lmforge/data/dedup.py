@@ -16,7 +16,7 @@ Memory: rows are sketched in blocks of `_ROWS`, so the transient arrays (every w
 form, the permuted block) are bounded by the block, not the data; what is kept for all rows is the
 shingle hashes (~4 bytes a character) for the exact check and, within one list, the kept rows'
 band keys (8 bytes a band) in sorted numpy arrays. datasketch's own `MinHashLSH` held ~5 KB of
-Python objects per row (a 1M-row file needed ~5 GB for the index alone), so `find_duplicates`
+Python objects per row (measured at 100k rows: ~5 GB for the index alone at 1M), so `find_duplicates`
 bands the same way with its own compact index; `cross_duplicates` (reference sets are small) still
 uses `MinHashLSH`.
 """

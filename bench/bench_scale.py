@@ -1,4 +1,7 @@
-"""Ray Train's overhead over the plain train stage (issue "Outgrowing one machine", part a).
+"""Scale-out figures (issue "Outgrowing one machine"): (a) Ray Train's overhead over the plain
+train stage, (b) the clean stage on 100k-1M synthetic rows, single-process vs Ray Data.
+
+(a) `--part train` (the default): Ray Train's overhead over the plain train stage.
 
 Same data, model, settings and step count, side by side in one run:
 
@@ -12,13 +15,27 @@ accuracy; and each Ray arm's overhead per step over the plain arm. On a 2-core m
 workers cannot be faster than one process using both cores: the figure is the overhead.
 
     python bench/bench_scale.py [--rows 2000 --steps 40 --threads 2]
+
+(b) `--part clean`: ingest -> validate -> clean through the real pipeline on a synthetic file
+(bench/scale_data.py: ~100-character texts with exact and near-duplicates, e-mails, phones,
+mojibake; label noise off, it is its own figure in bench_noise_probe.py). Each arm runs in a
+child process of its own; printed: rows/s of the clean stage and of the three stages together,
+and peak RSS: the child's ru_maxrss, and for the Ray arm the peak of the summed RSS of the
+child's whole process tree (raylet, workers), sampled every 0.2 s.
+
+    python bench/bench_scale.py --part clean [--rows 100000 --arms single,ray]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -104,14 +121,111 @@ def _row(
     }
 
 
+def clean_arm(data: Path, folder: Path, arm: str) -> dict[str, Any]:
+    """One arm of part (b), in this (child) process: the pipeline up to clean on `data`."""
+    from lmforge.config import load_config
+    from lmforge.pipeline.runner import run_pipeline
+
+    config = {
+        "project": "bench-scale",
+        "data": {"train": str(data)},
+        "clean": {"label_noise": "off"},
+        "output_dir": str(folder / "runs"),
+    }
+    if arm == "ray":
+        config["executor"] = {"type": "ray"}
+    started = time.perf_counter()
+    run_pipeline(load_config(data=config), until="clean")
+    wall = time.perf_counter() - started
+    manifest = json.loads(sorted((folder / "runs").glob("2*/clean/manifest.json"))[-1].read_text())
+    return {"clean_s": manifest["seconds"], "wall_s": wall, "rows": manifest["rows"]}
+
+
+def _tree_rss(pid: int) -> int:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        total = root.memory_info().rss
+        for child in root.children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a worker may exit between the two calls
+                total += child.memory_info().rss
+        return int(total)
+    except psutil.Error:
+        return 0
+
+
+def measure_clean(data: Path, rows: int, arm: str) -> dict[str, Any]:
+    """Run `clean_arm` in a child process; its peak RSS alone (wait4) and its tree's (sampled)."""
+    with tempfile.TemporaryDirectory(prefix="lmforge-bench-scale-") as folder:
+        out = Path(folder) / "result.json"
+        command = [sys.executable, __file__, "--part", "clean-arm", "--arm", arm]
+        command += ["--data", str(data), "--work", folder, "--result", str(out)]
+        child = subprocess.Popen(command)
+        peak_tree, done = 0, threading.Event()
+
+        def sample() -> None:
+            nonlocal peak_tree
+            while not done.wait(0.2):
+                peak_tree = max(peak_tree, _tree_rss(child.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(child.pid, 0)
+        done.set()
+        sampler.join()
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise SystemExit(f"arm {arm} failed with exit code {child.returncode}")
+        result = json.loads(out.read_text())
+    result.update(arm=arm, n=rows, rss_mb=usage.ru_maxrss / 1024, tree_mb=peak_tree / 2**20)
+    return result
+
+
+def clean_part(rows: int, arms: list[str]) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import scale_data
+
+    with tempfile.TemporaryDirectory(prefix="lmforge-bench-scale-data-") as folder:
+        data = scale_data.write(Path(folder) / f"synthetic_{rows}.csv", rows)
+        results = [measure_clean(data, rows, arm) for arm in arms]
+    print(
+        "| arm | rows | clean s | clean rows/s | 3 stages s | removed | changed "
+        "| peak RSS MB | tree peak MB |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(
+            f"| {r['arm']} | {r['n']:,} | {r['clean_s']:.1f} | {r['n'] / r['clean_s']:,.0f} | "
+            f"{r['wall_s']:.1f} | {r['rows']['removed']:,} | {r['rows']['changed']:,} | "
+            f"{r['rss_mb']:,.0f} | {r['tree_mb']:,.0f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--part", choices=["train", "clean", "clean-arm"], default="train")
+    parser.add_argument("--rows", type=int, default=None, help="(a) 2000, (b) 100000")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--arms", default="single,ray", help="(b) which arms, comma-separated")
+    parser.add_argument("--arm", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.part == "clean-arm":
+        args.result.write_text(json.dumps(clean_arm(args.data, args.work, args.arm)))
+        return
+    if args.part == "clean":
+        arms = args.arms.split(",")
+        if unknown := set(arms) - {"single", "ray"}:
+            raise SystemExit(f"--arms: unknown arm(s) {', '.join(sorted(unknown))}; use single, ray")
+        clean_part(args.rows or 100_000, arms)
+        return
+    args.rows = args.rows or 2000
     if not (DATA / "emotion.csv").exists():
         raise SystemExit(f"skipped: {DATA / 'emotion.csv'} is absent")
     train, validation, labels = _frames(args.rows)

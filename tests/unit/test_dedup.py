@@ -6,8 +6,9 @@ import random
 
 import numpy as np
 import pytest
-from datasketch import MinHash
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
+from lmforge.data import dedup
 from lmforge.data.dedup import Match, _Sketches, cross_duplicates, find_duplicates, normal_form
 
 BASE = "I am still waiting on my new card, it was ordered two weeks ago and has not arrived"
@@ -194,11 +195,65 @@ def test_signatures_equal_datasketch_and_are_seeded(seed: int) -> None:
     for i in range(len(forms)):
         reference = MinHash(num_perm=64, seed=seed, hashfunc=int)
         reference.update_batch(sketches.shingles(i).tolist())
-        assert np.array_equal(reference.hashvalues, sketches.signatures[i])
+        assert np.array_equal(reference.hashvalues, sketches.signatures()[i])
     again = _Sketches(forms, 5, 64, seed)
-    assert np.array_equal(again.signatures, sketches.signatures)
+    assert np.array_equal(again.signatures(), sketches.signatures())
     other = _Sketches(forms, 5, 64, seed + 1)
-    assert not np.array_equal(other.signatures, sketches.signatures)
+    assert not np.array_equal(other.signatures(), sketches.signatures())
+
+
+def _datasketch_near(forms: list[str], threshold: float) -> dict[int, tuple[int, float]]:
+    """What `find_duplicates` did with datasketch's MinHashLSH: query kept rows, insert misses."""
+    sketches = _Sketches(forms, 5, 128, 1)
+    signatures = sketches.signatures()
+    lsh = MinHashLSH(num_perm=128, params=dedup._bands(threshold, 128))
+    near: dict[int, tuple[int, float]] = {}
+    for pos in range(len(forms)):
+        lean = LeanMinHash(seed=1, hashvalues=signatures[pos], scheme="affine32")
+        hit = dedup._best_match(lsh.query(lean), sketches, pos, threshold)
+        if hit is None:
+            lsh.insert(pos, lean, check_duplication=False)
+        else:
+            near[pos] = hit
+    return near
+
+
+@pytest.mark.parametrize(("rows_per_block", "threshold"), [(1, 0.8), (7, 0.8), (50, 0.6), (10_000, 0.8)])
+def test_blocks_and_band_index_equal_datasketch_lsh(
+    monkeypatch: pytest.MonkeyPatch, rows_per_block: int, threshold: float
+) -> None:
+    # Clusters of near-copies spread over many blocks: a copy must find its kept original in an
+    # earlier block (the band index) as in its own (the per-block dict), exactly as MinHashLSH did.
+    rng = random.Random(11)
+    texts = [BASE, *DIFFERENT]
+    for _ in range(120):
+        texts.append(_edit(rng.choice(texts[: len(texts) // 4 + 7]), rng))
+    forms = list(dict.fromkeys(normal_form(t) for t in texts))
+    monkeypatch.setattr(dedup, "_ROWS", rows_per_block)
+    expected = _datasketch_near(forms, threshold)
+    matches = find_duplicates(forms, threshold=threshold)
+    assert {m.index: (m.duplicate_of, m.similarity) for m in matches} == expected
+    assert len(expected) > 50  # the check has something to compare
+
+
+@pytest.mark.parametrize("chars", [1, 150, 10**9])
+def test_long_texts_are_shingled_in_char_bounded_blocks(monkeypatch: pytest.MonkeyPatch, chars: int) -> None:
+    # Hostile sizes: a few 20,000-character texts among short ones. Blocks are cut by characters
+    # (a text longer than the budget is a block alone), and the matches do not depend on the cut.
+    rng = random.Random(5)
+    long_text = " ".join(rng.choice(DIFFERENT) for _ in range(400))[:20_000]
+    texts = [BASE, long_text, *DIFFERENT, _edit(long_text, rng), _edit(BASE, rng), long_text.upper()]
+    expected = find_duplicates(texts)  # one block
+    assert [(m.index, m.duplicate_of, m.kind) for m in expected] == [
+        (8, 1, "near"),
+        (9, 0, "near"),
+        (10, 1, "exact"),
+    ]
+    monkeypatch.setattr(dedup, "_CHARS", chars)
+    assert list(dedup._char_blocks(["ab", "cde", "f", "ghij"])) == (
+        [(0, 1), (1, 2), (2, 3), (3, 4)] if chars == 1 else [(0, 4)]
+    )
+    assert find_duplicates(texts) == expected
 
 
 def test_deterministic_results() -> None:

@@ -60,6 +60,7 @@ def auto_label(
     batch_size: int = 16,
     on_progress: Callable[[int], None] | None = None,
     base_dir: Path | None = None,
+    embedder: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> AutoLabels:
     """Label `unlabeled` with one of `label_names` (or, if empty, the labels the labelled rows use).
 
@@ -80,6 +81,8 @@ def auto_label(
         batch_size: Texts per encoder batch; (text, label) rows per LM forward pass.
         on_progress: Called with the number of unlabelled rows just finished.
         base_dir: Folder that relative model paths are resolved against (the config's).
+        embedder: For `embeddings`, computes `embedding_model`'s embeddings of a list of texts
+            elsewhere (Ray Data actors, `lmforge.data.on_ray`); None: `embed` in this process.
     """
     labeled_labels = [str(label) for label in labeled_labels]  # 0/1 from a CSV compare as "0"/"1"
     names = _label_names(label_names, labeled_labels, method)
@@ -93,7 +96,15 @@ def auto_label(
         return AutoLabels([], [], chosen, model, np.zeros((0, len(names)), np.float32), names)
     if chosen == "embeddings":
         probabilities = _embedding_probabilities(
-            unlabeled, names, labeled_texts, labeled_labels, model, base_dir, batch_size, on_progress
+            unlabeled,
+            names,
+            labeled_texts,
+            labeled_labels,
+            model,
+            base_dir,
+            batch_size,
+            on_progress,
+            embedder,
         )
     else:
         examples = few_shot_examples(labeled_texts, labeled_labels, names, examples_per_class)
@@ -177,13 +188,19 @@ def _embedding_probabilities(
     base_dir: Path | None,
     batch_size: int,
     on_progress: Callable[[int], None] | None,
+    embedder: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Class probabilities from a logistic regression on sentence embeddings (a linear probe)."""
     from lmforge.models.embed import embed
 
-    train = embed(texts, model=model, base_dir=base_dir, batch_size=batch_size)
+    if embedder is not None:
+        train, rows = embedder(texts), embedder(unlabeled)
+        if on_progress is not None:
+            on_progress(len(unlabeled))
+    else:
+        train = embed(texts, model=model, base_dir=base_dir, batch_size=batch_size)
+        rows = embed(unlabeled, model=model, base_dir=base_dir, batch_size=batch_size, on_batch=on_progress)
     probe = _fit_probe(train, list(labels))
-    rows = embed(unlabeled, model=model, base_dir=base_dir, batch_size=batch_size, on_batch=on_progress)
     column = {label: i for i, label in enumerate(probe.classes_)}
     predicted = probe.predict_proba(rows)
     return np.asarray(predicted[:, [column[name] for name in names]], dtype=np.float32)

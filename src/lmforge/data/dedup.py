@@ -7,17 +7,26 @@ character shingles (n-grams of the normal form) have a Jaccard similarity >= `th
 shingles, not words, because the texts are short (tweets, intents) and a typo or a swapped word pair
 must still leave most of the set intact.
 
-Speed: shingles are hashed and MinHash signatures built with vectorised numpy over all rows at once
-(the same values datasketch's `MinHash.update_batch` gives for the "affine32" scheme, so the signatures
-are ordinary `LeanMinHash`es), then `MinHashLSH` proposes candidates and each candidate pair is checked
-by its exact Jaccard on the shingle sets, which drops the false candidates that banding lets through.
+Speed: shingles are hashed and MinHash signatures built with vectorised numpy (the same values
+datasketch's `MinHash.update_batch` gives for the "affine32" scheme), then the rows sharing an LSH
+band with a row are its candidates, and each candidate pair is checked by its exact Jaccard on the
+shingle sets, which drops the false candidates that banding lets through.
+
+Memory: rows are sketched in blocks of `_ROWS`, so the transient arrays (every window of every
+form, the permuted block) are bounded by the block, not the data; what is kept for all rows is the
+shingle hashes (~4 bytes a character) for the exact check and, within one list, the kept rows'
+band keys (8 bytes a band) in sorted numpy arrays. datasketch's own `MinHashLSH` held ~5 KB of
+Python objects per row (measured at 100k rows: ~5 GB for the index alone at 1M), so `find_duplicates`
+bands the same way with its own compact index; `cross_duplicates` (reference sets are small) still
+uses `MinHashLSH`.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
@@ -27,6 +36,10 @@ _SCHEME = "affine32"
 _CATCH_AT_THRESHOLD = 0.98
 # Shingles per block when applying the permutations: bounds memory to ~block * num_perm * 4 bytes.
 _BLOCK = 65_536
+# Forms sketched and matched at once, and characters shingled at once (the shingling arrays
+# take ~100 bytes a character, so ~250 MB at most for a block whatever the texts' lengths).
+_ROWS = 25_000
+_CHARS = 2_500_000
 _POLY = np.uint64(0x100000001B3)  # odd 64-bit multiplier (FNV prime) for the window polynomial
 _U64 = np.uint64
 
@@ -87,26 +100,96 @@ def _fmix(values: np.ndarray, width: int) -> np.ndarray:
 
 
 class _Sketches:
-    """Shingle sets (sorted unique 32-bit hashes, CSR layout) and MinHash signatures of non-empty forms."""
+    """Shingle sets (sorted unique 32-bit hashes, CSR layout) of non-empty forms, built in blocks,
+    and with `bands` their LSH band keys (one row of `_band_keys` per form).
 
-    def __init__(self, forms: Sequence[str], shingle_size: int, num_perm: int, seed: int) -> None:
-        self.seed = seed
-        self.hashes, self.bounds = _shingle_hashes(forms, shingle_size)
-        self.signatures = _signatures(self.hashes, self.bounds, num_perm, seed)
+    Signatures are not kept: `signatures` derives them from the shingles of a range of forms.
+    """
+
+    def __init__(
+        self,
+        forms: Sequence[str],
+        shingle_size: int,
+        num_perm: int,
+        seed: int,
+        bands: tuple[int, int] | None = None,
+        mapper: BlockMapper | None = None,
+    ) -> None:
+        """`mapper` runs the per-block work elsewhere (Ray Data); None: here, `_ROWS` forms at a time."""
+        self.seed, self.num_perm = seed, num_perm
+        work = partial(sketch_block, shingle_size=shingle_size, num_perm=num_perm, seed=seed, bands=bands)
+        if mapper is None:
+            blocks: Iterable[Block] = (work(forms[s : s + _ROWS]) for s in range(0, len(forms), _ROWS))
+        else:
+            blocks = mapper(work, forms)
+        self.hashes, self.bounds, self.keys = _join(blocks, 0 if bands is None else bands[0])
+        if self.bounds.size != len(forms) + 1 or len(self.keys) != len(forms):
+            raise ValueError(f"sketched {self.bounds.size - 1} forms, expected {len(forms)}")
 
     def shingles(self, i: int) -> np.ndarray:
         """The sorted unique shingle hashes of form `i`."""
         return self.hashes[self.bounds[i] : self.bounds[i + 1]]
 
-    def lean(self, i: int) -> LeanMinHash:
-        """Form `i`'s signature as the datasketch object MinHashLSH takes."""
-        return LeanMinHash(seed=self.seed, hashvalues=self.signatures[i], scheme=_SCHEME)
+    def signatures(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """MinHash signatures of forms [start, stop), one row each."""
+        stop = self.bounds.size - 1 if stop is None else stop
+        bounds = self.bounds[start : stop + 1]
+        return _signatures(self.hashes[bounds[0] : bounds[-1]], bounds - bounds[0], self.num_perm, self.seed)
 
     def jaccard(self, i: int, j: int) -> float:
         """Exact Jaccard of two shingle sets (32-bit hashes: collisions are negligible at this size)."""
         a, b = self.shingles(i), self.shingles(j)
         common = np.intersect1d(a, b, assume_unique=True).size
         return common / (a.size + b.size - common)
+
+
+# One block's (shingle hashes, CSR bounds, band keys): see `sketch_block`.
+Block = tuple[np.ndarray, np.ndarray, np.ndarray]
+# (work on one block of forms, all the forms) -> the work's results for consecutive blocks, in order.
+BlockMapper = Callable[[Callable[[Sequence[str]], Block], Sequence[str]], Iterable[Block]]
+
+
+def sketch_block(
+    forms: Sequence[str], *, shingle_size: int, num_perm: int, seed: int, bands: tuple[int, int] | None
+) -> Block:
+    """The per-row work of near-duplicate detection for one block of non-empty normal forms, a
+    pure function Ray Data can map over blocks: the sorted unique shingle hashes with their CSR
+    bounds, and (`bands` = (bands, rows)) each form's LSH band keys, an (n, bands) array."""
+    blocks = []
+    for start, stop in _char_blocks(forms):  # a few long texts must not make a huge block
+        hashes, bounds = _shingle_hashes(forms[start:stop], shingle_size)
+        keys = np.zeros((stop - start, 0), dtype=np.uint64)
+        if bands is not None:
+            keys = _band_keys(_signatures(hashes, bounds, num_perm, seed), *bands)
+        blocks.append((hashes, bounds, keys))
+    return _join(blocks, 0 if bands is None else bands[0])
+
+
+def _char_blocks(forms: Sequence[str]) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive runs of forms with at most `_CHARS` characters in all (a
+    longer form is a run of its own): the shingling arrays take ~100 bytes a character."""
+    ends = np.cumsum(np.fromiter((len(f) for f in forms), dtype=np.int64, count=len(forms)))
+    start = 0
+    while start < len(forms):
+        before = int(ends[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(ends, before + _CHARS, side="right")), start + 1)
+        yield start, stop
+        start = stop
+
+
+def _join(blocks: Iterable[Block], bands: int) -> Block:
+    """Consecutive blocks' (hashes, bounds, keys) as one: bounds offset by the hashes before."""
+    hashes, offsets, keys, total = [], [np.zeros(1, dtype=np.int64)], [], 0
+    for block_hashes, bounds, block_keys in blocks:
+        hashes.append(block_hashes)
+        offsets.append(bounds[1:].astype(np.int64) + total)
+        keys.append(block_keys)
+        total += int(bounds[-1])
+    return (
+        np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint32),
+        np.concatenate(offsets),
+        np.concatenate(keys) if keys else np.zeros((0, bands), dtype=np.uint64),
+    )
 
 
 def _shingle_hashes(forms: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +199,8 @@ def _shingle_hashes(forms: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarra
     Forms are never empty here, and never contain NUL (normal_form turns controls into spaces), so
     NUL padding makes a short form its own single window.
     """
+    if not forms:
+        return np.zeros(0, dtype=np.uint32), np.zeros(1, dtype=np.int64)
     padded = [form.ljust(k, "\0") for form in forms]
     lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=len(padded))
     codes = np.frombuffer("".join(padded).encode("utf-32-le"), dtype="<u4").astype(np.uint64)
@@ -142,6 +227,8 @@ def _signatures(hashes: np.ndarray, bounds: np.ndarray, num_perm: int, seed: int
     n = bounds.size - 1
     out = np.empty((n, num_perm), dtype=np.uint32)
     start = 0
+    if n == 0:
+        return out
     while start < n:
         stop = int(np.searchsorted(bounds, bounds[start] + _BLOCK, side="right")) - 1
         stop = min(max(stop, start + 1), n)
@@ -173,8 +260,84 @@ def _new_lsh(threshold: float, num_perm: int) -> MinHashLSH:
     return MinHashLSH(num_perm=num_perm, params=_bands(threshold, num_perm))
 
 
+def _band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per (row, band): equal bands give equal keys, so no candidate MinHashLSH
+    would propose is missed; a rare collision of unequal bands only adds a candidate, and every
+    candidate is checked exactly."""
+    values = signatures[:, : bands * rows].reshape(len(signatures), bands, rows).astype(np.uint64)
+    keys = np.zeros((len(signatures), bands), dtype=np.uint64)
+    for k in range(rows):
+        keys = keys * _POLY + values[:, :, k]
+    return _fmix(keys, 64)
+
+
+class _BandIndex:
+    """The band keys of kept rows, one sorted numpy array per band (12 bytes a row and band)."""
+
+    def __init__(self, bands: int) -> None:
+        self.keys = [np.zeros(0, dtype=np.uint64) for _ in range(bands)]
+        self.rows = [np.zeros(0, dtype=np.int64) for _ in range(bands)]
+
+    def candidates(self, keys: np.ndarray) -> list[list[int]]:
+        """For each row of a block's `keys`, the indexed rows sharing at least one band with it."""
+        found_query, found_row = [], []
+        for band, (indexed, rows) in enumerate(zip(self.keys, self.rows, strict=True)):
+            lo = np.searchsorted(indexed, keys[:, band], side="left")
+            counts = np.searchsorted(indexed, keys[:, band], side="right") - lo
+            total = int(counts.sum())
+            if not total:
+                continue
+            query = np.repeat(np.arange(len(keys)), counts)
+            run_start = np.repeat(np.cumsum(counts) - counts, counts)
+            found_query.append(query)
+            found_row.append(rows[np.repeat(lo, counts) + np.arange(total) - run_start])
+        out: list[list[int]] = [[] for _ in range(len(keys))]
+        if found_query:
+            query, row = np.concatenate(found_query), np.concatenate(found_row)
+            for q, r in zip(query.tolist(), row.tolist(), strict=True):
+                out[q].append(r)
+        return out
+
+    def add(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Index `rows` (global positions) under their band `keys` (one row of keys each)."""
+        for band in range(len(self.keys)):
+            order = np.argsort(keys[:, band], kind="stable")
+            new_keys, new_rows = keys[order, band], rows[order]
+            at = np.searchsorted(self.keys[band], new_keys, side="right")
+            self.keys[band] = np.insert(self.keys[band], at, new_keys)
+            self.rows[band] = np.insert(self.rows[band], at, new_rows)
+
+
+def _near_in_order(sketches: _Sketches, threshold: float) -> Iterator[tuple[int, tuple[int, float] | None]]:
+    """Each form in order with its best kept match at >= threshold (None: the form is kept).
+
+    A form is compared only with forms already kept, so the first of a cluster survives: within
+    a block through a dict per band, against earlier blocks through the `_BandIndex`.
+    """
+    bands = sketches.keys.shape[1]
+    index = _BandIndex(bands)
+    n = sketches.bounds.size - 1
+    for start in range(0, n, _ROWS):
+        keys = sketches.keys[start : start + _ROWS]
+        earlier = index.candidates(keys)
+        local: list[dict[int, list[int]]] = [{} for _ in range(bands)]
+        kept: list[int] = []
+        for offset, row_keys in enumerate(keys.tolist()):
+            pos = start + offset
+            candidates = set(earlier[offset])
+            for band, key in enumerate(row_keys):
+                candidates.update(local[band].get(key, ()))
+            hit = _best_match(candidates, sketches, pos, threshold)
+            if hit is None:
+                kept.append(offset)
+                for band, key in enumerate(row_keys):
+                    local[band].setdefault(key, []).append(pos)
+            yield pos, hit
+        index.add(keys[kept], np.asarray(kept, dtype=np.int64) + start)
+
+
 def _best_match(
-    candidates: list[int], sketches: _Sketches, i: int, threshold: float
+    candidates: Iterable[int], sketches: _Sketches, i: int, threshold: float
 ) -> tuple[int, float] | None:
     """The LSH candidate most similar to form `i` at >= threshold (ties: the earliest), if any."""
     best: tuple[int, float] | None = None
@@ -203,6 +366,7 @@ def find_duplicates(
     num_perm: int = 128,
     shingle_size: int = 5,
     seed: int = 1,
+    mapper: BlockMapper | None = None,
 ) -> list[Match]:
     """Within one list. Each duplicate row appears once as `index`; `duplicate_of` is always an
     earlier row that is itself kept (not a duplicate), so removing every `index` leaves one
@@ -212,6 +376,9 @@ def find_duplicates(
     occurrence of a cluster survives. A row whose exact twin was itself removed as a near-duplicate
     is linked, as "near", to the row that twin duplicates (the twin is not kept, so it cannot be the
     target). Empty normal forms are exact duplicates of each other only.
+
+    `mapper` runs `sketch_block` over blocks of the distinct forms elsewhere (Ray Data, see
+    `lmforge.data.on_ray`); the results are the same.
 
     Returns:
         The matches, sorted by `index`.
@@ -224,15 +391,11 @@ def find_duplicates(
     near_of: dict[int, tuple[int, float]] = {}  # first occurrence -> (kept row, similarity)
     reps = [i for i in first.values() if forms[i]]  # in row order: dicts keep insertion order
     if near and reps:
-        sketches = _Sketches([forms[i] for i in reps], shingle_size, num_perm, seed)
-        lsh = _new_lsh(threshold, num_perm)
-        for pos, row in enumerate(reps):
-            lean = sketches.lean(pos)
-            hit = _best_match(lsh.query(lean), sketches, pos, threshold)
-            if hit is None:
-                lsh.insert(pos, lean, check_duplication=False)
-            else:
-                near_of[row] = (reps[hit[0]], hit[1])
+        bands = _bands(threshold, num_perm)
+        sketches = _Sketches([forms[i] for i in reps], shingle_size, num_perm, seed, bands, mapper)
+        for pos, hit in _near_in_order(sketches, threshold):
+            if hit is not None:
+                near_of[reps[pos]] = (reps[hit[0]], hit[1])
     matches = []
     for i, form in enumerate(forms):
         rep = first[form]
@@ -272,12 +435,17 @@ def cross_duplicates(
     indexed = [f for f in ref_first if f]
     if near and queries and indexed:
         sketches = _Sketches(indexed + queries, shingle_size, num_perm, seed)
+        signatures = sketches.signatures()
+
+        def lean(pos: int) -> LeanMinHash:
+            return LeanMinHash(seed=seed, hashvalues=signatures[pos], scheme=_SCHEME)
+
         lsh = _new_lsh(threshold, num_perm)
         with lsh.insertion_session() as session:
             for pos in range(len(indexed)):
-                session.insert(pos, sketches.lean(pos), check_duplication=False)
+                session.insert(pos, lean(pos), check_duplication=False)
         for pos, form in enumerate(queries, start=len(indexed)):
-            hit = _best_match(lsh.query(sketches.lean(pos)), sketches, pos, threshold)
+            hit = _best_match(lsh.query(lean(pos)), sketches, pos, threshold)
             if hit is not None:
                 near_of[form] = (ref_first[indexed[hit[0]]], hit[1])
     matches = []

@@ -7,7 +7,7 @@ the same thing whatever the task (generation checks the prompt and the answer of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -46,6 +46,17 @@ class Repairer:
                 text = masked
                 changes = [*changes, *(f"pii:{kind}" for kind in sorted(found))]
         return text, changes, found
+
+
+# One text's repair: (repaired text, changes made, PII found), as `Repairer.repair` returns it.
+Repaired = tuple[str, list[str], dict[str, int]]
+
+
+def repair_texts(cfg: CleanConfig, *, whitespace: bool) -> Callable[[list[str]], list[Repaired]]:
+    """`Repairer.repair` over a block of texts, with one Repairer built here (once per Ray
+    Data actor: the PII detector's patterns and phone library are loaded once)."""
+    repairer = Repairer(cfg, whitespace=whitespace)
+    return lambda texts: [repairer.repair(text) for text in texts]
 
 
 def masks_at_ingest(cfg: CleanConfig) -> bool:

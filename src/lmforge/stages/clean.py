@@ -13,18 +13,23 @@ splits are the split stage's leakage check.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import pandas as pd
 
-from lmforge.config import CleanConfig
+from lmforge.config import CleanConfig, ExecutorConfig
 from lmforge.data import review
 from lmforge.data.cleanlog import CleanLog
+from lmforge.data.dedup import BlockMapper
 from lmforge.data.duplicate_rows import deduplicate
-from lmforge.data.row_checks import Repairer, length_filter, merge_found, parse_found
+from lmforge.data.row_checks import Repaired, length_filter, merge_found, parse_found, repair_texts
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
 TABLES = ("train", "unlabeled", "validation", "test")
+REPAIR_BLOCK = 10_000  # texts repaired at a time in this process
 REMOVED_COLUMNS = [
     "split",
     "source_row",
@@ -46,17 +51,40 @@ def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
     rows_in = {n: len(f) for n, f in frames.items()}
     log = CleanLog()
     if cfg.enabled:
-        for name in frames:
-            frames[name] = _repair(ctx, cfg, name, frames[name], log, found_at_ingest[name])
-            frames[name] = length_filter(cfg, name, frames[name], log)
-        if cfg.exact_duplicates or cfg.near_duplicates:
-            with ctx.progress("finding duplicates", total=None):
-                frames = deduplicate(cfg, frames, log)
-        if cfg.label_noise != "off":
-            frames["train"] = _label_noise(ctx, cfg, frames["train"], log)
+        with _executor(ctx) as executor:
+            for name in frames:
+                frames[name] = _repair(ctx, cfg, name, frames[name], log, found_at_ingest[name], executor)
+                frames[name] = length_filter(cfg, name, frames[name], log)
+            if cfg.exact_duplicates or cfg.near_duplicates:
+                with ctx.progress("finding duplicates", total=None):
+                    frames = deduplicate(cfg, frames, log, mapper=_mapper(executor))
+            if cfg.label_noise != "off":
+                frames["train"] = _label_noise(ctx, cfg, frames["train"], log, executor)
     result = _write(ctx, frames, rows_in, log)
     result.summary["train_file"] = valid.summary.get("train_file")
     return result
+
+
+@contextmanager
+def _executor(ctx: StageContext) -> Iterator[ExecutorConfig | None]:
+    """With `executor.type: ray`, one Ray session for the stage's per-row work (None: local)."""
+    executor = ctx.config.executor
+    if executor.type != "ray":
+        yield None
+        return
+    from lmforge.data.on_ray import ray_session
+
+    with ray_session(executor):
+        ctx.log("per-row work (repair, PII, MinHash, embeddings) on Ray Data")
+        yield executor
+
+
+def _mapper(executor: ExecutorConfig | None) -> BlockMapper | None:
+    if executor is None:
+        return None
+    from lmforge.data.on_ray import block_mapper
+
+    return block_mapper(executor)
 
 
 def _pop_found(frame: pd.DataFrame) -> list[dict[str, int]]:
@@ -72,16 +100,27 @@ def _repair(
     frame: pd.DataFrame,
     log: CleanLog,
     earlier: list[dict[str, int]],
+    executor: ExecutorConfig | None,
 ) -> pd.DataFrame:
     """Unicode / HTML / whitespace repair, then PII masking (or dropping), per row.
 
     `earlier` is what ingest masked in each row: the row's `before` in changed.csv is then
     already masked, and its `changes` still name the kinds."""
-    repairer = Repairer(cfg, whitespace=cfg.normalize_whitespace)
-    texts, keep = [], []
+    work, texts_in = partial(repair_texts, cfg, whitespace=cfg.normalize_whitespace), frame["text"].tolist()
+    repaired: Iterator[Repaired]
+    if executor is None:  # block by block, so only one block's results are held at a time
+        repair = work()
+        blocks = (repair(texts_in[s : s + REPAIR_BLOCK]) for s in range(0, len(texts_in), REPAIR_BLOCK))
+        repaired = (r for block in blocks for r in block)
+    else:
+        from lmforge.data.on_ray import map_blocks
+
+        repaired = (r for block in map_blocks(executor, work, texts_in) for r in block)
+    texts, keep, dropped = [], [], []
     with ctx.progress(f"repairing {name} texts", total=len(frame)) as bar:
-        for i, row in enumerate(frame.itertuples(index=False)):
-            text, changes, found = repairer.repair(row.text)
+        for i, (row, (text, changes, found)) in enumerate(
+            zip(frame.itertuples(index=False), repaired, strict=True)
+        ):
             if earlier[i]:
                 found = merge_found(earlier[i], found)
                 if cfg.pii == "mask":
@@ -90,17 +129,20 @@ def _repair(
             log.pii.update(found)
             keep.append(not (found and cfg.pii == "drop"))
             if not keep[-1]:
-                kinds = ", ".join(sorted(found))
-                log.remove(name, frame.iloc[[i]], f"personal data ({kinds})")
+                dropped.append((i, f"personal data ({', '.join(sorted(found))})"))
             elif changes:
                 log.change(name, row.source_row, changes, row.text, text)
             texts.append(text)
             if i % 500 == 499:
                 bar.advance(500)
+    if dropped:  # logged at once: `frame.iloc[[i]]` row by row copies the text column each time
+        log.remove(name, frame.iloc[[i for i, _ in dropped]], [reason for _, reason in dropped])
     return frame.assign(text=texts).loc[keep].reset_index(drop=True)  # [[]] would drop the columns
 
 
-def _label_noise(ctx: StageContext, cfg: CleanConfig, train: pd.DataFrame, log: CleanLog) -> pd.DataFrame:
+def _label_noise(
+    ctx: StageContext, cfg: CleanConfig, train: pd.DataFrame, log: CleanLog, executor: ExecutorConfig | None
+) -> pd.DataFrame:
     """Flag (or drop) rows whose label an out-of-fold model strongly disagrees with."""
     from lmforge.data.noise import choose_probe, find_label_issues
 
@@ -109,12 +151,18 @@ def _label_noise(ctx: StageContext, cfg: CleanConfig, train: pd.DataFrame, log: 
         return train
     probe, why = choose_probe(cfg.label_noise_probe, len(train))
     with ctx.progress(f"checking labels ({cfg.label_noise_model}, {probe} probe)", total=None):
+        embeddings = None
+        if executor is not None and cfg.label_noise_model == "embeddings":
+            from lmforge.data.on_ray import embed_on_ray
+
+            embeddings = embed_on_ray(executor, train["text"].tolist(), model="minilm-l6", base_dir=None)
         issues = find_label_issues(
             train["text"].tolist(),
             train["label"].tolist(),
             model=cfg.label_noise_model,
             seed=0,
             probe=probe,
+            embeddings=embeddings,
         )
     log.noise_probe = {"probe": probe, "reason": why, "folds": int(issues.attrs["folds"])}
     ctx.log(f"label-noise probe: {probe} ({why}), {issues.attrs['folds']} folds")

@@ -11,6 +11,9 @@ keep`. Every train row leaves with `label_source` (given / human / method:model)
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
@@ -71,7 +74,15 @@ def _auto_label(
 ) -> pd.DataFrame:
     from lmforge.data.autolabel import auto_label
 
-    with ctx.progress(f"labelling {len(unlabeled):,} rows", total=len(unlabeled)) as bar:
+    embedder = None
+    session: AbstractContextManager[None] = nullcontext()
+    # The encoder's work on Ray Data actors, one encoder each (zero-shot stays here: no encoder).
+    if ctx.config.executor.type == "ray" and cfg.method != "zero-shot":
+        from lmforge.data.on_ray import embed_on_ray, ray_session
+
+        executor, session = ctx.config.executor, ray_session(ctx.config.executor)
+        embedder = partial(embed_on_ray, executor, model=cfg.embedding_model, base_dir=ctx.config.base_dir)
+    with session, ctx.progress(f"labelling {len(unlabeled):,} rows", total=len(unlabeled)) as bar:
         found = auto_label(
             unlabeled["text"].tolist(),
             names,
@@ -83,6 +94,7 @@ def _auto_label(
             min_examples_per_class=cfg.min_examples_per_class,
             on_progress=bar.advance,
             base_dir=ctx.config.base_dir,
+            embedder=embedder,
         )
     ctx.log(f"auto-labelled {len(unlabeled):,} rows with {found.method} ({found.model})")
     return unlabeled.assign(

@@ -88,7 +88,12 @@ class ClassificationTask:
             ),
             StageSpec("validate", ("ingest",), ("validate", "label")),
             StageSpec(
-                "clean", ("validate",), ("clean", "label"), files=clean_answers, fingerprint=clean_fingerprint
+                "clean",
+                ("validate",),
+                ("clean", "label"),
+                files=clean_answers,
+                fingerprint=clean_fingerprint,
+                unkeyed=("executor",),  # where the per-row work runs (Ray Data), not what it gives
             ),
             StageSpec(
                 "label",
@@ -96,6 +101,7 @@ class ClassificationTask:
                 ("label", "validate"),
                 files=reviewed_labels,
                 fingerprint=label_fingerprint,
+                unkeyed=("executor",),  # embeddings on Ray Data or here: the same labels
             ),
             StageSpec("split", ("label",), ("split",)),
             StageSpec("augment", ("split",), ("augment",), fingerprint=augment_fingerprint),

@@ -750,7 +750,12 @@ class GateConfig(Section):
 
 
 class ExecutorConfig(Section):
-    type: Literal["local", "ray"] = Field("local", description="Where tuning trials run.")
+    type: Literal["local", "ray"] = Field(
+        "local",
+        description="`ray`: tuning trials run as Ray tasks, the clean and label stages' per-row work "
+        "as Ray Data blocks, `lmforge predict --ray` on Ray Data, and with `train_workers` the train "
+        "stage on Ray Train. `local`: all in this process.",
+    )
     address: str | None = Field(
         None,
         description=(

@@ -374,7 +374,11 @@ class TrainConfig(Section):
         "auto",
         description="Peak learning rate (AdamW); `auto`: the measured default for the model and method.",
     )
-    batch_size: int = Field(32, ge=1, description="Per-device training batch size.")
+    batch_size: int = Field(
+        32,
+        ge=1,
+        description="Training batch size; on Ray Train the global batch, split evenly over the workers.",
+    )
     eval_batch_size: int = Field(64, ge=1, description="Batch size for validation.")
     max_length: AutoLength = Field(
         "auto",

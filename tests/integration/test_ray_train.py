@@ -202,7 +202,14 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_the_run_finishes(
 
 
 def _tree(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """The artifact's files, TensorBoard's event files by folder (their names hold a time)."""
+    return sorted(
+        {
+            str(p.relative_to(folder)) if p.parent.name != "tensorboard" else "tensorboard/*"
+            for p in folder.rglob("*")
+            if p.is_file()
+        }
+    )
 
 
 def test_causal_lora_on_two_workers_leaves_the_single_process_artifact(
@@ -217,7 +224,7 @@ def test_causal_lora_on_two_workers_leaves_the_single_process_artifact(
 
     def config(folder: str, executor: dict[str, Any] | None) -> Any:
         config_dict = gen_config(tmp_path / folder, data, tiny_llama, method="lora", epochs=2, eval_steps=4)
-        config_dict["tracking"]["enabled"] = False
+        config_dict["tracking"].update({"enabled": False, "tensorboard": True})
         if executor:
             config_dict["executor"] = executor
         return load_config(data=config_dict)
@@ -227,9 +234,9 @@ def test_causal_lora_on_two_workers_leaves_the_single_process_artifact(
         config("ray", {"type": "ray", "address": two_nodes, "train_workers": 2}), until="train"
     ).artifacts["train"]
     # The same files (model/, the LoRA adapter alone in model-adapter/, history, hyperparameters,
-    # recipe, restarts): evaluate, export and register read these and nothing else.
+    # recipe, restarts, TensorBoard logs): evaluate, export and register read these only.
     assert _tree(on_ray.folder) == _tree(single.folder)
-    assert on_ray.has("model-adapter/adapter_config.json")
+    assert on_ray.has("model-adapter/adapter_config.json") and on_ray.has("tensorboard")
     assert on_ray.summary["ray_train"]["workers"] == 2
     assert (
         on_ray.summary["lora_target_modules"] == single.summary["lora_target_modules"] == ["q_proj", "v_proj"]

@@ -125,6 +125,7 @@ def _run_on_ray(
         ctx.work_dir / "ray",
         f"train-{ctx.work_dir.name}",
         ctx.out.path("model"),
+        tensorboard=ctx.config.tracking.tensorboard,
     )
     log_decisions(ctx, fit.decisions)
     ctx.out.write_json("history", fit.log_history)

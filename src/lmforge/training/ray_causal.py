@@ -21,7 +21,7 @@ from lmforge.training.ray_run import RayFit, fit_on_ray, ray_fit, worker_batch
 
 def _causal_loop(config: dict[str, Any]) -> None:
     """One worker: the ordinary causal fit, resumed from Ray's checkpoint after a failure."""
-    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+    from ray.train.huggingface.transformers import prepare_trainer
 
     from lmforge.training.causal_fit import fit_causal_lm, load_tokenizer, lora_targets
     from lmforge.training.ray_run import report_final, worker_start
@@ -37,7 +37,7 @@ def _causal_loop(config: dict[str, Any]) -> None:
             start.payload["validation"],
             ResolvedTrain.model_validate(config["train"]),
             start.scratch / "checkpoints",
-            callbacks=lambda: [RayTrainReportCallback()],
+            callbacks=start.callbacks,
             prepare=prepare_trainer,
             resume=start.resume,
         )
@@ -53,15 +53,23 @@ def fit_causal_lm_on_ray(
     storage: Path,
     name: str,
     out_model: Path,
+    *,
+    tensorboard: bool = False,
 ) -> RayFit:
     """Fit on `executor.train_workers` Ray Train workers with the settings and encoded splits
-    `prepare_causal` made; the model folder lands in `out_model` (a LoRA adapter beside it)."""
+    `prepare_causal` made; the model folder lands in `out_model` (a LoRA adapter beside it,
+    and TensorBoard logs in `tensorboard/` with `tensorboard`)."""
     workers = executor.train_workers
     per_worker = worker_batch(data.settings.batch_size, workers)
     settings = data.settings.model_dump(mode="json")
     facts = fit_on_ray(
         _causal_loop,
-        {"reference": reference, "base_dir": str(base_dir), "train": {**settings, "batch_size": per_worker}},
+        {
+            "reference": reference,
+            "base_dir": str(base_dir),
+            "train": {**settings, "batch_size": per_worker},
+            "tensorboard": tensorboard,
+        },
         {"train": data.train, "validation": data.validation},
         executor,
         storage,

@@ -24,6 +24,7 @@ from lmforge.errors import ConfigError
 FINAL = "lmforge_final"  # the folder inside rank 0's last checkpoint
 FACTS = "facts.json"
 ADAPTER_SUFFIX = "-adapter"  # save_fitted keeps a LoRA adapter alone beside the model folder
+TENSORBOARD = "tensorboard"  # the logs' folder in the scratch, the final checkpoint and the artifact
 
 
 @dataclass
@@ -76,6 +77,21 @@ class WorkerStart:
     scratch: Path
     resume: Path | None
     payload: Any
+    tensorboard: bool = False
+
+    def callbacks(self) -> list[Any]:
+        """The Trainer callbacks of a worker: every checkpoint goes to Ray; rank 0 writes the
+        TensorBoard logs the single-process stage writes (they travel in the final checkpoint)."""
+        import ray.train
+        from ray.train.huggingface.transformers import RayTrainReportCallback
+
+        callbacks: list[Any] = [RayTrainReportCallback()]
+        if self.tensorboard and ray.train.get_context().get_world_rank() == 0:
+            from torch.utils.tensorboard import SummaryWriter
+            from transformers.integrations import TensorBoardCallback
+
+            callbacks.append(TensorBoardCallback(SummaryWriter(str(self.scratch / TENSORBOARD))))
+        return callbacks
 
 
 @contextmanager
@@ -98,7 +114,7 @@ def worker_start(config: dict[str, Any]) -> Iterator[WorkerStart]:
             local = Path(scratch) / "restored"
             shutil.copytree(restored.to_directory(), local)
             resume = local / RayTrainReportCallback.CHECKPOINT_NAME
-        yield WorkerStart(Path(scratch), resume, payload)
+        yield WorkerStart(Path(scratch), resume, payload, bool(config.get("tensorboard")))
 
 
 def report_final(fit: Any, start: WorkerStart, extra: dict[str, Any] | None = None) -> None:
@@ -134,6 +150,8 @@ def report_final(fit: Any, start: WorkerStart, extra: dict[str, Any] | None = No
             "extra": extra or {},
         }
         (final / FINAL / FACTS).write_text(json.dumps(facts, default=str))
+        if (start.scratch / TENSORBOARD).exists():
+            shutil.copytree(start.scratch / TENSORBOARD, final / FINAL / TENSORBOARD)
         checkpoint = ray.train.Checkpoint.from_directory(str(final))
     ray.train.report({"lmforge_final": 1}, checkpoint=checkpoint)
 
@@ -148,8 +166,9 @@ def fit_on_ray(
     out_model: Path,
 ) -> dict[str, Any]:
     """Run `loop` on `executor.train_workers` Ray Train workers; `payload` (the training data)
-    travels through the object store. The model folder rank 0 reported lands in `out_model`
-    (a LoRA adapter in `out_model` + "-adapter"); returns the facts it reported."""
+    travels through the object store. The model folder rank 0 reported lands in `out_model`,
+    beside it a LoRA adapter (`out_model` + "-adapter") and, with `loop_config["tensorboard"]`,
+    the TensorBoard logs (`tensorboard/`), as in one process; returns the facts it reported."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -195,6 +214,7 @@ def fit_on_ray(
             facts: dict[str, Any] = json.loads((final / FACTS).read_text())
             _replace(final / "model", out_model)
             _replace(final / ("model" + ADAPTER_SUFFIX), out_model.with_name(out_model.name + ADAPTER_SUFFIX))
+            _replace(final / TENSORBOARD, out_model.with_name(TENSORBOARD))
     finally:
         if started_here:
             ray.shutdown()

@@ -25,7 +25,7 @@ from lmforge.training.ray_run import RayFit, fit_on_ray, ray_fit, worker_batch
 
 def _train_loop(config: dict[str, Any]) -> None:
     """One worker: the ordinary fit, resumed from Ray's checkpoint after a failure."""
-    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+    from ray.train.huggingface.transformers import prepare_trainer
 
     from lmforge.config import TrainConfig
     from lmforge.training.fit import fit_classifier
@@ -41,7 +41,7 @@ def _train_loop(config: dict[str, Any]) -> None:
             pd.DataFrame(rows["validation"]),
             TrainConfig.model_validate(config["train"]),
             start.scratch / "checkpoints",
-            callbacks=lambda: [RayTrainReportCallback()],
+            callbacks=start.callbacks,
             prepare=prepare_trainer,
             resume=start.resume,
         )
@@ -59,8 +59,11 @@ def fit_classifier_on_ray(
     storage: Path,
     name: str,
     out_model: Path,
+    *,
+    tensorboard: bool = False,
 ) -> RayFit:
-    """Fit on `executor.train_workers` Ray Train workers; the model folder lands in `out_model`."""
+    """Fit on `executor.train_workers` Ray Train workers; the model folder lands in `out_model`
+    (TensorBoard logs in `tensorboard/` beside it with `tensorboard`)."""
     from lmforge.training.fit import classification_settings
 
     # The recipe resolves once, here, on every train row; the workers get concrete settings.
@@ -82,6 +85,7 @@ def fit_classifier_on_ray(
             "base_dir": str(base_dir),
             "labels": labels,
             "train": worker_cfg.model_dump(mode="json"),
+            "tensorboard": tensorboard,
         },
         {
             "train": train[["text", "label"]].to_dict("list"),

@@ -164,6 +164,7 @@ def _train_on_ray(ctx: StageContext, reference: str, data: CausalData, tuned: di
         ctx.work_dir / "ray",
         f"train-{ctx.work_dir.name}",
         ctx.out.path("model"),
+        tensorboard=ctx.config.tracking.tensorboard,
     )
     ctx.out.write_json("history", fit.log_history)
     ctx.out.write_json("hyperparameters", fit.settings)

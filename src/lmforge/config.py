@@ -1047,6 +1047,17 @@ class Config(Section):
             raise KeyedProblems(problems)
         return self
 
+    @model_validator(mode="after")
+    def _ray_train_batch(self) -> Config:
+        """A batch Ray Train cannot split over its workers fails at load, not after the data
+        stages (a batch the tune stage picks is checked when the train stage starts)."""
+        if self.executor.type == "ray" and self.executor.train_workers and not self.tune.enabled:
+            from lmforge.training.ray_run import batch_split_problem
+
+            if problem := batch_split_problem(self.train.batch_size, self.executor.train_workers):
+                raise KeyedProblems([problem])
+        return self
+
     @field_validator("model")
     @classmethod
     def _candidates(cls, value: str | list[str]) -> str | list[str]:

@@ -52,3 +52,20 @@ def test_the_train_stage_keys_the_executor_only_on_ray_train(
     train = next(spec for spec in stages_for(config) if spec.name == "train")
     assert ("executor" in train.sections) is keyed
     assert ("executor" in train.unkeyed) is not keyed
+
+
+@pytest.mark.parametrize("task", ["classification", "generation"])
+def test_a_batch_that_does_not_split_fails_at_load(tmp_path: Path, task: str) -> None:
+    base = {
+        "task": task,
+        "data": {"train": str(tmp_path / "rows.csv")},
+        "model": str(tmp_path / "model"),
+        "train": {"batch_size": 6},
+        "executor": {"type": "ray", "train_workers": 4},
+    }
+    with pytest.raises(ConfigError) as error:
+        load_config(data=base)
+    assert "train.batch_size: 6 does not split over executor.train_workers: 4" in str(error.value)
+    # A tuned batch is not known yet: the train stage checks it when it starts.
+    assert load_config(data={**base, "tune": {"enabled": True}}).train.batch_size == 6
+    assert load_config(data={**base, "executor": {"type": "local", "train_workers": 4}}) is not None

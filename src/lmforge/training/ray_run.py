@@ -52,21 +52,26 @@ class RayFit:
 
 
 def worker_batch(batch_size: int, workers: int) -> int:
-    """Each worker's share of the global batch. The global batch is what the recipe's learning
-    rate and step count were chosen for, so it must split evenly: rounding would silently train
-    with another batch (and fewer rows than workers would leave a worker none)."""
+    """Each worker's share of the global batch (refused when it does not split evenly)."""
+    if problem := batch_split_problem(batch_size, workers):
+        raise ConfigError([problem])
+    return batch_size // workers
+
+
+def batch_split_problem(batch_size: int, workers: int) -> str | None:
+    """Why `batch_size` cannot be split over `workers`, or None. The global batch is what the
+    recipe's learning rate and step count were chosen for, so it must split evenly: rounding
+    would silently train with another batch (and fewer rows than workers would leave one none)."""
     if workers < 1:
-        raise ConfigError([f"executor.train_workers: {workers}; Ray Train needs at least 1 worker"])
+        return f"executor.train_workers: {workers}; Ray Train needs at least 1 worker"
     if batch_size % workers == 0:
-        return batch_size // workers
+        return None
     lower = batch_size - batch_size % workers
     fits = f"{lower} or {lower + workers}" if lower else str(workers)
-    raise ConfigError(
-        [
-            f"train.batch_size: {batch_size} does not split over executor.train_workers: {workers} "
-            f"(each worker takes an equal share of the batch); set train.batch_size to a multiple "
-            f"of {workers} (e.g. {fits})"
-        ]
+    return (
+        f"train.batch_size: {batch_size} does not split over executor.train_workers: {workers} "
+        f"(each worker takes an equal share of the batch); set train.batch_size to a multiple "
+        f"of {workers} (e.g. {fits})"
     )
 
 

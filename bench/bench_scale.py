@@ -12,6 +12,11 @@ accuracy; and each Ray arm's overhead per step over the plain arm. On a 2-core m
 workers cannot be faster than one process using both cores: the figure is the overhead.
 
     python bench/bench_scale.py [--rows 2000 --steps 40 --threads 2]
+
+`--task causal`: the same three arms for the causal train stage (bench/scale_causal.py:
+smollm2-135m, LoRA unless `--method`, on samsum instruction rows).
+
+    python bench/bench_scale.py --task causal [--rows 160 --steps 20 --method lora]
 """
 
 from __future__ import annotations
@@ -108,10 +113,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rows", type=int, default=None, help="2000; --task causal: 160")
+    parser.add_argument("--steps", type=int, default=None, help="40; --task causal: 20")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--task", choices=["classification", "causal"], default="classification")
+    parser.add_argument("--method", default="lora", help="--task causal: full, lora or freeze")
     args = parser.parse_args()
+    if args.task == "causal":
+        import sys
+
+        sys.path.insert(0, str(ROOT / "bench"))
+        from scale_causal import causal_part
+
+        causal_part(args.rows or 160, args.steps or 20, args.threads, args.method)
+        return
+    args.rows, args.steps = args.rows or 2000, args.steps or 40
     if not (DATA / "emotion.csv").exists():
         raise SystemExit(f"skipped: {DATA / 'emotion.csv'} is absent")
     train, validation, labels = _frames(args.rows)

@@ -115,10 +115,13 @@ def worker_start(config: dict[str, Any]) -> Iterator[WorkerStart]:
         resume: Path | None = None
         restored = ray.train.get_checkpoint()
         if restored is not None:
-            # A restarted group: every worker starts from the checkpoint Ray kept.
+            # A restarted group: every worker starts from the checkpoint Ray kept. A rerun of a
+            # run whose driver died after the final report finds that report, which holds no
+            # Trainer state: that fit starts over.
             local = Path(scratch) / "restored"
             shutil.copytree(restored.to_directory(), local)
-            resume = local / RayTrainReportCallback.CHECKPOINT_NAME
+            candidate = local / RayTrainReportCallback.CHECKPOINT_NAME
+            resume = candidate if (candidate / "trainer_state.json").exists() else None
         yield WorkerStart(Path(scratch), resume, payload, bool(config.get("tensorboard")))
 
 

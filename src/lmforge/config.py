@@ -1048,13 +1048,22 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
-    def _ray_train_batch(self) -> Config:
-        """A batch Ray Train cannot split over its workers fails at load, not after the data
-        stages (a batch the tune stage picks is checked when the train stage starts)."""
-        if self.executor.type == "ray" and self.executor.train_workers and not self.tune.enabled:
+    def _ray_train(self) -> Config:
+        """Ray Train settings that cannot work fail at load, not after the data stages: workers
+        without Ray (they would be ignored), a batch they cannot split (a batch the tune stage
+        picks is checked when the train stage starts)."""
+        workers = self.executor.train_workers
+        if workers and self.executor.type != "ray":
+            raise KeyedProblems(
+                [
+                    f"executor.train_workers: {workers} needs executor.type: ray (Ray Train); "
+                    "set it, or remove train_workers to train in this process"
+                ]
+            )
+        if workers and not self.tune.enabled:
             from lmforge.training.ray_run import batch_split_problem
 
-            if problem := batch_split_problem(self.train.batch_size, self.executor.train_workers):
+            if problem := batch_split_problem(self.train.batch_size, workers):
                 raise KeyedProblems([problem])
         return self
 

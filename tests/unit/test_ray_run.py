@@ -68,4 +68,11 @@ def test_a_batch_that_does_not_split_fails_at_load(tmp_path: Path, task: str) ->
     assert "train.batch_size: 6 does not split over executor.train_workers: 4" in str(error.value)
     # A tuned batch is not known yet: the train stage checks it when it starts.
     assert load_config(data={**base, "tune": {"enabled": True}}).train.batch_size == 6
-    assert load_config(data={**base, "executor": {"type": "local", "train_workers": 4}}) is not None
+    assert load_config(data={**base, "train": {"batch_size": 8}}).executor.train_workers == 4
+
+
+def test_train_workers_without_ray_is_refused(tmp_path: Path) -> None:
+    config = {"data": {"train": str(tmp_path / "rows.csv")}, "executor": {"train_workers": 2}}
+    with pytest.raises(ConfigError) as error:
+        load_config(data=config)
+    assert "executor.train_workers: 2 needs executor.type: ray" in str(error.value)

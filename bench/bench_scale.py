@@ -24,6 +24,11 @@ and peak RSS: the child's ru_maxrss, and for the Ray arm the peak of the summed 
 child's whole process tree (raylet, workers), sampled every 0.2 s.
 
     python bench/bench_scale.py --part clean [--rows 100000 --arms single,ray]
+
+`--task causal`: the same three arms for the causal train stage (bench/scale_causal.py:
+smollm2-135m, LoRA unless `--method`, on samsum instruction rows).
+
+    python bench/bench_scale.py --task causal [--rows 160 --steps 20 --method lora]
 """
 
 from __future__ import annotations
@@ -207,9 +212,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--part", choices=["train", "clean", "clean-arm"], default="train")
-    parser.add_argument("--rows", type=int, default=None, help="(a) 2000, (b) 100000")
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rows", type=int, default=None, help="(a) 2000, --task causal 160; (b) 100000")
+    parser.add_argument("--steps", type=int, default=None, help="40; --task causal: 20")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--task", choices=["classification", "causal"], default="classification")
+    parser.add_argument("--method", default="lora", help="--task causal: full, lora or freeze")
     parser.add_argument("--arms", default="single,ray", help="(b) which arms, comma-separated")
     parser.add_argument("--arm", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -225,7 +232,13 @@ def main() -> None:
             raise SystemExit(f"--arms: unknown arm(s) {', '.join(sorted(unknown))}; use single, ray")
         clean_part(args.rows or 100_000, arms)
         return
-    args.rows = args.rows or 2000
+    if args.task == "causal":
+        sys.path.insert(0, str(ROOT / "bench"))
+        from scale_causal import causal_part
+
+        causal_part(args.rows or 160, args.steps or 20, args.threads, args.method)
+        return
+    args.rows, args.steps = args.rows or 2000, args.steps or 40
     if not (DATA / "emotion.csv").exists():
         raise SystemExit(f"skipped: {DATA / 'emotion.csv'} is absent")
     train, validation, labels = _frames(args.rows)

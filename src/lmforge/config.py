@@ -374,7 +374,11 @@ class TrainConfig(Section):
         "auto",
         description="Peak learning rate (AdamW); `auto`: the measured default for the model and method.",
     )
-    batch_size: int = Field(32, ge=1, description="Per-device training batch size.")
+    batch_size: int = Field(
+        32,
+        ge=1,
+        description="Training batch size; on Ray Train the global batch, split evenly over the workers.",
+    )
     eval_batch_size: int = Field(64, ge=1, description="Batch size for validation.")
     max_length: AutoLength = Field(
         "auto",
@@ -1048,6 +1052,26 @@ class Config(Section):
             problems += _clean_problems(self.task, self.clean)
         if problems:
             raise KeyedProblems(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _ray_train(self) -> Config:
+        """Ray Train settings that cannot work fail at load, not after the data stages: workers
+        without Ray (they would be ignored), a batch they cannot split (a batch the tune stage
+        picks is checked when the train stage starts)."""
+        workers = self.executor.train_workers
+        if workers and self.executor.type != "ray":
+            raise KeyedProblems(
+                [
+                    f"executor.train_workers: {workers} needs executor.type: ray (Ray Train); "
+                    "set it, or remove train_workers to train in this process"
+                ]
+            )
+        if workers and not self.tune.enabled:
+            from lmforge.training.ray_run import batch_split_problem
+
+            if problem := batch_split_problem(self.train.batch_size, workers):
+                raise KeyedProblems([problem])
         return self
 
     @field_validator("model")

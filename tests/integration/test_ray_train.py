@@ -199,3 +199,63 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_the_run_finishes(
     assert fit.steps == 20 * 160 // 8  # every planned step ran (20 epochs x 20 global batches)
     assert (tmp_path / "model" / "config.json").exists()
     shutil.rmtree(storage, ignore_errors=True)
+
+
+def _tree(folder: Path) -> list[str]:
+    """The artifact's files, TensorBoard's event files by folder (their names hold a time)."""
+    return sorted(
+        {
+            str(p.relative_to(folder)) if p.parent.name != "tensorboard" else "tensorboard/*"
+            for p in folder.rglob("*")
+            if p.is_file()
+        }
+    )
+
+
+def test_causal_lora_on_two_workers_leaves_the_single_process_artifact(
+    two_nodes: str, tiny_llama: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.conftest import make_instructions
+    from tests.unit.test_generation_pipeline import gen_config, write_jsonl
+
+    data = write_jsonl(tmp_path / "data.jsonl", make_instructions())
+
+    def config(folder: str, executor: dict[str, Any] | None) -> Any:
+        config_dict = gen_config(tmp_path / folder, data, tiny_llama, method="lora", epochs=2, eval_steps=4)
+        config_dict["tracking"].update({"enabled": False, "tensorboard": True})
+        if executor:
+            config_dict["executor"] = executor
+        return load_config(data=config_dict)
+
+    single = run_pipeline(config("local", None), until="train").artifacts["train"]
+    on_ray = run_pipeline(
+        config("ray", {"type": "ray", "address": two_nodes, "train_workers": 2}), until="train"
+    ).artifacts["train"]
+    # The same files (model/, the LoRA adapter alone in model-adapter/, history, hyperparameters,
+    # recipe, restarts, TensorBoard logs): evaluate, export and register read these only.
+    assert _tree(on_ray.folder) == _tree(single.folder)
+    assert on_ray.has("model-adapter/adapter_config.json") and on_ray.has("tensorboard")
+    assert on_ray.summary["ray_train"]["workers"] == 2
+    assert (
+        on_ray.summary["lora_target_modules"] == single.summary["lora_target_modules"] == ["q_proj", "v_proj"]
+    )
+    assert on_ray.summary["parameters"] == single.summary["parameters"]
+    hyper = on_ray.json("hyperparameters")
+    assert hyper["batch_size"] == 8 and hyper["batch_size_per_worker"] == 4  # the same global batch
+    assert {k: v for k, v in hyper.items() if k in single.json("hyperparameters")} == single.json(
+        "hyperparameters"
+    )
+    assert on_ray.metrics["steps"] == single.metrics["steps"]  # the same steps of the same batches
+    # The merged model is a plain transformers folder that generates.
+    model = AutoModelForCausalLM.from_pretrained(on_ray.path("model"))
+    tokenizer = AutoTokenizer.from_pretrained(on_ray.path("model"))
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "opposite of hot"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    out = model.generate(**prompt, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    assert out.shape == (1, prompt["input_ids"].shape[1] + 3)

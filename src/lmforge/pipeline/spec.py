@@ -167,6 +167,12 @@ def train_fingerprint(config: Config) -> dict[str, Any]:
     return {**_trained_model_fingerprint(config), **library_versions(config), **tensorboard}
 
 
+def on_ray_train(config: Config) -> bool:
+    """Whether the train stage runs on Ray Train workers. `executor` then enters its key (the
+    artifact records the workers and their share of the batch); otherwise it is read, unkeyed."""
+    return config.executor.type == "ray" and config.executor.train_workers > 0
+
+
 # The encoder the portfolio probes and fine-tunes (`model: auto` with a budget).
 PORTFOLIO_ENCODER = "minilm-l6"
 

@@ -125,6 +125,7 @@ def _run_on_ray(
         ctx.work_dir / "ray",
         f"train-{ctx.work_dir.name}",
         ctx.out.path("model"),
+        tensorboard=ctx.config.tracking.tensorboard,
     )
     log_decisions(ctx, fit.decisions)
     ctx.out.write_json("history", fit.log_history)
@@ -132,14 +133,13 @@ def _run_on_ray(
     ctx.out.write_json("recipe", recipe_rows(fit.decisions, tuned))
     ctx.out.write_json("restarts", fit.restarts)
     metric = fit.settings["metric_for_best_model"]
-    parameters = _saved_parameters(fit.model_dir)
     return StageResult(
         rows={"train": len(train), "validation": len(validation)},
         metrics=_metrics(fit, started, metric, fit.best_metric),
         summary={
             "model": reference,
             "method": fit.settings["method"],
-            "parameters": parameters,
+            "parameters": fit.parameters,
             "trainable_parameters": fit.trainable_parameters,
             "best_checkpoint": fit.best_checkpoint,
             "epochs_run": fit.epoch,
@@ -168,22 +168,3 @@ def _metrics(fit: Any, started: float, metric: str, best: float | None) -> dict[
         "restarts": float(len(fit.restarts)),
         f"best_validation_{metric}": best if best is not None else float("nan"),
     }
-
-
-def _saved_parameters(folder: Path) -> int:
-    """Parameters of a saved model folder, read from its safetensors headers (no model load)."""
-    from safetensors import safe_open
-
-    total = 0
-    for shard in folder.glob("*.safetensors"):
-        with safe_open(str(shard), framework="pt") as weights:
-            for name in weights.keys():  # noqa: SIM118 - safe_open has no __iter__
-                total += _numel(weights.get_slice(name).get_shape())
-    return total
-
-
-def _numel(shape: list[int]) -> int:
-    count = 1
-    for size in shape:
-        count *= int(size)
-    return count

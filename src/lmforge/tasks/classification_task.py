@@ -22,6 +22,7 @@ from lmforge.pipeline.spec import (
     export_versions,
     ingest_fingerprint,
     label_fingerprint,
+    on_ray_train,
     portfolio_fingerprint,
     reviewed_labels,
     select_fingerprint,
@@ -138,9 +139,9 @@ class ClassificationTask:
                     "model",
                     "task",
                     *(("budget",) if config.budget.enabled else ()),
-                    *(("executor",) if _on_ray_train(config) else ()),
+                    *(("executor",) if on_ray_train(config) else ()),
                 ),
-                unkeyed=("tracking", *(() if _on_ray_train(config) else ("executor",))),
+                unkeyed=("tracking", *(() if on_ray_train(config) else ("executor",))),
                 fingerprint=train_fingerprint,
             )
         )
@@ -240,7 +241,3 @@ def _without_budget(config: Config) -> Config:
     from lmforge.config import BudgetConfig
 
     return config.model_copy(update={"budget": BudgetConfig()})
-
-
-def _on_ray_train(config: Config) -> bool:
-    return config.executor.type == "ray" and config.executor.train_workers > 0

@@ -17,6 +17,7 @@ from lmforge.pipeline.spec import (
     ingest_fingerprint,
     library_versions,
     model_fingerprint,
+    on_ray_train,
     tracking_store_exists,
     train_fingerprint,
     tune_fingerprint,
@@ -118,8 +119,8 @@ def causal_stages(config: Config) -> tuple[StageSpec, ...]:
         own(
             "train",
             ("split", *tuned),
-            ("train", "model"),
-            unkeyed=("tracking",),
+            ("train", "model", *(("executor",) if on_ray_train(config) else ())),
+            unkeyed=("tracking", *(() if on_ray_train(config) else ("executor",))),
             fingerprint=train_fingerprint,
         ),
         own("evaluate", ("split", "train", "baseline"), ("evaluate",)),

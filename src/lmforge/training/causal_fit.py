@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -87,9 +87,12 @@ def fit_causal_lm(
     callbacks: Callable[[], list[Any]] = list,
     log: Callable[[str], None] = lambda message: None,
     save_checkpoints: bool = True,
+    prepare: Callable[[Any], Any] | None = None,
+    resume: Path | Literal["last"] | None = "last",
 ) -> FitResult:
     """Train on `train` (prompt tokens already masked), pick the checkpoint with the lowest
-    validation loss; checkpoints in `checkpoints` let a killed run resume."""
+    validation loss; checkpoints in `checkpoints` let a killed run resume. `prepare` and
+    `resume` are `fit_classifier`'s (Ray Train's `prepare_trainer`, Ray's restored checkpoint)."""
     from transformers import AutoModelForCausalLM, set_seed
 
     from lmforge.models.load import model_folder
@@ -126,9 +129,9 @@ def fit_causal_lm(
             loss_watch=LossWatch(cfg.explode_factor),
             lr_scale=scale,
         )
-        return trainer, tokenizer, trainable
+        return (prepare(trainer) if prepare else trainer), tokenizer, trainable
 
-    fit = train_with_restarts(build, cfg, checkpoints, log)
+    fit = train_with_restarts(build, cfg, checkpoints, log, resume)
     fit.settings = cfg
     return fit
 
@@ -153,3 +156,9 @@ def prepare_model(model: Any, cfg: TrainConfig) -> tuple[Any, int]:
     else:
         freeze(model, embeddings=cfg.freeze_embeddings, layers=cfg.freeze_layers)
     return model, int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def lora_targets(model: Any) -> list[str]:
+    """The modules a LoRA adapter was put on (none for the other methods)."""
+    config = getattr(model, "peft_config", {}).get("default")
+    return sorted(config.target_modules) if config is not None else []

@@ -5,24 +5,29 @@ modelling), optionally packed into full blocks; the checkpoint with the lowest
 validation loss is kept. The output `model/` is a plain transformers folder (LoRA
 merged); a LoRA adapter alone is kept in `model-adapter/`. Checkpoints in the work
 folder let a killed run resume; a diverging loss restarts at a lower learning rate.
+With `executor: {type: ray, train_workers: N}` the same fit runs data-parallel on Ray Train
+(training/ray_causal.py) and leaves the same files.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
+from lmforge.pipeline.spec import on_ray_train
 from lmforge.tasks.generation import Encoded
 from lmforge.tasks.registry import get_task
-from lmforge.training.causal_fit import fit_causal_lm, prepare_causal
+from lmforge.training.causal_fit import CausalData, fit_causal_lm, lora_targets, prepare_causal
 from lmforge.training.recipe import ResolvedTrain
 from lmforge.training.stage_support import (
     count_params,
     log_decisions,
     precision_name,
+    recipe_rows,
     regularisation_summary,
     short_value,
     stage_callbacks,
@@ -52,53 +57,134 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
             hint="raise train.max_length or shorten the prompts",
         )
     started = time.perf_counter()
+    if on_ray_train(ctx.config):
+        trained = _train_on_ray(ctx, reference, data, tuned)
+    else:
+        trained = _train_here(ctx, reference, data, tuned)
+    best = trained.best
+    return StageResult(
+        rows={"train": len(train), "validation": len(validation)},
+        metrics={
+            "train_loss": trained.train_loss,
+            "train_seconds": float(time.perf_counter() - started),
+            "steps": float(trained.steps),
+            "restarts": float(len(trained.restarts)),
+            "best_validation_loss": best if best is not None else float("nan"),
+            "best_validation_perplexity": math.exp(min(best, 50.0)) if best is not None else float("nan"),
+            "seconds_per_step": trained.fit_seconds / max(trained.steps, 1),
+            "train_target_tokens": float(train.target_tokens),
+        },
+        summary={
+            "model": reference,
+            "method": settings.method,
+            "parameters": trained.parameters,
+            "trainable_parameters": trained.trainable_parameters,
+            "lora_target_modules": trained.lora_target_modules,
+            "best_checkpoint": trained.best_checkpoint,
+            "epochs_run": trained.epochs_run,
+            "resumed_from": trained.resumed_from,
+            "restarts": trained.restarts,
+            "tuned": tuned,
+            "device": trained.device,
+            "precision": trained.precision,
+            "regularisation": regularisation_summary(settings),
+            "truncated": train.truncated,
+            "dropped_long": len(train.dropped),
+            "packed": settings.packing,
+            **trained.summary,
+        },
+    )
+
+
+@dataclass
+class _Trained:
+    """What the stage reports of a fit, in this process or on Ray Train."""
+
+    train_loss: float
+    fit_seconds: float
+    steps: int
+    restarts: list[dict[str, Any]]
+    best: float | None
+    parameters: int
+    trainable_parameters: int
+    lora_target_modules: list[str]
+    best_checkpoint: str
+    epochs_run: float
+    resumed_from: str | None
+    device: str
+    precision: str
+    summary: dict[str, Any] = field(default_factory=dict)  # what only one of them reports
+
+
+def _train_here(ctx: StageContext, reference: str, data: CausalData, tuned: dict[str, Any]) -> _Trained:
     fit = fit_causal_lm(
         reference,
         ctx.config.base_dir,
         data.tokenizer,
-        train,
-        validation,
-        settings,
+        data.train,
+        data.validation,
+        data.settings,
         ctx.work_dir / "checkpoints",
         callbacks=lambda: stage_callbacks(ctx),
         log=ctx.warn,
     )
     if fit.resumed_from:
         ctx.log(f"resumed from {fit.resumed_from}")
-    trainer = fit.trainer
+    state = fit.trainer.state
     fit.model.config.use_cache = True  # off for training; generation wants it
-    write_train_outputs(ctx, fit, settings, data.decisions, tuned)
-    best = fit.best_metric
-    return StageResult(
-        rows={"train": len(train), "validation": len(validation)},
-        metrics={
-            "train_loss": fit.train_loss,
-            "train_seconds": float(time.perf_counter() - started),
-            "steps": float(fit.steps),
-            "restarts": float(len(fit.restarts)),
-            "best_validation_loss": best if best is not None else float("nan"),
-            "best_validation_perplexity": math.exp(min(best, 50.0)) if best is not None else float("nan"),
-            "seconds_per_step": fit.train_seconds / max(fit.steps, 1),
-            "train_target_tokens": float(train.target_tokens),
-        },
-        summary={
-            "model": reference,
-            "method": settings.method,
-            "parameters": count_params(fit.model),
-            "trainable_parameters": fit.trainable_parameters,
-            "lora_target_modules": _lora_targets(fit.model),
-            "best_checkpoint": (trainer.state.best_model_checkpoint or "").rsplit("/", 1)[-1],
-            "epochs_run": float(trainer.state.epoch or 0),
-            "resumed_from": fit.resumed_from,
-            "restarts": fit.restarts,
-            "tuned": tuned,
-            "device": str(trainer.args.device),
-            "precision": precision_name(trainer.args),
-            "regularisation": regularisation_summary(settings),
-            "truncated": train.truncated,
-            "dropped_long": len(train.dropped),
-            "packed": settings.packing,
-        },
+    write_train_outputs(ctx, fit, data.settings, data.decisions, tuned)
+    return _Trained(
+        train_loss=fit.train_loss,
+        fit_seconds=fit.train_seconds,
+        steps=fit.steps,
+        restarts=fit.restarts,
+        best=fit.best_metric,
+        parameters=count_params(fit.model),
+        trainable_parameters=fit.trainable_parameters,
+        lora_target_modules=lora_targets(fit.model),
+        best_checkpoint=(state.best_model_checkpoint or "").rsplit("/", 1)[-1],
+        epochs_run=float(state.epoch or 0),
+        resumed_from=fit.resumed_from,
+        device=str(fit.trainer.args.device),
+        precision=precision_name(fit.trainer.args),
+    )
+
+
+def _train_on_ray(ctx: StageContext, reference: str, data: CausalData, tuned: dict[str, Any]) -> _Trained:
+    """The same fit on Ray Train workers (training/ray_causal.py), the same artifact."""
+    from lmforge.training.ray_causal import fit_causal_lm_on_ray
+
+    executor = ctx.config.executor
+    ctx.log(f"Ray Train: {executor.train_workers} worker(s) x {executor.cpus_per_worker:g} CPU")
+    fit = fit_causal_lm_on_ray(
+        reference,
+        ctx.config.base_dir,
+        data,
+        executor,
+        ctx.work_dir / "ray",
+        f"train-{ctx.work_dir.name}",
+        ctx.out.path("model"),
+        tensorboard=ctx.config.tracking.tensorboard,
+    )
+    ctx.out.write_json("history", fit.log_history)
+    ctx.out.write_json("hyperparameters", fit.settings)
+    ctx.out.write_json("recipe", recipe_rows(fit.decisions, tuned))
+    ctx.out.write_json("restarts", fit.restarts)
+    return _Trained(
+        train_loss=fit.train_loss,
+        fit_seconds=fit.train_seconds,
+        steps=fit.steps,
+        restarts=fit.restarts,
+        best=fit.best_metric,
+        parameters=fit.parameters,
+        trainable_parameters=fit.trainable_parameters,
+        lora_target_modules=list(fit.extra.get("lora_target_modules", [])),
+        best_checkpoint=fit.best_checkpoint,
+        epochs_run=fit.epoch,
+        resumed_from=None,
+        device=fit.device,
+        precision=fit.precision,
+        summary={"ray_train": {"workers": fit.workers, "resumed_after_a_failure": fit.resumed}},
     )
 
 
@@ -119,8 +205,3 @@ def _report_lengths(ctx: StageContext, train: Encoded, rows: int, cfg: ResolvedT
         raise DataError(
             "no training example fits train.max_length", hint="raise train.max_length or shorten the prompts"
         )
-
-
-def _lora_targets(model: Any) -> list[str]:
-    config = getattr(model, "peft_config", {}).get("default")
-    return sorted(config.target_modules) if config is not None else []

@@ -259,3 +259,47 @@ def test_causal_lora_on_two_workers_leaves_the_single_process_artifact(
     )
     out = model.generate(**prompt, max_new_tokens=3, min_new_tokens=3, do_sample=False)
     assert out.shape == (1, prompt["input_ids"].shape[1] + 3)
+
+
+def test_under_a_budget_two_workers_stop_together_at_the_clocks_end(
+    two_nodes: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A budget gives the workers a wall-clock end (training/ray_budget.py). They take the
+    largest progress each step, so they stop at the same step: a worker stopping one step
+    earlier would leave the other waiting in its next all-reduce, and this test would hang."""
+    from lmforge.training.ray_train import fit_classifier_on_ray
+
+    frame = pd.DataFrame(make_rows(per_class=40), columns=["text", "label"])
+    labels = sorted(frame["label"].unique())
+    planned = 400 * 160 // 8  # 400 epochs: minutes of training, far past the clock's end
+    cfg = TrainConfig(
+        pooling="mean",
+        epochs=400,
+        batch_size=8,
+        learning_rate=5e-3,
+        max_length=16,
+        max_steps=planned,
+        eval_steps=planned + 1,  # evaluations come from the clock's rungs and end
+        lr_scheduler="constant_with_warmup",
+        warmup_ratio=0.0,
+        early_stopping_patience=None,
+    )
+    clock = {"end": time.time() + 20, "max_steps": planned, "warmup_steps": 0, "shape": "linear"}
+    fit = fit_classifier_on_ray(
+        str(tiny_model),
+        tmp_path,
+        labels,
+        frame,
+        frame.head(40),
+        cfg,
+        ExecutorConfig(type="ray", address=two_nodes, train_workers=2),
+        tmp_path / "storage",
+        "budgeted",
+        tmp_path / "model",
+        clock=clock,
+    )
+    assert 0 < fit.steps < planned  # ended by the clock
+    evaluated = [row["step"] for row in fit.log_history if "eval_loss" in row]
+    assert evaluated[-1] == fit.steps  # the end is evaluated, as a planned last step is
+    assert (tmp_path / "model" / "config.json").exists()
+    shutil.rmtree(tmp_path / "storage", ignore_errors=True)

@@ -108,11 +108,11 @@ def _run_on_ray(
     from lmforge.training.stage_support import recipe_rows
 
     executor = ctx.config.executor
-    if ctx.budget is not None:
-        ctx.warn(
-            "budget: Ray Train does not cut its steps to the budget yet; this run may overrun it "
-            "(set executor.train_workers: 0 to train in this process within the budget)"
-        )
+    clock = None
+    if ctx.budget is not None and not ctx.budget.count_based:
+        from lmforge.training.ray_budget import plan_on_ray
+
+        cfg, clock = plan_on_ray(ctx, reference, labels, train, validation, cfg)
     ctx.log(f"Ray Train: {executor.train_workers} worker(s) x {executor.cpus_per_worker:g} CPU")
     fit = fit_classifier_on_ray(
         reference,
@@ -126,6 +126,7 @@ def _run_on_ray(
         f"train-{ctx.work_dir.name}",
         ctx.out.path("model"),
         tensorboard=ctx.config.tracking.tensorboard,
+        clock=clock,
     )
     log_decisions(ctx, fit.decisions)
     ctx.out.write_json("history", fit.log_history)

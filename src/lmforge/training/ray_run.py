@@ -83,6 +83,7 @@ class WorkerStart:
     resume: Path | None
     payload: Any
     tensorboard: bool = False
+    clock: Any = None  # under a budget: the clock schedule (ray_budget.py), one for all Trainers built
 
     def callbacks(self) -> list[Any]:
         """The Trainer callbacks of a worker: every checkpoint goes to Ray; rank 0 writes the
@@ -91,6 +92,8 @@ class WorkerStart:
         from ray.train.huggingface.transformers import RayTrainReportCallback
 
         callbacks: list[Any] = [RayTrainReportCallback()]
+        if self.clock is not None:
+            callbacks.append(self.clock)
         if self.tensorboard and ray.train.get_context().get_world_rank() == 0:
             from torch.utils.tensorboard import SummaryWriter
             from transformers.integrations import TensorBoardCallback
@@ -108,6 +111,8 @@ def worker_start(config: dict[str, Any]) -> Iterator[WorkerStart]:
     import torch
     from ray.train.huggingface.transformers import RayTrainReportCallback
 
+    from lmforge.training.ray_budget import worker_clock
+
     torch.set_num_threads(max(1, int(config["threads"])))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     payload = ray.get(config["payload"])
@@ -122,7 +127,8 @@ def worker_start(config: dict[str, Any]) -> Iterator[WorkerStart]:
             shutil.copytree(restored.to_directory(), local)
             candidate = local / RayTrainReportCallback.CHECKPOINT_NAME
             resume = candidate if (candidate / "trainer_state.json").exists() else None
-        yield WorkerStart(Path(scratch), resume, payload, bool(config.get("tensorboard")))
+        clock = worker_clock(config["clock"]) if config.get("clock") else None
+        yield WorkerStart(Path(scratch), resume, payload, bool(config.get("tensorboard")), clock)
 
 
 def report_final(fit: Any, start: WorkerStart, extra: dict[str, Any] | None = None) -> None:

@@ -61,9 +61,11 @@ def fit_classifier_on_ray(
     out_model: Path,
     *,
     tensorboard: bool = False,
+    clock: dict[str, Any] | None = None,
 ) -> RayFit:
     """Fit on `executor.train_workers` Ray Train workers; the model folder lands in `out_model`
-    (TensorBoard logs in `tensorboard/` beside it with `tensorboard`)."""
+    (TensorBoard logs in `tensorboard/` beside it with `tensorboard`). `clock`: under a budget,
+    the workers' clock schedule (`ray_budget.plan_on_ray`)."""
     from lmforge.training.fit import classification_settings
 
     # The recipe resolves once, here, on every train row; the workers get concrete settings.
@@ -86,6 +88,7 @@ def fit_classifier_on_ray(
             "labels": labels,
             "train": worker_cfg.model_dump(mode="json"),
             "tensorboard": tensorboard,
+            "clock": clock,
         },
         {
             "train": train[["text", "label"]].to_dict("list"),

@@ -160,3 +160,19 @@ def test_the_clean_stage_records_the_probe_and_the_report_shows_it(config_dict: 
     html = result.artifacts["report"].path("report.html").read_text(encoding="utf-8")
     # Shown whether or not any row was flagged (with the flagged rows, or in their place).
     assert "5 folds" in html and "clean.label_noise_probe: fast" in html
+
+
+def test_a_probe_the_budget_chose_says_so_in_the_clean_stage(tmp_path: Path) -> None:
+    """A 2-minute budget and 1,000 rows of ~1,000 characters: the full probe (~20 s) is over the
+    check's share (12 s), the fast one (~5 s) fits; the stage's record says the budget chose it."""
+    from lmforge.pipeline.runner import run_pipeline
+    from tests.conftest import build_tiny_bert, fast_config, make_rows, write_csv
+
+    base = make_rows(per_class=250)
+    rows = [((f"{text} " * 40)[:1000] + f" {i}", label) for i, (text, label) in enumerate(base)]
+    config = fast_config(tmp_path, write_csv(tmp_path / "long.csv", rows), build_tiny_bert(tmp_path / "bert"))
+    config.update(budget={"minutes": 2}, clean={"label_noise": "flag", "near_duplicates": False})
+    result = run_pipeline(load_config(data=config), until="clean")
+    recorded = result.artifacts["clean"].summary["label_noise_probe"]
+    assert recorded["probe"] == "fast"
+    assert recorded["reason"].startswith("the time budget: the full label-noise probe on ")

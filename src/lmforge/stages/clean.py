@@ -150,6 +150,11 @@ def _label_noise(
         ctx.log("label-noise check skipped: it needs at least 20 rows of 2 classes")
         return train
     probe, why = choose_probe(cfg.label_noise_probe, len(train))
+    if ctx.budget is not None:
+        # The budget set the probe (pipeline/budget.py): say so, not "set in the config".
+        for decision in ctx.budget.decisions:
+            if decision["decision"] == f"clean.label_noise_probe: {probe}":
+                why = f"the time budget: {decision['reason']}"
     with ctx.progress(f"checking labels ({cfg.label_noise_model}, {probe} probe)", total=None):
         embeddings = None
         if executor is not None and cfg.label_noise_model == "embeddings":

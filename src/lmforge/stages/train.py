@@ -105,7 +105,7 @@ def _run_on_ray(
 ) -> StageResult:
     """The same stage on Ray Train workers (training/ray_train.py): the same artifact."""
     from lmforge.training.ray_train import fit_classifier_on_ray
-    from lmforge.training.stage_support import recipe_rows
+    from lmforge.training.stage_support import write_ray_outputs
 
     executor = ctx.config.executor
     clock = None
@@ -129,10 +129,7 @@ def _run_on_ray(
         clock=clock,
     )
     log_decisions(ctx, fit.decisions)
-    ctx.out.write_json("history", fit.log_history)
-    ctx.out.write_json("hyperparameters", fit.settings)
-    ctx.out.write_json("recipe", recipe_rows(fit.decisions, tuned))
-    ctx.out.write_json("restarts", fit.restarts)
+    write_ray_outputs(ctx, fit, tuned)
     metric = fit.settings["metric_for_best_model"]
     return StageResult(
         rows={"train": len(train), "validation": len(validation)},

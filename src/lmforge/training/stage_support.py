@@ -125,3 +125,12 @@ def recipe_rows(decisions: list[Decision], tuned: dict[str, Any]) -> list[dict[s
             row["reason"] = "the best trial of the tune stage"
         rows.append(row)
     return rows
+
+
+def write_ray_outputs(ctx: StageContext, fit: Any, tuned: dict[str, Any]) -> None:
+    """What a train stage writes beside the model after a fit on Ray Train (`RayFit`): the
+    files `write_train_outputs` writes after a fit in this process."""
+    ctx.out.write_json("history", fit.log_history)
+    ctx.out.write_json("hyperparameters", fit.settings)
+    ctx.out.write_json("recipe", recipe_rows(fit.decisions, tuned))
+    ctx.out.write_json("restarts", fit.restarts)

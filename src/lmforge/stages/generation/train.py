@@ -27,10 +27,10 @@ from lmforge.training.stage_support import (
     count_params,
     log_decisions,
     precision_name,
-    recipe_rows,
     regularisation_summary,
     short_value,
     stage_callbacks,
+    write_ray_outputs,
     write_train_outputs,
 )
 
@@ -166,10 +166,7 @@ def _train_on_ray(ctx: StageContext, reference: str, data: CausalData, tuned: di
         ctx.out.path("model"),
         tensorboard=ctx.config.tracking.tensorboard,
     )
-    ctx.out.write_json("history", fit.log_history)
-    ctx.out.write_json("hyperparameters", fit.settings)
-    ctx.out.write_json("recipe", recipe_rows(fit.decisions, tuned))
-    ctx.out.write_json("restarts", fit.restarts)
+    write_ray_outputs(ctx, fit, tuned)
     return _Trained(
         train_loss=fit.train_loss,
         fit_seconds=fit.train_seconds,

@@ -77,7 +77,7 @@ def map_blocks(
                 fn_constructor_args=(factory,),
                 batch_size=block_rows,
                 batch_format="numpy",
-                concurrency=(1, cpus),
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpus),
                 num_cpus=executor.num_cpus,
             )
             del table

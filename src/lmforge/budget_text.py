@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 import re
 
-# Below this no run can end in time: ingest, one TF-IDF model, export and register need about
-# that on 2 cores. The planner may refine the figure from measurements.
+# Below this no run can end in time: ingest, the cheapest model (one TF-IDF fit), evaluate and
+# register need about that on 2 cores; a causal task needs more (pipeline/budget.py
+# `minimum_seconds`, checked when the run starts).
 MIN_BUDGET_MINUTES = 2.0
 # A week: a longer budget is a typo (10000h), not a plan.
 MAX_BUDGET_MINUTES = 7 * 24 * 60.0
@@ -65,8 +66,8 @@ def minutes_problem(minutes: float, key: str, write: str = "{key}: {n}") -> str 
         return f"{key}: must be > 0 minutes, got {shown}"
     if minutes < MIN_BUDGET_MINUTES:
         return (
-            f"{key}: {shown} is below the minimum of {MIN_BUDGET_MINUTES:g} minutes (ingest, one "
-            f"TF-IDF model, export and register need about that on 2 cores); "
+            f"{key}: {shown} is below the minimum of {MIN_BUDGET_MINUTES:g} minutes (ingest, the "
+            f"cheapest model, evaluate and register need about that on 2 cores); "
             f"set {write.format(key=key, n=f'{MIN_BUDGET_MINUTES:g}')} or more"
         )
     if minutes > MAX_BUDGET_MINUTES:

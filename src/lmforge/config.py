@@ -341,7 +341,8 @@ class TrainConfig(Section):
         "full",
         description=(
             "`full` trains every weight; `lora` trains low-rank adapters (peft) and the head; "
-            "`freeze` trains only the top `trainable_layers` blocks (and the head)."
+            "`freeze` trains only the top `trainable_layers` blocks (and the head). Generation and "
+            "language-modeling default to `lora`."
         ),
     )
     trainable_layers: int = Field(2, ge=1, description="`method: freeze`: how many top blocks train.")
@@ -377,9 +378,14 @@ class TrainConfig(Section):
     batch_size: int = Field(
         32,
         ge=1,
-        description="Training batch size; on Ray Train the global batch, split evenly over the workers.",
+        description=(
+            "Training batch size; on Ray Train the global batch, split evenly over the workers. "
+            "Generation and language-modeling default to 4."
+        ),
     )
-    eval_batch_size: int = Field(64, ge=1, description="Batch size for validation.")
+    eval_batch_size: int = Field(
+        64, ge=1, description="Batch size for validation (generation and language-modeling: 8)."
+    )
     max_length: AutoLength = Field(
         "auto",
         description=(

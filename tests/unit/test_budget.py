@@ -120,8 +120,8 @@ def test_budget_section_accepts_its_short_forms(value: object) -> None:
         (True, "budget: cannot read True: write 90s, 15m, 2h or {minutes: 15}"),
         (
             "90s",
-            "budget.minutes: 1.5 is below the minimum of 2 minutes (ingest, one TF-IDF model, export "
-            "and register need about that on 2 cores); set budget.minutes: 2 or more",
+            "budget.minutes: 1.5 is below the minimum of 2 minutes (ingest, the cheapest model, "
+            "evaluate and register need about that on 2 cores); set budget.minutes: 2 or more",
         ),
         ("0s", "budget.minutes: must be > 0 minutes, got 0"),
         ({"minutes": -5}, "budget.minutes: must be > 0 minutes, got -5"),

@@ -172,3 +172,16 @@ def test_auto_reports_an_out_folder_it_cannot_create(tickets: Path, tmp_path: Pa
     blocker = tmp_path / "file"
     blocker.write_text("")
     _user_error(runner.invoke(app, ["auto", str(tickets), "--out", str(blocker / "sub")]), "cannot write")
+
+
+def test_a_causal_budget_below_the_minimum_counts_scoring_the_base_model(tmp_path: Path) -> None:
+    import json
+
+    rows = [{"instruction": f"Say {i}.", "output": f"{i}"} for i in range(400)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    path = tmp_path / "lmforge.yaml"
+    path.write_text(yaml.safe_dump({"task": "generation", "data": {"train": "rows.jsonl"}, "budget": "2m"}))
+    result = runner.invoke(app, ["run", str(path)])
+    # 40 test rows: 40 answers and a perplexity pass, before fine-tuning and after
+    _user_error(result, "config error", "budget.minutes: 2 is below", "scoring the base model", "or more")
+    assert not (tmp_path / "runs").exists()

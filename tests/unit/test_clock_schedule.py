@@ -138,3 +138,42 @@ def test_a_real_trainer_ends_by_the_clock_with_its_best_checkpoint(tmp_path: Pat
     assert fit.best_metric is not None  # evaluated at the rungs and at the clock's end
     evaluated = [entry for entry in fit.trainer.state.log_history if "eval_loss" in entry]
     assert len(evaluated) == 3
+
+
+def test_a_reserve_ends_the_schedule_early_enough_for_the_longest_pass_seen():
+    clock = _Clock()
+    schedule = clock_schedule(
+        end=100.0, max_steps=1000, warmup_steps=0, shape="linear", clock=clock, reserve=10.0
+    )
+    state = SimpleNamespace(global_step=0, max_steps=1000)
+    schedule.on_train_begin(None, state, _control())
+    ended_at = None
+    for step in range(1, 100):
+        clock.now += 5.0
+        state.global_step = step
+        control = _control()
+        schedule.on_step_end(None, state, control)
+        if control.should_evaluate:
+            clock.now += 20.0  # the validation pass and save at a rung: longer than reserved
+            schedule.on_evaluate(None, state, control)
+            schedule.on_save(None, state, control)
+        if control.should_training_stop:
+            ended_at = clock.now
+            break
+    # The first rung comes at a third of (100 - 10) s; from then on 20 s are kept free, so the
+    # last pass (another 20 s) ends by the end, not 10 s after it.
+    assert schedule.reserved == pytest.approx(20.0)
+    assert ended_at is not None and ended_at <= 100.0
+    assert schedule.ended_by_clock
+
+
+def test_without_a_reserve_evaluations_do_not_move_the_end():
+    clock = _Clock()
+    schedule = clock_schedule(end=100.0, max_steps=1000, warmup_steps=0, shape="linear", clock=clock)
+    state = SimpleNamespace(global_step=0, max_steps=1000)
+    schedule.on_train_begin(None, state, _control())
+    clock.now = 10.0
+    schedule.on_step_end(None, state, _control())
+    clock.now = 40.0
+    schedule.on_evaluate(None, state, _control())
+    assert schedule.reserved == 0.0 and schedule.progress(0) == pytest.approx(0.4)

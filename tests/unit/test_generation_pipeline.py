@@ -28,6 +28,7 @@ def gen_config(folder: Path, data: Path, model: Path, **train: Any) -> dict[str,
         "model": str(model),
         "split": {"validation": 0.15, "test": 0.15, "seed": 1},
         "train": {
+            "method": "full",  # a tiny random model learns in a few steps only when all of it trains
             "epochs": 12,
             "batch_size": 8,
             "learning_rate": 5e-3,

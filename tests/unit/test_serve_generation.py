@@ -56,6 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Iterat
         "model": str(tiny_llama),
         "split": {"validation": 0.15, "test": 0.15, "seed": 1},
         "train": {
+            "method": "full",  # a tiny random model learns in a few steps only when all of it trains
             "epochs": 12,  # fewer, and the model answers every prompt with an immediate end of turn
             "batch_size": 8,
             "learning_rate": 5e-3,

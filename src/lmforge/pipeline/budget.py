@@ -71,6 +71,22 @@ _POST_COST["ensemble"] = {
     )
     for stage in _POST_COST["transformer"]
 }
+# A causal LM (generation, language modelling): `evaluate` scores the fine-tuned model on the
+# test split exactly as `baseline` scored the base model (perplexity, and answers for
+# generation), so once the baseline has run its measured seconds price the evaluation
+# (CAUSAL_EVALUATE_FACTOR for the answers' lengths changing). Before that: smollm2-135m on
+# samsum on 2 cores, 20 test rows of ~500 characters: perplexity 8 s, 20 answers of up to 64
+# new tokens 19 s, loading and scoring the rest.
+_POST_COST["causal"] = {
+    "evaluate": (5.0, 0.0),  # + the answers and the perplexity pass (RunBudget._causal_evaluate)
+    "export": (30.0, 0.0),  # GGUF: convert, load back, compare logits (only with export.gguf)
+    "gate": (3.0, 0.0),
+    "report": (4.0, 0.0),
+    "register": (8.0, 0.0),  # MLflow's run and version (samsum, smollm2-135m: 2.3 s)
+}
+ANSWER_SECONDS = 1.0  # one answer of 64 new tokens, in batches of 8
+PERPLEXITY_SECONDS_PER_ROW = 0.4  # a test row of 500 characters
+CAUSAL_EVALUATE_FACTOR = 1.15
 TRANSFORMER_CHARS_CAP = 500.0
 POST_STAGES = ("evaluate", "export", "crossval", "gate", "report", "register")
 
@@ -84,11 +100,15 @@ class RunBudget:
     started: float = field(default_factory=time.monotonic)
     count_based: bool = False  # `budget.trials` / `deterministic`: decisions by counts, not the clock
     trials: int | None = None
+    model_kind: str = "transformer"  # what training makes: "transformer" (classifier) or "causal"
+    answers: int = 0  # causal: test prompts answered by each model (evaluate.generation_rows)
+    answer_tokens: int = 64  # causal: the longest answer (evaluate.max_new_tokens)
     rows: dict[str, int] = field(default_factory=dict)  # train / validation / test, as known so far
     mean_chars: float = 100.0  # of a text, as known so far (the file's bytes per row, then validate's)
     plan: dict[str, float] = field(default_factory=dict)
     actual: dict[str, float] = field(default_factory=dict)
     cached: dict[str, bool] = field(default_factory=dict)
+    computed: dict[str, float] = field(default_factory=dict)  # a stage's own seconds, cached or not
     decisions: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -100,7 +120,17 @@ class RunBudget:
         if budget is None or not budget.enabled:
             return None
         seconds = budget.seconds if budget.seconds is not None else float("inf")
-        return cls(seconds, list(stages), count_based=budget.count_based, trials=budget.trials)
+        kind = "transformer" if config.task_def.uses_labels else "causal"
+        generates = kind == "causal" and not config.task_def.raw_text
+        return cls(
+            seconds,
+            list(stages),
+            count_based=budget.count_based,
+            trials=budget.trials,
+            model_kind=kind,
+            answers=config.evaluate.generation_rows if generates else 0,
+            answer_tokens=config.evaluate.max_new_tokens,
+        )
 
     @property
     def deadline(self) -> float:
@@ -117,12 +147,29 @@ class RunBudget:
 
     def post_seconds(self, kind: str, after: str = "train") -> float:
         """Estimated seconds of the stages after `after` for a winner of `kind`."""
-        # A transformer reads at most max_length tokens of a text: long texts cost it no more
-        # than ~500 characters' worth (128 tokens); a linear model reads every character.
-        test_k = self.units("test", cap=None if kind == "linear" else TRANSFORMER_CHARS_CAP)
+        # A classifier reads at most max_length tokens of a text: long texts cost it no more
+        # than ~500 characters' worth (128 tokens); a linear model reads every character, and
+        # so does a causal LM (its max_length covers the whole example).
+        test_k = self.units("test", cap=None if kind in ("linear", "causal") else TRANSFORMER_CHARS_CAP)
         later = self.stages[self.stages.index(after) + 1 :] if after in self.stages else []
+        return sum(self._post_stage(stage, kind, test_k) for stage in later)
+
+    def _post_stage(self, stage: str, kind: str, test_k: float) -> float:
         costs = _POST_COST.get(kind, _POST_COST["transformer"])
-        return sum(costs[s][0] + costs[s][1] * test_k for s in later if s in costs)
+        if stage not in costs:
+            return 0.0
+        if kind == "causal" and stage == "evaluate":
+            return self._causal_evaluate()
+        return costs[stage][0] + costs[stage][1] * test_k
+
+    def _causal_evaluate(self) -> float:
+        """Seconds to score a causal LM on the test split: the baseline's, once measured."""
+        if "baseline" in self.computed:
+            return 5.0 + CAUSAL_EVALUATE_FACTOR * self.computed["baseline"]
+        rows = self.rows.get("test", 0.1 * self.rows.get("train", 1_000))
+        answers = min(self.answers, rows) * ANSWER_SECONDS * self.answer_tokens / 64
+        perplexity = rows * PERPLEXITY_SECONDS_PER_ROW * max(1.0, self.mean_chars / 500)
+        return _POST_COST["causal"]["evaluate"][0] + answers + perplexity
 
     def margin(self) -> float:
         """Kept free at the end: machines are noisy and the last stage must not overrun."""
@@ -138,13 +185,15 @@ class RunBudget:
         for stage in self.stages:
             if stage in self.actual:
                 continue
-            if stage in _DATA_COST:
+            if stage == "baseline" and self.model_kind == "causal":
+                # The base model scored on the test split: what `evaluate` does after training.
+                self.plan[stage] = self._causal_evaluate()
+            elif stage in _DATA_COST:
                 fixed, per_k = _DATA_COST[stage]
                 self.plan[stage] = fixed + per_k * train_k
             elif stage in POST_STAGES:
-                costs = _POST_COST["transformer"]
-                fixed, per_k = costs.get(stage, (0.0, 0.0))
-                self.plan[stage] = fixed + per_k * self.units("test", cap=TRANSFORMER_CHARS_CAP)
+                cap = None if self.model_kind == "causal" else TRANSFORMER_CHARS_CAP
+                self.plan[stage] = self._post_stage(stage, self.model_kind, self.units("test", cap=cap))
         if "train" in self.stages and "train" not in self.actual and self.seconds != float("inf"):
             spent = sum(self.actual.values())
             others = sum(v for s, v in self.plan.items() if s != "train" and s not in self.actual)
@@ -172,9 +221,16 @@ class RunBudget:
         rows: dict[str, int],
         cached: bool,
         text_chars: dict[str, float] | None = None,
+        computed: float | None = None,
+        skipped: bool = False,
     ) -> None:
+        """`stage` took `seconds` (a cache hit: the lookup); `computed` is what computing it
+        took (the cached artifact's own seconds), which prices the work it stands for, unless
+        the stage was `skipped` (turned off: it measured nothing)."""
         self.actual[stage] = seconds
         self.cached[stage] = cached
+        if not skipped:
+            self.computed[stage] = seconds if computed is None else computed
         if text_chars and text_chars.get("mean"):
             self.mean_chars = float(text_chars["mean"])
         for name in ("train", "validation", "test"):
@@ -277,10 +333,21 @@ def estimate_size(paths: list[Any]) -> tuple[int, float]:
     return total, size / max(1, total)
 
 
-def minimum_seconds(rows: int, mean_chars: float = 100.0) -> float:
+def minimum_seconds(rows: int, mean_chars: float = 100.0, causal_answers: int | None = None) -> float:
     """The least a run of `rows` texts of `mean_chars` can take: its data stages, one linear
-    model, the stages after training for a linear winner, and the margin."""
+    model, the stages after training for a linear winner, and the margin. A causal task
+    (`causal_answers`: the test prompts each model answers) instead scores the base model,
+    fine-tunes for 30 s, scores the result and registers it."""
     train_k = rows / 1000 * max(1.0, mean_chars / 100)
+    if causal_answers is not None:
+        budget = RunBudget(float("inf"), [], model_kind="causal", answers=causal_answers)
+        budget.mean_chars = mean_chars
+        budget.rows.update(train=rows, test=max(1, rows // 10))
+        data_stages = ("ingest", "validate", "clean", "split")
+        data = sum(_DATA_COST[s][0] + _DATA_COST[s][1] * train_k for s in data_stages)
+        post = sum(_POST_COST["causal"][s][0] for s in ("gate", "report", "register"))
+        # 30 s of steps and the model's save (training/causal_budget.py)
+        return data + 2 * budget._causal_evaluate() + 30.0 + 15.0 + post + 5.0
     data = sum(fixed + per_k * train_k for fixed, per_k in _DATA_COST.values())
     # Vectorising and one fit (classical/search.py: 7.7 s + 4.3 s for 2.5k docstrings, 45 units).
     linear = 5.0 + 0.3 * train_k

@@ -128,6 +128,8 @@ def run_pipeline(
                     artifact.manifest.get("rows", {}),
                     cached,
                     artifact.summary.get("text_chars"),
+                    computed=artifact.manifest.get("seconds"),
+                    skipped=bool(artifact.summary.get("skipped")),
                 )
                 write_json_atomic(run_dir / "budget.json", budget.to_json())
         record.set_metrics(_headline_metrics(result))
@@ -161,13 +163,20 @@ def _check_budget(config: Config) -> None:
     if seconds is None:
         return
     rows, mean_bytes = estimate_size(data_files(config))
-    needed = minimum_seconds(rows, mean_bytes)
+    task = config.task_def
+    if task.uses_labels:
+        needed = minimum_seconds(rows, mean_bytes)
+        parts = "the data stages, one linear model, evaluate, export and register"
+    else:
+        needed = minimum_seconds(
+            rows, mean_bytes, causal_answers=0 if task.raw_text else config.evaluate.generation_rows
+        )
+        parts = "the data stages, scoring the base model, 30 s of fine-tuning, evaluate and register"
     if seconds < needed:
         raise ConfigError(
             [
                 f"budget.minutes: {seconds / 60:g} is below what {rows:,} rows need "
-                f"(~{needed / 60:.1f} min: the data stages, one linear model, evaluate, export and "
-                f"register); set budget.minutes: {math.ceil(needed / 60)} or more"
+                f"(~{needed / 60:.1f} min: {parts}); set budget.minutes: {math.ceil(needed / 60)} or more"
             ]
         )
 

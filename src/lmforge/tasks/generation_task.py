@@ -55,6 +55,11 @@ CAUSAL_UNUSED_KEYS = (
 # A causal LM's logits are tokens x vocabulary floats per row: batches of 64 rows of
 # 512 tokens would need ~6 GB for smollm2's 49k vocabulary alone.
 CAUSAL_DEFAULTS = {
+    # The measured recipe (bench/bench_recipe_causal.py), what `lmforge init` writes: a full
+    # fine-tune at the classifier's batch of 32 needs over 24 GB for smollm2-135m on samsum's
+    # 568-token examples (killed by the OOM killer on the reference machine).
+    "train.method": "lora",
+    "train.batch_size": 4,
     "train.eval_batch_size": 8,
     "evaluate.batch_size": 8,
     "train.metric_for_best_model": "loss",
@@ -119,7 +124,13 @@ def causal_stages(config: Config) -> tuple[StageSpec, ...]:
         own(
             "train",
             ("split", *tuned),
-            ("train", "model", *(("executor",) if on_ray_train(config) else ())),
+            # A wall-clock budget ends the fit by the clock: part of what the stage produces.
+            (
+                "train",
+                "model",
+                *(("budget",) if config.budget.enabled else ()),
+                *(("executor",) if on_ray_train(config) else ()),
+            ),
             unkeyed=("tracking", *(() if on_ray_train(config) else ("executor",))),
             fingerprint=train_fingerprint,
         ),

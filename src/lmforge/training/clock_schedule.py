@@ -42,6 +42,7 @@ def clock_schedule(
     rungs: Sequence[float] = RUNGS,
     clock: Callable[[], float] = time.monotonic,
     agree: Callable[[float], float] = lambda progress: progress,
+    reserve: float | None = None,
 ) -> Any:
     """A Trainer callback that sets the learning rate of every parameter group from the
     progress (see the module's docstring) and ends training when it reaches 1 at `end` (a
@@ -49,7 +50,10 @@ def clock_schedule(
     and no warmup), so the base rate it restores each step is the one multiplied here.
     `agree` turns this process's progress into the one every data-parallel worker uses (the
     largest, `training/ray_budget.py`): workers whose clocks differ by a step would otherwise
-    stop at different steps, and the one still training would wait for the others forever."""
+    stop at different steps, and the one still training would wait for the others forever.
+    `reserve`: seconds kept free before `end` for the last validation pass and save, raised to
+    the longest pass-and-save seen at a rung (`end` is then the time everything must be done
+    by): a causal LM's validation pass is not timed before training starts."""
     from transformers import TrainerCallback
 
     class ClockSchedule(TrainerCallback):
@@ -57,11 +61,24 @@ def clock_schedule(
             self.started: float | None = None
             self.passed = 0  # rungs already evaluated
             self.ended_by_clock = False
+            self.reserved = reserve or 0.0
+            self.step_ended: float | None = None
 
         def progress(self, step: int) -> float:
             started = self.started if self.started is not None else clock()
-            by_time = (clock() - started) / max(1e-9, end - started)
+            by_time = (clock() - started) / max(1e-9, end - self.reserved - started)
             return agree(max(step / max(1, max_steps), by_time))
+
+        def _measure(self) -> None:
+            # A validation pass (and the save after it) runs between a step's end and the next.
+            if reserve is not None and self.step_ended is not None:
+                self.reserved = max(self.reserved, clock() - self.step_ended)
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self._measure()
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self._measure()
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.started is None:  # a restart after divergence keeps the first start
@@ -77,6 +94,7 @@ def clock_schedule(
                 group["lr"] = group.get("initial_lr", group["lr"]) * factor
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.step_ended = clock()
             progress = self.progress(state.global_step)
             if self.passed < len(rungs) and progress >= rungs[self.passed]:
                 self.passed = sum(1 for rung in rungs if progress >= rung)

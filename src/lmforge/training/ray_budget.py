@@ -13,6 +13,7 @@ the largest of their progresses (an all-reduce of one number), so they stop at t
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -56,7 +57,7 @@ def plan_on_ray(
             [
                 f"budget.minutes: {budget.seconds / 60:g} leaves {max(available, 0):.0f} s to train on Ray "
                 f"Train after its start-up (~{RAY_FIXED_SECONDS:.0f} s); set budget.minutes: "
-                f"{minimum:.0f} or more, or executor.train_workers: 0 to train in this process"
+                f"{math.ceil(minimum)} or more, or executor.train_workers: 0 to train in this process"
             ]
         )
     warmup = settings.warmup_ratio
@@ -92,6 +93,7 @@ def worker_clock(clock: dict[str, Any]) -> Any:
         str(clock["shape"]),
         clock=time.time,
         agree=largest_over_workers,
+        reserve=clock.get("reserve"),
     )
 
 

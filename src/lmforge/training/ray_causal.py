@@ -55,10 +55,12 @@ def fit_causal_lm_on_ray(
     out_model: Path,
     *,
     tensorboard: bool = False,
+    clock: dict[str, Any] | None = None,
 ) -> RayFit:
     """Fit on `executor.train_workers` Ray Train workers with the settings and encoded splits
     `prepare_causal` made; the model folder lands in `out_model` (a LoRA adapter beside it,
-    and TensorBoard logs in `tensorboard/` with `tensorboard`)."""
+    and TensorBoard logs in `tensorboard/` with `tensorboard`). `clock`: under a budget, the
+    workers' clock schedule (`causal_budget.plan_causal`)."""
     workers = executor.train_workers
     per_worker = worker_batch(data.settings.batch_size, workers)
     settings = data.settings.model_dump(mode="json")
@@ -69,6 +71,7 @@ def fit_causal_lm_on_ray(
             "base_dir": str(base_dir),
             "train": {**settings, "batch_size": per_worker},
             "tensorboard": tensorboard,
+            "clock": clock,
         },
         {"train": data.train, "validation": data.validation},
         executor,

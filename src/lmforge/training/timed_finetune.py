@@ -12,6 +12,7 @@ When a full fine-tune cannot see the train split once, the bottom layers are fro
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -241,7 +242,8 @@ def fit_in_budget(
             [
                 f"budget.minutes: {budget.seconds / 60:g} leaves {max(available, 0):.0f} s to fine-tune "
                 f"{reference} ({timing.seconds_per_step:.2f} s per step here, {MIN_STEPS} steps at least); "
-                f"set budget.minutes: {minimum:.0f} or more, or model: auto (it fits a linear model first)"
+                f"set budget.minutes: {math.ceil(minimum)} or more, "
+                "or model: auto (it fits a linear model first)"
             ]
         )
     budget.decide("train", f"train.max_steps = {plan.max_steps}", plan.reason)

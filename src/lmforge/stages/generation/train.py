@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from lmforge.config import TrainConfig
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
@@ -33,6 +33,9 @@ from lmforge.training.stage_support import (
     write_ray_outputs,
     write_train_outputs,
 )
+
+if TYPE_CHECKING:
+    from lmforge.training.causal_budget import CausalPlan
 
 
 def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
@@ -57,10 +60,20 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
             hint="raise train.max_length or shorten the prompts",
         )
     started = time.perf_counter()
+    plan = None
+    if ctx.budget is not None and not ctx.budget.count_based:
+        from lmforge.training.causal_budget import plan_causal
+
+        plan = plan_causal(ctx, data, on_ray=on_ray_train(ctx.config))
+        ctx.budget.decide("train", "ends by the clock", plan.reason)
+        ctx.log(f"budget: {plan.reason}")
     if on_ray_train(ctx.config):
-        trained = _train_on_ray(ctx, reference, data, tuned)
+        trained = _train_on_ray(ctx, reference, data, tuned, plan)
     else:
-        trained = _train_here(ctx, reference, data, tuned)
+        trained = _train_here(ctx, reference, data, tuned, plan)
+    if plan is not None and ctx.budget is not None:
+        for reason in plan.stops:
+            ctx.budget.decide("train", "stopped", reason)
     best = trained.best
     return StageResult(
         rows={"train": len(train), "validation": len(validation)},
@@ -116,16 +129,19 @@ class _Trained:
     summary: dict[str, Any] = field(default_factory=dict)  # what only one of them reports
 
 
-def _train_here(ctx: StageContext, reference: str, data: CausalData, tuned: dict[str, Any]) -> _Trained:
+def _train_here(
+    ctx: StageContext, reference: str, data: CausalData, tuned: dict[str, Any], plan: CausalPlan | None
+) -> _Trained:
+    budgeted = plan.callbacks() if plan is not None else []
     fit = fit_causal_lm(
         reference,
         ctx.config.base_dir,
         data.tokenizer,
         data.train,
         data.validation,
-        data.settings,
+        plan.settings if plan is not None else data.settings,
         ctx.work_dir / "checkpoints",
-        callbacks=lambda: stage_callbacks(ctx),
+        callbacks=lambda: [*stage_callbacks(ctx), *budgeted],
         log=ctx.warn,
     )
     if fit.resumed_from:
@@ -150,7 +166,9 @@ def _train_here(ctx: StageContext, reference: str, data: CausalData, tuned: dict
     )
 
 
-def _train_on_ray(ctx: StageContext, reference: str, data: CausalData, tuned: dict[str, Any]) -> _Trained:
+def _train_on_ray(
+    ctx: StageContext, reference: str, data: CausalData, tuned: dict[str, Any], plan: CausalPlan | None
+) -> _Trained:
     """The same fit on Ray Train workers (training/ray_causal.py), the same artifact."""
     from lmforge.training.ray_causal import fit_causal_lm_on_ray
 
@@ -159,12 +177,13 @@ def _train_on_ray(ctx: StageContext, reference: str, data: CausalData, tuned: di
     fit = fit_causal_lm_on_ray(
         reference,
         ctx.config.base_dir,
-        data,
+        data if plan is None else replace(data, settings=plan.settings),
         executor,
         ctx.work_dir / "ray",
         f"train-{ctx.work_dir.name}",
         ctx.out.path("model"),
         tensorboard=ctx.config.tracking.tensorboard,
+        clock=plan.clock if plan is not None else None,
     )
     write_ray_outputs(ctx, fit, tuned)
     return _Trained(

@@ -56,6 +56,25 @@ class _Bar:
     last_line: float = 0.0  # time of the last line written (a progress without a total)
     last_completed: float | None = None
     written: float | None = None  # completed count of the last line written
+    ends_at: float | None = None  # the last tick's ENDS_AT
+
+
+# A progress event's `ends_at` (wall-clock time): work that ends by the clock, not by its count
+# (a budgeted fine-tune), so its ETA is the sooner of the rate's and this.
+ENDS_AT = "ends_at"
+
+
+class RemainingColumn(TimeRemainingColumn):
+    """Rich's time remaining, capped by the task's `ends_at` when it has one."""
+
+    def render(self, task: Task) -> Text:
+        ends_at = task.fields.get(ENDS_AT)
+        if ends_at is None or task.finished:
+            return super().render(task)
+        left = max(0.0, float(ends_at) - time.time())
+        if task.time_remaining is not None:
+            left = min(left, task.time_remaining)
+        return Text(format_duration(left), style="progress.remaining")
 
 
 class BudgetColumn(ProgressColumn):
@@ -92,7 +111,7 @@ class RichRenderer:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
-            TimeRemainingColumn(),
+            RemainingColumn(),
             BudgetColumn(self),
             TextColumn("{task.fields[info]}"),
             console=console,
@@ -162,15 +181,14 @@ class RichRenderer:
             self.progress.update(task, description=event.message, total=event.data.get("total"), completed=0)
 
     def _on_progress(self, event: Event) -> None:
-        info = " ".join(f"{k} {v}" for k, v in event.data.items() if k not in ("completed", "total"))
+        info = " ".join(f"{k} {v}" for k, v in event.data.items() if k not in ("completed", "total", ENDS_AT))
         if not self.live:
             self._line_if_due(event, info)
         task = self.tasks.get(event.stage or "")
         if task is None:
             return
-        self.progress.update(
-            task, completed=event.data["completed"], total=event.data.get("total"), info=info
-        )
+        fields: dict[str, Any] = {"info": info, ENDS_AT: event.data.get(ENDS_AT)}
+        self.progress.update(task, completed=event.data["completed"], total=event.data.get("total"), **fields)
 
     def _on_progress_end(self, event: Event) -> None:
         bar = self.bars.pop(f"{event.stage}:{event.message}", None)
@@ -191,6 +209,7 @@ class RichRenderer:
         if bar.first is None:
             bar.first, bar.first_time = completed, event.time
         bar.last_completed = completed
+        bar.ends_at = event.data.get(ENDS_AT)
         if bar.total:
             step = math.floor(min(completed / bar.total, 1.0) / LINE_STEP + 1e-9)
             if step <= bar.step:
@@ -211,6 +230,8 @@ class RichRenderer:
             parts[0] += f"/{_count(bar.total)} ({completed / bar.total:.0%})"
         parts.append(f"elapsed {format_duration(now - bar.started)}")
         eta = _eta(bar, completed, now)
+        if bar.ends_at is not None:
+            eta = max(0.0, bar.ends_at - now) if eta is None else min(eta, max(0.0, bar.ends_at - now))
         if eta is not None and not ended and completed < (bar.total or 0):
             parts.append(f"eta {format_duration(eta)}")
         left = self.budget_left(now)

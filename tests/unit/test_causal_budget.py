@@ -163,3 +163,6 @@ def test_a_real_causal_fit_ends_by_the_clock_evaluated_with_its_pass_kept_free(t
     evaluated = [entry for entry in fit.trainer.state.log_history if "eval_loss" in entry]
     assert len(evaluated) == 3 and fit.best_metric is not None  # the two rungs and the end
     assert schedule.reserved > 0.0
+    # The history shows the rate each step trained at, decaying by the clock (not the constant base).
+    rates = [entry["learning_rate"] for entry in fit.trainer.state.log_history if "learning_rate" in entry]
+    assert rates[-1] < rates[0] / 2

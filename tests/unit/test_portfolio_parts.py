@@ -190,3 +190,23 @@ def test_the_deadline_stops_training_early_enough_for_the_final_validation_pass(
     control = _control()
     relaxed.on_step_end(None, _state(12), control)
     assert not control.should_training_stop
+
+
+def test_a_step_the_clock_ends_needs_only_its_final_pass_to_fit():
+    import time
+
+    from lmforge.training.timed_finetune import budget_callbacks
+
+    stops: list[str] = []
+    # 20 s left, a pass of 10 s, and the last step took 8 s (a batch of long examples): a next
+    # step would not fit, but the clock ends training here, evaluated, and the pass does fit.
+    callback = budget_callbacks(time.monotonic() + 20, 90, lambda: None, "loss", stops.append, 10.0)[0]
+    callback.step_ended -= 8.0
+    ending = _control()
+    ending.should_training_stop = ending.should_evaluate = ending.should_save = True
+    callback.on_step_end(None, _state(40), ending)
+    assert ending.should_evaluate and ending.should_save and not stops
+    callback.step_ended -= 8.0
+    going_on = _control()
+    callback.on_step_end(None, _state(41), going_on)
+    assert going_on.should_training_stop and not going_on.should_evaluate and stops

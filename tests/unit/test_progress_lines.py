@@ -143,3 +143,27 @@ def test_the_bar_shows_the_budget_left(offset: float, pattern: str, style: str) 
     renderer.deadline = time.time() + offset
     shown = column.render(task)
     assert re.fullmatch(pattern, shown.plain) and shown.style == style
+
+
+def test_work_that_ends_by_the_clock_shows_the_sooner_eta() -> None:
+    renderer, out = _renderer()
+    renderer(
+        Event(
+            "run_start", None, "r", {"run_dir": "/runs/r", "budget_seconds": 600, "started_at": T0}, time=T0
+        )
+    )
+    renderer(Event("progress_start", "train", "training", {"total": 400}, time=T0))
+    for step in range(101):  # 1 step/s: 300 s left by the count, but the clock ends it in 30 s
+        tick = {"completed": step, "total": 400, "ends_at": T0 + 130}
+        renderer(Event("progress", "train", "training", tick, time=T0 + step))
+    line = next(line for line in _progress_lines(out) if "(25%)" in line)
+    assert "eta 0:30" in line and "ends_at" not in line
+
+
+def test_the_bar_caps_its_eta_by_the_clock() -> None:
+    from lmforge.console import RemainingColumn
+
+    renderer, _ = _renderer(terminal=True)
+    renderer.progress.add_task("training", total=10, stage="train", info="", ends_at=time.time() + 90)
+    task = renderer.progress.tasks[0]
+    assert RemainingColumn().render(task).plain in ("1:29", "1:30")  # no rate yet: the clock's end

@@ -69,6 +69,12 @@ def clock_schedule(
             by_time = (clock() - started) / max(1e-9, end - self.reserved - started)
             return agree(max(step / max(1, max_steps), by_time))
 
+        def ends_at(self) -> float | None:
+            """The wall-clock time the clock will end training (None before it starts)."""
+            if self.started is None:
+                return None
+            return time.time() + (end - self.reserved - clock())
+
         def _measure(self) -> None:
             # A validation pass (and the save after it) runs between a step's end and the next.
             if reserve is not None and self.step_ended is not None:
@@ -92,6 +98,11 @@ def clock_schedule(
             for group in optimizer.param_groups:
                 # `initial_lr` is the scheduler's base rate (scaled down after a restart).
                 group["lr"] = group.get("initial_lr", group["lr"]) * factor
+            scheduler = kw.get("lr_scheduler")
+            if scheduler is not None and hasattr(scheduler, "_last_lr"):
+                # The Trainer logs the scheduler's last rate, read before its next `step()`
+                # (the constant base here): so history and TensorBoard show the rate used.
+                scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.step_ended = clock()

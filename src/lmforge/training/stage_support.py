@@ -4,6 +4,7 @@ steps into lmforge progress events (and TensorBoard), and the small summaries th
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -13,8 +14,10 @@ from lmforge.pipeline.context import StageContext
 from lmforge.training.recipe import Decision
 
 
-def stage_callbacks(ctx: StageContext) -> list[Any]:
-    callbacks: list[Any] = [progress_callback(ctx)]
+def stage_callbacks(ctx: StageContext, ends_at: Callable[[], float | None] | None = None) -> list[Any]:
+    """The progress bar (and TensorBoard): `ends_at` gives the wall-clock time a fit that ends
+    by the clock will end, which caps the bar's ETA."""
+    callbacks: list[Any] = [progress_callback(ctx, ends_at)]
     if ctx.config.tracking.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
@@ -23,7 +26,7 @@ def stage_callbacks(ctx: StageContext) -> list[Any]:
     return callbacks
 
 
-def progress_callback(ctx: StageContext) -> Any:
+def progress_callback(ctx: StageContext, ends_at: Callable[[], float | None] | None = None) -> Any:
     from transformers import TrainerCallback
 
     class RichProgress(TrainerCallback):
@@ -42,6 +45,9 @@ def progress_callback(ctx: StageContext) -> Any:
             info = {"epoch": round(state.epoch or 0, 2)}
             if self.loss is not None:
                 info["loss"] = round(self.loss, 4)
+            end = ends_at() if ends_at is not None else None
+            if end is not None:
+                info["ends_at"] = end  # console.ENDS_AT
             self.bar.update(state.global_step, **info)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:

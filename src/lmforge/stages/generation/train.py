@@ -133,6 +133,7 @@ def _train_here(
     ctx: StageContext, reference: str, data: CausalData, tuned: dict[str, Any], plan: CausalPlan | None
 ) -> _Trained:
     budgeted = plan.callbacks() if plan is not None else []
+    ends_at = budgeted[0].ends_at if budgeted else None  # the clock schedule's end caps the ETA
     fit = fit_causal_lm(
         reference,
         ctx.config.base_dir,
@@ -141,7 +142,7 @@ def _train_here(
         data.validation,
         plan.settings if plan is not None else data.settings,
         ctx.work_dir / "checkpoints",
-        callbacks=lambda: [*stage_callbacks(ctx), *budgeted],
+        callbacks=lambda: [*stage_callbacks(ctx, ends_at), *budgeted],
         log=ctx.warn,
     )
     if fit.resumed_from:

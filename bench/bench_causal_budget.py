@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -101,14 +102,28 @@ def summary(rows: list[dict[str, Any]]) -> str:
         if "error" in r:
             lines.append(f"| {r['dataset']} | {r['arm']} | failed: {r['error'][-80:]!r} |" + " |" * 9)
             continue
-        stops = [d["reason"] for d in r.get("decisions", []) if d["decision"] == "stopped"]
-        ended = stops[0] if stops else ("by the clock" if r.get("budget_seconds") else "recipe's epochs")
-        lines.append(
-            f"| {r['dataset']} | {r['arm']} | {r['rouge_l']:.3f} | {r['bleu']:.1f} | {r['perplexity']:.2f} | "
-            f"{r['base_rouge_l']:.3f} / {r['base_perplexity']:.2f} | {r['steps']:.0f} | {r['epochs']:.2f} | "
-            f"{r['train_seconds']:.0f} | {r['seconds']:.0f} | {r.get('budget_ratio', '-')} | {ended} |"
-        )
+        lines.append(_row(r))
     return "\n".join(lines)
+
+
+def _row(r: dict[str, Any]) -> str:
+    stops = [d["reason"] for d in r.get("decisions", []) if d["decision"] == "stopped"]
+    planned = [
+        int(m.group(1))
+        for d in r.get("decisions", [])
+        if (m := re.search(r"up to the recipe's (\d+) steps", d["reason"]))
+    ]
+    if stops:
+        ended = stops[0]
+    elif planned and r["steps"] < planned[0]:
+        ended = f"by the clock at step {r['steps']:.0f} of {planned[0]}"
+    else:
+        ended = "the recipe's steps"
+    return (
+        f"| {r['dataset']} | {r['arm']} | {r['rouge_l']:.3f} | {r['bleu']:.1f} | {r['perplexity']:.2f} | "
+        f"{r['base_rouge_l']:.3f} / {r['base_perplexity']:.2f} | {r['steps']:.0f} | {r['epochs']:.2f} | "
+        f"{r['train_seconds']:.0f} | {r['seconds']:.0f} | {r.get('budget_ratio', '-')} | {ended} |"
+    )
 
 
 def main() -> None:

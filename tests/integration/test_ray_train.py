@@ -122,6 +122,9 @@ def test_two_workers_leave_the_single_process_artifact_and_score_alike(
     assert ray_train.summary["ray_train"]["workers"] == 2
     hyper = ray_train.json("hyperparameters")
     assert hyper["batch_size"] == 8 and hyper["batch_size_per_worker"] == 4  # the same global batch
+    # The workers' progress is the stage's own: a training bar and a line per validation pass.
+    log = (ray_run.run_dir / "run.log").read_text()
+    assert "progress_start [train] training" in log and "[train] epoch" in log and "validation" in log
     local_acc = single.artifacts["evaluate"].metrics["accuracy"]
     ray_acc = ray_run.artifacts["evaluate"].metrics["accuracy"]
     # Within noise on a 24-row test split: both learn the topics.
@@ -285,6 +288,7 @@ def test_under_a_budget_two_workers_stop_together_at_the_clocks_end(
         early_stopping_patience=None,
     )
     clock = {"end": time.time() + 20, "max_steps": planned, "warmup_steps": 0, "shape": "linear"}
+    ticks: list[dict[str, Any]] = []
     fit = fit_classifier_on_ray(
         str(tiny_model),
         tmp_path,
@@ -297,9 +301,15 @@ def test_under_a_budget_two_workers_stop_together_at_the_clocks_end(
         "budgeted",
         tmp_path / "model",
         clock=clock,
+        progress=ticks.append,
     )
     assert 0 < fit.steps < planned  # ended by the clock
     evaluated = [row["step"] for row in fit.log_history if "eval_loss" in row]
     assert evaluated[-1] == fit.steps  # the end is evaluated, as a planned last step is
     assert (tmp_path / "model" / "config.json").exists()
+    # Rank 0's progress reached the driver while the workers trained: steps and validations.
+    steps = [tick["completed"] for tick in ticks if "completed" in tick]
+    assert steps[0] == 0 and steps == sorted(steps) and steps[-1] == fit.steps and len(steps) > 3
+    assert all(tick["total"] == planned for tick in ticks if "completed" in tick)
+    assert len([tick for tick in ticks if "evaluated" in tick]) == len(evaluated)
     shutil.rmtree(tmp_path / "storage", ignore_errors=True)

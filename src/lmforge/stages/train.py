@@ -105,7 +105,7 @@ def _run_on_ray(
 ) -> StageResult:
     """The same stage on Ray Train workers (training/ray_train.py): the same artifact."""
     from lmforge.training.ray_train import fit_classifier_on_ray
-    from lmforge.training.stage_support import write_ray_outputs
+    from lmforge.training.stage_support import RayTrainProgress, write_ray_outputs
 
     executor = ctx.config.executor
     clock = None
@@ -114,20 +114,25 @@ def _run_on_ray(
 
         cfg, clock = plan_on_ray(ctx, reference, labels, train, validation, cfg)
     ctx.log(f"Ray Train: {executor.train_workers} worker(s) x {executor.cpus_per_worker:g} CPU")
-    fit = fit_classifier_on_ray(
-        reference,
-        ctx.config.base_dir,
-        labels,
-        train,
-        validation,
-        cfg,
-        executor,
-        ctx.work_dir / "ray",
-        f"train-{ctx.work_dir.name}",
-        ctx.out.path("model"),
-        tensorboard=ctx.config.tracking.tensorboard,
-        clock=clock,
-    )
+    progress = RayTrainProgress(ctx, ends_at=float(clock["end"]) if clock else None)
+    try:
+        fit = fit_classifier_on_ray(
+            reference,
+            ctx.config.base_dir,
+            labels,
+            train,
+            validation,
+            cfg,
+            executor,
+            ctx.work_dir / "ray",
+            f"train-{ctx.work_dir.name}",
+            ctx.out.path("model"),
+            tensorboard=ctx.config.tracking.tensorboard,
+            clock=clock,
+            progress=progress,
+        )
+    finally:
+        progress.close()
     log_decisions(ctx, fit.decisions)
     write_ray_outputs(ctx, fit, tuned)
     metric = fit.settings["metric_for_best_model"]

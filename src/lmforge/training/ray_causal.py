@@ -11,6 +11,7 @@ merged, the adapter alone beside it), so evaluate, export and register see the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def fit_causal_lm_on_ray(
     *,
     tensorboard: bool = False,
     clock: dict[str, Any] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> RayFit:
     """Fit on `executor.train_workers` Ray Train workers with the settings and encoded splits
     `prepare_causal` made; the model folder lands in `out_model` (a LoRA adapter beside it,
@@ -78,6 +80,7 @@ def fit_causal_lm_on_ray(
         storage,
         name,
         out_model,
+        progress,
     )
     return ray_fit(
         facts,

@@ -8,6 +8,7 @@ what their worker loop fits; a single training code path per task stays the one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -84,17 +85,22 @@ class WorkerStart:
     payload: Any
     tensorboard: bool = False
     clock: Any = None  # under a budget: the clock schedule (ray_budget.py), one for all Trainers built
+    progress: Any = None  # the driver's queue of progress ticks (`ProgressRelay`), rank 0 fills it
 
     def callbacks(self) -> list[Any]:
         """The Trainer callbacks of a worker: every checkpoint goes to Ray; rank 0 writes the
-        TensorBoard logs the single-process stage writes (they travel in the final checkpoint)."""
+        TensorBoard logs the single-process stage writes (they travel in the final checkpoint)
+        and sends its progress to the driver."""
         import ray.train
         from ray.train.huggingface.transformers import RayTrainReportCallback
 
         callbacks: list[Any] = [RayTrainReportCallback()]
         if self.clock is not None:
             callbacks.append(self.clock)
-        if self.tensorboard and ray.train.get_context().get_world_rank() == 0:
+        rank0 = ray.train.get_context().get_world_rank() == 0
+        if self.progress is not None and rank0:
+            callbacks.append(progress_sender(self.progress))
+        if self.tensorboard and rank0:
             from torch.utils.tensorboard import SummaryWriter
             from transformers.integrations import TensorBoardCallback
 
@@ -128,7 +134,99 @@ def worker_start(config: dict[str, Any]) -> Iterator[WorkerStart]:
             candidate = local / RayTrainReportCallback.CHECKPOINT_NAME
             resume = candidate if (candidate / "trainer_state.json").exists() else None
         clock = worker_clock(config["clock"]) if config.get("clock") else None
-        yield WorkerStart(Path(scratch), resume, payload, bool(config.get("tensorboard")), clock)
+        yield WorkerStart(
+            Path(scratch), resume, payload, bool(config.get("tensorboard")), clock, config.get("progress")
+        )
+
+
+# Rank 0 sends a tick at most this often (and at every evaluation): the driver's bar moves
+# without a queue round trip per step.
+TICK_SECONDS = 1.0
+
+
+def progress_sender(queue: Any) -> Any:
+    """A Trainer callback that puts rank 0's progress on the driver's queue: steps (with the
+    total, epoch and last training loss) and validation results. A full or gone queue drops
+    the tick: progress must never stop training."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class SendProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.sent = 0.0
+            self.loss: float | None = None
+
+        def _put(self, tick: dict[str, Any]) -> None:
+            with contextlib.suppress(Exception):  # Full, or the driver's queue actor gone
+                queue.put_nowait(tick)
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self._put({"completed": state.global_step, "total": state.max_steps})
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs:
+                self.loss = float(logs["loss"])
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            now = time.monotonic()
+            if now - self.sent < TICK_SECONDS and state.global_step < state.max_steps:
+                return
+            self.sent = now
+            tick: dict[str, Any] = {"completed": state.global_step, "total": state.max_steps}
+            tick["epoch"] = round(state.epoch or 0, 2)
+            if self.loss is not None:
+                tick["loss"] = round(self.loss, 4)
+            self._put(tick)
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any) -> None:
+            shown = {
+                k.removeprefix("eval_"): round(float(v), 4)
+                for k, v in (metrics or {}).items()
+                if k in ("eval_loss", "eval_accuracy", "eval_f1_macro")
+            }
+            self._put({"evaluated": shown, "epoch": round(state.epoch or 0, 2)})
+
+    return SendProgress()
+
+
+class ProgressRelay:
+    """On the driver: a Ray queue the workers' rank 0 fills, drained by a thread that hands each
+    tick to `sink` while `trainer.fit()` blocks. Ticks from a restarted worker group simply
+    continue the bar from the step it resumed at."""
+
+    def __init__(self, sink: Callable[[dict[str, Any]], None]) -> None:
+        import threading
+
+        from ray.util.queue import Queue
+
+        self.sink = sink
+        self.queue = Queue(maxsize=1000)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="lmforge-ray-progress", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        from ray.util.queue import Empty
+
+        while not self._stop.is_set():
+            try:
+                tick = self.queue.get(timeout=0.5)
+            except Empty:
+                continue
+            except Exception:  # the queue actor gone (Ray shut down): stop quietly
+                return
+            self.sink(tick)
+
+    def close(self) -> None:
+        """Stop the thread, hand over what is left, and free the queue's actor."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):  # nothing left, or Ray already down
+            for tick in self.queue.get_nowait_batch(self.queue.qsize()):
+                self.sink(tick)
+        with contextlib.suppress(Exception):
+            self.queue.shutdown()
 
 
 def report_final(fit: Any, start: WorkerStart, extra: dict[str, Any] | None = None) -> None:
@@ -178,11 +276,13 @@ def fit_on_ray(
     storage: Path,
     name: str,
     out_model: Path,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run `loop` on `executor.train_workers` Ray Train workers; `payload` (the training data)
     travels through the object store. The model folder rank 0 reported lands in `out_model`,
     beside it a LoRA adapter (`out_model` + "-adapter") and, with `loop_config["tensorboard"]`,
-    the TensorBoard logs (`tensorboard/`), as in one process; returns the facts it reported."""
+    the TensorBoard logs (`tensorboard/`), as in one process; returns the facts it reported.
+    `progress` gets rank 0's ticks (`progress_sender`) on the driver while the workers train."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -201,26 +301,32 @@ def fit_on_ray(
                     f"CPU need {needed:g} CPU; the Ray cluster has {cpus:g}"
                 ]
             )
-        trainer = TorchTrainer(
-            loop,
-            train_loop_config={
-                **loop_config,
-                "payload": ray.put(payload),
-                "threads": executor.cpus_per_worker,
-            },
-            scaling_config=ScalingConfig(
-                num_workers=workers,
-                use_gpu=executor.use_gpu,
-                resources_per_worker={"CPU": executor.cpus_per_worker},
-            ),
-            run_config=RunConfig(
-                name=name,
-                storage_path=executor.storage_path or str(storage),
-                failure_config=FailureConfig(max_failures=executor.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=3),
-            ),
-        )
-        result = trainer.fit()
+        relay = ProgressRelay(progress) if progress is not None else None
+        try:
+            trainer = TorchTrainer(
+                loop,
+                train_loop_config={
+                    **loop_config,
+                    "payload": ray.put(payload),
+                    "threads": executor.cpus_per_worker,
+                    "progress": relay.queue if relay is not None else None,
+                },
+                scaling_config=ScalingConfig(
+                    num_workers=workers,
+                    use_gpu=executor.use_gpu,
+                    resources_per_worker={"CPU": executor.cpus_per_worker},
+                ),
+                run_config=RunConfig(
+                    name=name,
+                    storage_path=executor.storage_path or str(storage),
+                    failure_config=FailureConfig(max_failures=executor.max_failures),
+                    checkpoint_config=CheckpointConfig(num_to_keep=3),
+                ),
+            )
+            result = trainer.fit()
+        finally:
+            if relay is not None:
+                relay.close()
         if result.checkpoint is None:
             raise RuntimeError("Ray Train ended without the final checkpoint of rank 0")
         with result.checkpoint.as_directory() as folder:

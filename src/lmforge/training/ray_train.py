@@ -14,6 +14,7 @@ the same artifact a single-process train stage writes. The plumbing the causal t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ def fit_classifier_on_ray(
     *,
     tensorboard: bool = False,
     clock: dict[str, Any] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> RayFit:
     """Fit on `executor.train_workers` Ray Train workers; the model folder lands in `out_model`
     (TensorBoard logs in `tensorboard/` beside it with `tensorboard`). `clock`: under a budget,
@@ -98,6 +100,7 @@ def fit_classifier_on_ray(
         storage,
         name,
         out_model,
+        progress,
     )
     return ray_fit(
         facts,

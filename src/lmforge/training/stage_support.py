@@ -70,6 +70,36 @@ def progress_callback(ctx: StageContext, ends_at: Callable[[], float | None] | N
     return RichProgress()
 
 
+class RayTrainProgress:
+    """Rank 0's ticks on Ray Train (`ray_run.progress_sender`), shown as the single-process
+    stage shows its own: a training bar and a line per validation pass. Called from the
+    driver's relay thread while the main thread waits on the workers."""
+
+    def __init__(self, ctx: StageContext, ends_at: float | None = None) -> None:
+        self.ctx = ctx
+        self.ends_at = ends_at  # wall-clock end of a fit under a budget: caps the bar's ETA
+        self.cm: Any = None
+        self.bar: Any = None
+
+    def __call__(self, tick: dict[str, Any]) -> None:
+        if "evaluated" in tick:
+            shown = " ".join(f"{k} {v}" for k, v in tick["evaluated"].items())
+            self.ctx.log(f"epoch {float(tick.get('epoch', 0)):.2f} validation {shown}")
+            return
+        if self.bar is None:
+            self.cm = self.ctx.progress("training", total=tick.get("total"))
+            self.bar = self.cm.__enter__()
+        info: dict[str, Any] = {k: tick[k] for k in ("epoch", "loss") if k in tick}
+        if self.ends_at is not None:
+            info["ends_at"] = self.ends_at  # console.ENDS_AT
+        self.bar.update(tick["completed"], total=tick.get("total"), **info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.cm.__exit__(None, None, None)
+            self.bar = None
+
+
 def write_train_outputs(
     ctx: StageContext, fit: Any, settings: BaseModel, decisions: list[Decision], tuned: dict[str, Any]
 ) -> None:

@@ -24,6 +24,7 @@ from lmforge.tasks.registry import get_task
 from lmforge.training.causal_fit import CausalData, fit_causal_lm, lora_targets, prepare_causal
 from lmforge.training.recipe import ResolvedTrain
 from lmforge.training.stage_support import (
+    RayTrainProgress,
     count_params,
     log_decisions,
     precision_name,
@@ -175,17 +176,22 @@ def _train_on_ray(
 
     executor = ctx.config.executor
     ctx.log(f"Ray Train: {executor.train_workers} worker(s) x {executor.cpus_per_worker:g} CPU")
-    fit = fit_causal_lm_on_ray(
-        reference,
-        ctx.config.base_dir,
-        data if plan is None else replace(data, settings=plan.settings),
-        executor,
-        ctx.work_dir / "ray",
-        f"train-{ctx.work_dir.name}",
-        ctx.out.path("model"),
-        tensorboard=ctx.config.tracking.tensorboard,
-        clock=plan.clock if plan is not None else None,
-    )
+    progress = RayTrainProgress(ctx, ends_at=float(plan.clock["end"]) if plan is not None else None)
+    try:
+        fit = fit_causal_lm_on_ray(
+            reference,
+            ctx.config.base_dir,
+            data if plan is None else replace(data, settings=plan.settings),
+            executor,
+            ctx.work_dir / "ray",
+            f"train-{ctx.work_dir.name}",
+            ctx.out.path("model"),
+            tensorboard=ctx.config.tracking.tensorboard,
+            clock=plan.clock if plan is not None else None,
+            progress=progress,
+        )
+    finally:
+        progress.close()
     write_ray_outputs(ctx, fit, tuned)
     return _Trained(
         train_loss=fit.train_loss,

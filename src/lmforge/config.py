@@ -807,6 +807,16 @@ class EvaluateConfig(Section):
         64, ge=0, description="Generation: test prompts answered by the models and scored (CPU is slow)."
     )
     max_new_tokens: int = Field(64, ge=1, description="Generation: longest answer generated, in tokens.")
+    perplexity_rows: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Generation / language-modeling: test rows the perplexity pass reads (the first N, as "
+            "`generation_rows` takes the first N prompts); null: every row. Under a budget lmforge "
+            "lowers it (and `generation_rows`) when scoring the base and the fine-tuned model on every "
+            "test row would take over a quarter of the budget, and says so."
+        ),
+    )
     max_length: int = Field(
         512,
         ge=16,

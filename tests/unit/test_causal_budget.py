@@ -166,3 +166,93 @@ def test_a_real_causal_fit_ends_by_the_clock_evaluated_with_its_pass_kept_free(t
     # The history shows the rate each step trained at, decaying by the clock (not the constant base).
     rates = [entry["learning_rate"] for entry in fit.trainer.state.log_history if "learning_rate" in entry]
     assert rates[-1] < rates[0] / 2
+
+
+def _scored(seconds: float, test_rows: int, mean_chars: float = 500.0, **evaluate: object):
+    from lmforge.pipeline.budget import budget_config
+    from lmforge.pipeline.events import EventBus
+
+    config = _config("generation", evaluate=evaluate) if evaluate else _config("generation")
+    budget = RunBudget(seconds, STAGES, model_kind="causal", answers=config.evaluate.generation_rows)
+    budget.mean_chars = mean_chars
+    budget.rows.update(train=test_rows * 8, test=test_rows)
+    warnings: list[str] = []
+    bus = EventBus([lambda event: warnings.append(event.message) if event.kind == "warning" else None])
+    return budget_config(budget, "baseline", config, bus), budget, warnings
+
+
+def test_a_small_test_split_is_scored_whole() -> None:
+    config, budget, warnings = _scored(900.0, test_rows=20)
+    assert config.evaluate.perplexity_rows is None and config.evaluate.generation_rows == 64
+    assert not warnings and not budget.decisions
+
+
+def test_a_large_test_split_reads_fewer_rows_for_perplexity_the_same_way_twice() -> None:
+    # 1,500 test rows: ~1,300 s of scoring (two passes), far over a quarter of 15 minutes.
+    config, budget, warnings = _scored(900.0, test_rows=1_500)
+    read = config.evaluate.perplexity_rows
+    assert read is not None and 100 <= read < 1_500
+    assert config.evaluate.generation_rows == 64  # the answers still fit once the rows are cut
+    assert budget.perplexity_rows == read and budget._causal_evaluate() <= 0.25 * 900 / 2 + 1
+    (decision,) = budget.decisions
+    assert (
+        decision["stage"] == "baseline"
+        and decision["decision"] == f"evaluate.perplexity_rows: {read} of 1,500 test rows"
+    )
+    assert "over 25% of the budget" in decision["reason"] and len(warnings) == 1
+    again, _, _ = _scored(900.0, test_rows=1_500)
+    assert again.evaluate.perplexity_rows == read  # counts only: a rerun decides alike (cache hit)
+
+
+def test_at_the_row_floor_fewer_prompts_are_answered() -> None:
+    config, budget, _ = _scored(240.0, test_rows=1_500)
+    assert config.evaluate.perplexity_rows == 100 and 16 <= config.evaluate.generation_rows < 64
+    assert [d["decision"].split(":")[0] for d in budget.decisions] == [
+        "evaluate.perplexity_rows",
+        "evaluate.generation_rows",
+    ]
+
+
+def test_the_users_own_perplexity_rows_stand() -> None:
+    config, budget, warnings = _scored(240.0, test_rows=1_500, perplexity_rows=1_000)
+    assert config.evaluate.perplexity_rows == 1_000 and budget.perplexity_rows == 1_000 and not warnings
+
+
+def test_scoring_reads_the_first_perplexity_rows(tmp_path, tiny_llama) -> None:
+    import json
+
+    import pandas as pd
+
+    from lmforge.pipeline.events import EventBus, progress
+    from lmforge.stages.generation.scoring import score
+    from tests.conftest import make_instructions
+
+    rows = make_instructions()[:12]
+    test = pd.DataFrame(
+        {
+            "messages": [
+                json.dumps(
+                    [
+                        {"role": "user", "content": r["instruction"]},
+                        {"role": "assistant", "content": r["output"]},
+                    ]
+                )
+                for r in rows
+            ]
+        }
+    )
+    config = _config("generation", evaluate={"perplexity_rows": 5, "generation_rows": 3, "max_new_tokens": 2})
+    bus = EventBus()
+    ctx = SimpleNamespace(
+        config=SimpleNamespace(task="generation", base_dir=tmp_path),
+        progress=lambda what, total: progress(bus, "evaluate", what, total),
+    )
+    scores = score(ctx, str(tiny_llama), test, config.evaluate, "tiny")
+    assert scores.metrics["perplexity_rows"] == 5.0 and scores.metrics["generated_rows"] == 3.0
+    whole = score(
+        ctx, str(tiny_llama), test, config.evaluate.model_copy(update={"perplexity_rows": None}), "tiny"
+    )
+    assert (
+        whole.metrics["perplexity_rows"] == 12.0
+        and whole.metrics["test_tokens"] > scores.metrics["test_tokens"]
+    )

@@ -327,3 +327,22 @@ def test_answers_that_are_number_strings_are_kept(tmp_path: Path, tiny_llama: Pa
     ingest = run_pipeline(load_config(data=gen_config(tmp_path, path, tiny_llama)), until="ingest")
     first = json.loads(ingest.artifacts["ingest"].table("train")["messages"][3])
     assert first[-1] == {"role": "assistant", "content": "6"}
+
+
+def test_a_budget_on_a_causal_run_plans_it_and_the_report_shows_the_plan(
+    tmp_path: Path, tiny_llama: Path
+) -> None:
+    data = write_jsonl(tmp_path / "data.jsonl", make_instructions())
+    config = dict(gen_config(tmp_path, data, tiny_llama, epochs=2), budget="3m")
+    result = run_pipeline(load_config(data=config))
+    budget = json.loads((result.run_dir / "budget.json").read_text())
+    decisions = {d["decision"]: d for d in budget["decisions"]}
+    assert decisions["ends by the clock"]["stage"] == "train"
+    assert "up to the recipe's" in decisions["ends by the clock"]["reason"]
+    train = result.artifacts["train"]
+    history = train.json("history")
+    # A tiny set: the recipe's steps end the fit long before the clock, evaluated at the end.
+    assert history[-1]["step"] == train.metrics["steps"] and any("eval_loss" in h for h in history)
+    assert budget["elapsed_seconds"] < 180
+    html = result.artifacts["report"].path("report.html").read_text()
+    assert "Time budget" in html and "ends by the clock" in html and "180 s for the whole run" in html

@@ -86,6 +86,11 @@ _POST_COST["causal"] = {
 }
 ANSWER_SECONDS = 1.0  # one answer of 64 new tokens, in batches of 8
 PERPLEXITY_SECONDS_PER_ROW = 0.4  # a test row of 500 characters
+# Scoring the base model and the fine-tuned one may take this share of the budget; above it the
+# perplexity pass reads fewer test rows, then fewer prompts are answered, down to these floors.
+SCORING_SHARE = 0.25
+MIN_PERPLEXITY_ROWS = 100
+MIN_ANSWERS = 16
 CAUSAL_EVALUATE_FACTOR = 1.15
 TRANSFORMER_CHARS_CAP = 500.0
 POST_STAGES = ("evaluate", "export", "crossval", "gate", "report", "register")
@@ -103,6 +108,7 @@ class RunBudget:
     model_kind: str = "transformer"  # what training makes: "transformer" (classifier) or "causal"
     answers: int = 0  # causal: test prompts answered by each model (evaluate.generation_rows)
     answer_tokens: int = 64  # causal: the longest answer (evaluate.max_new_tokens)
+    perplexity_rows: int | None = None  # causal: test rows the perplexity pass reads (None: all)
     rows: dict[str, int] = field(default_factory=dict)  # train / validation / test, as known so far
     mean_chars: float = 100.0  # of a text, as known so far (the file's bytes per row, then validate's)
     plan: dict[str, float] = field(default_factory=dict)
@@ -167,9 +173,40 @@ class RunBudget:
         if "baseline" in self.computed:
             return 5.0 + CAUSAL_EVALUATE_FACTOR * self.computed["baseline"]
         rows = self.rows.get("test", 0.1 * self.rows.get("train", 1_000))
-        answers = min(self.answers, rows) * ANSWER_SECONDS * self.answer_tokens / 64
-        perplexity = rows * PERPLEXITY_SECONDS_PER_ROW * max(1.0, self.mean_chars / 500)
-        return _POST_COST["causal"]["evaluate"][0] + answers + perplexity
+        read = rows if self.perplexity_rows is None else min(rows, self.perplexity_rows)
+        return (
+            _POST_COST["causal"]["evaluate"][0]
+            + self._answer_seconds(min(self.answers, rows))
+            + read * self._row_seconds()
+        )
+
+    def _answer_seconds(self, answers: float) -> float:
+        return answers * ANSWER_SECONDS * self.answer_tokens / 64
+
+    def _row_seconds(self) -> float:
+        return PERPLEXITY_SECONDS_PER_ROW * max(1.0, self.mean_chars / 500)
+
+    def scoring_cuts(self) -> tuple[int | None, int | None, float]:
+        """Test rows the perplexity pass may read and prompts it may answer so that scoring the
+        base and the fine-tuned model takes at most SCORING_SHARE of the budget (None: no cut),
+        and what scoring all of them would take. From row counts and the budget only, so a rerun
+        decides alike."""
+        rows = int(self.rows.get("test", 0))
+        answers = min(self.answers, rows)
+        fixed = _POST_COST["causal"]["evaluate"][0]
+        everything = 2 * (fixed + self._answer_seconds(answers) + rows * self._row_seconds())
+        share = SCORING_SHARE * self.seconds
+        if everything <= share or self.seconds == float("inf"):
+            return None, None, everything
+        per_pass = share / 2 - fixed
+        floor = min(rows, MIN_PERPLEXITY_ROWS)
+        read = max(floor, int((per_pass - self._answer_seconds(answers)) / self._row_seconds()))
+        answered: int | None = None
+        if read == floor and answers > MIN_ANSWERS:
+            left = per_pass - floor * self._row_seconds()
+            answered = max(MIN_ANSWERS, int(left / max(self._answer_seconds(1), 1e-9)))
+            answered = answered if answered < answers else None
+        return (read if read < rows else None), answered, everything
 
     def margin(self) -> float:
         """Kept free at the end: machines are noisy and the last stage must not overrun."""
@@ -280,6 +317,8 @@ def budget_config(budget: RunBudget, stage: str, config: Config, events: Any) ->
     """
     from lmforge.data.noise import choose_probe
 
+    if stage == "baseline" and budget.model_kind == "causal":
+        return _causal_scoring(budget, config, events)
     clean = config.clean
     if stage != "clean" or clean.label_noise == "off":
         return config
@@ -312,6 +351,37 @@ def budget_config(budget: RunBudget, stage: str, config: Config, events: Any) ->
     return config.model_copy(update={"clean": clean.model_copy(update={"label_noise": "off"})})
 
 
+def _causal_scoring(budget: RunBudget, config: Config, events: Any) -> Config:
+    """Before the base model is scored: fewer test rows for perplexity (then fewer prompts
+    answered) when scoring both models on all of them would not fit SCORING_SHARE of the
+    budget. `baseline`, `evaluate` and the gate's champion then read the same first rows."""
+    evaluate = config.evaluate
+    if evaluate.perplexity_rows is not None:  # the user's own choice stands
+        budget.perplexity_rows = evaluate.perplexity_rows
+        return config
+    read, answered, everything = budget.scoring_cuts()
+    if read is None and answered is None:
+        return config
+    update: dict[str, Any] = {}
+    rows = budget.rows.get("test", 0)
+    parts = []
+    if read is not None:
+        update["perplexity_rows"] = budget.perplexity_rows = read
+        parts.append(f"evaluate.perplexity_rows: {read} of {rows:,} test rows")
+    if answered is not None:
+        update["generation_rows"] = budget.answers = answered
+        parts.append(f"evaluate.generation_rows: {answered}")
+    reason = (
+        f"scoring the base model and the fine-tuned one on all {rows:,} test rows needs ~{everything:.0f} s, "
+        f"over {SCORING_SHARE:.0%} of the budget ({SCORING_SHARE * budget.seconds:.0f} s)"
+    )
+    for part in parts:
+        budget.decide("baseline", part, reason)
+    events.emit("warning", "baseline", f"{'; '.join(parts)}: {reason}")
+    budget.revise()
+    return config.model_copy(update={"evaluate": evaluate.model_copy(update=update)})
+
+
 def estimate_size(paths: list[Any]) -> tuple[int, float]:
     """Rows and mean bytes per row of the data files, cheaply: lines of CSV/JSONL (a little high
     with quoted newlines), Parquet's own count. Only the planner's first guess; real counts
@@ -340,7 +410,9 @@ def minimum_seconds(rows: int, mean_chars: float = 100.0, causal_answers: int | 
     fine-tunes for 30 s, scores the result and registers it."""
     train_k = rows / 1000 * max(1.0, mean_chars / 100)
     if causal_answers is not None:
-        budget = RunBudget(float("inf"), [], model_kind="causal", answers=causal_answers)
+        # Scoring at its floors: a tight budget cuts the rows scored down to these.
+        budget = RunBudget(float("inf"), [], model_kind="causal", answers=min(causal_answers, MIN_ANSWERS))
+        budget.perplexity_rows = MIN_PERPLEXITY_ROWS
         budget.mean_chars = mean_chars
         budget.rows.update(train=rows, test=max(1, rows // 10))
         data_stages = ("ingest", "validate", "clean", "split")

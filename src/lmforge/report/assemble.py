@@ -38,6 +38,8 @@ def common_context(ctx: StageContext, inputs: Inputs) -> dict[str, Any]:
         "recipe": train.json("recipe") if train.has("recipe.json") else [],
         "stages": stage_times(inputs),
         "versions": train.manifest.get("versions", {}),
+        # The run's budget as of this stage (the plan, the seconds so far, every decision).
+        "run_budget": ctx.budget.to_json() if ctx.budget is not None else None,
     }
 
 

@@ -59,6 +59,7 @@ class ClassificationTask:
         "train.packing",
         "train.long_examples",
         "evaluate.generation_rows",
+        "evaluate.perplexity_rows",
         "evaluate.max_new_tokens",
         "evaluate.max_length",
         "evaluate.do_sample",

@@ -1,7 +1,8 @@
-"""Score one causal LM on the test split: perplexity on every row, and (generation)
-answers to the first `evaluate.generation_rows` prompts scored by ROUGE, BLEU and exact
-match. The base model (baseline stage) and the fine-tuned one (evaluate) are scored by
-this same function, so their numbers compare."""
+"""Score one causal LM on the test split: perplexity on every row (the first
+`evaluate.perplexity_rows` when set), and (generation) answers to the first
+`evaluate.generation_rows` prompts scored by ROUGE, BLEU and exact match. The base model
+(baseline stage) and the fine-tuned one (evaluate) are scored by this same function on the
+same rows, so their numbers compare."""
 
 from __future__ import annotations
 
@@ -37,15 +38,17 @@ def score(ctx: StageContext, reference: str, test: pd.DataFrame, cfg: EvaluateCo
     lm = get_task(ctx.config.task).raw_text
     tokenizer, model = load_causal_lm(resolve_model(reference, ctx.config.base_dir))
     pad = tokenizer.pad_token_id
+    read = test if cfg.perplexity_rows is None else test.head(cfg.perplexity_rows)
     if lm:
-        encoded = encode_texts_packed(tokenizer, test["text"].tolist(), cfg.max_length)
+        encoded = encode_texts_packed(tokenizer, read["text"].tolist(), cfg.max_length)
         conversations: list[list[dict[str, str]]] = []
     else:
         conversations = [json.loads(m) for m in test["messages"]]
-        encoded = encode_conversations(tokenizer, conversations, cfg.max_length)
+        encoded = encode_conversations(tokenizer, conversations[: len(read)], cfg.max_length)
     with ctx.progress(f"{who}: test perplexity", total=len(encoded)) as bar:
         metrics = perplexity(model, encoded, pad, batch_size=cfg.batch_size, on_batch=bar.advance)
     metrics["test_tokens"] = metrics.pop("tokens")
+    metrics["perplexity_rows"] = float(len(read))
     scores = Scores(metrics)
     if lm or not cfg.generation_rows:
         return scores

@@ -177,3 +177,23 @@ def test_without_a_reserve_evaluations_do_not_move_the_end():
     clock.now = 40.0
     schedule.on_evaluate(None, state, _control())
     assert schedule.reserved == 0.0 and schedule.progress(0) == pytest.approx(0.4)
+
+
+def test_with_a_reserve_the_clock_ends_at_the_step_whose_next_would_cross_the_end():
+    clock = _Clock()
+    schedule = clock_schedule(
+        end=100.0, max_steps=1000, warmup_steps=0, shape="linear", clock=clock, reserve=0.0, rungs=()
+    )
+    state = SimpleNamespace(global_step=0, max_steps=1000)
+    schedule.on_train_begin(None, state, _control())
+    lengths = [3.0, 12.0] * 20  # batches grouped by length: short and long steps in turn
+    for step, seconds in enumerate(lengths, start=1):
+        schedule.on_step_begin(None, state, _control())
+        clock.now += seconds
+        state.global_step = step
+        control = _control()
+        schedule.on_step_end(None, state, control)
+        if control.should_training_stop:
+            break
+    # It stops while a 12 s step would still end past 100 s, not after overshooting it.
+    assert schedule.ended_by_clock and clock.now <= 100.0 and clock.now + 12.0 > 100.0

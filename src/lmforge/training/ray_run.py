@@ -179,6 +179,11 @@ def progress_sender(queue: Any) -> Any:
                 tick["loss"] = round(self.loss, 4)
             self._put(tick)
 
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            # The last step, whenever it came (a clock's end falls between two ticks).
+            self.sent = 0.0
+            self.on_step_end(args, state, control)
+
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any) -> None:
             shown = {
                 k.removeprefix("eval_"): round(float(v), 4)

@@ -110,29 +110,44 @@ def config_text(dataset: str, work: Path, arm: str, minutes: float | None, grid:
     return "\n".join(lines) + "\n"
 
 
-def run_arm(
-    dataset: str, arm: str, minutes: float | None, grid: dict[str, Any], work: Path
-) -> dict[str, Any]:
-    folder = work / dataset / arm.replace(":", "_").replace("=", "-").replace(",", "_")
+def run_lmforge(folder: Path, config: str) -> tuple[subprocess.CompletedProcess[str], float, Path | None]:
+    """`lmforge run` on `config` in `folder` (its output in stdout.txt), timed from outside the
+    process; the run's folder, or None when it failed."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "lmforge.yaml").write_text(config_text(dataset, work, arm, minutes, grid), encoding="utf-8")
+    (folder / "lmforge.yaml").write_text(config, encoding="utf-8")
     started = time.perf_counter()
     proc = subprocess.run(
         [str(LMFORGE), "run", "lmforge.yaml"], cwd=folder, capture_output=True, text=True, check=False
     )
     seconds = time.perf_counter() - started
     (folder / "stdout.txt").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    runs = sorted((folder / "runs").glob("2*"))
+    return proc, seconds, runs[-1] if proc.returncode == 0 and runs else None
+
+
+def stage_seconds(run: Path) -> dict[str, float]:
+    """Each stage's own seconds, from its manifest."""
+    return {
+        p.name: json.loads((p / "manifest.json").read_text()).get("seconds")
+        for p in run.iterdir()
+        if (p / "manifest.json").exists()
+    }
+
+
+def run_arm(
+    dataset: str, arm: str, minutes: float | None, grid: dict[str, Any], work: Path
+) -> dict[str, Any]:
+    folder = work / dataset / arm.replace(":", "_").replace("=", "-").replace(",", "_")
+    proc, seconds, run = run_lmforge(folder, config_text(dataset, work, arm, minutes, grid))
     row: dict[str, Any] = {
         "dataset": dataset,
         "arm": arm,
         "budget_seconds": minutes * 60 if minutes else None,
     }
     row.update(seconds=round(seconds, 1), returncode=proc.returncode)
-    runs = sorted((folder / "runs").glob("2*"))
-    if proc.returncode != 0 or not runs:
+    if run is None:
         row["error"] = (proc.stderr or proc.stdout)[-500:]
         return row
-    run = runs[-1]
     evaluate = json.loads((run / "evaluate" / "manifest.json").read_text())["metrics"]
     baseline = json.loads((run / "baseline" / "manifest.json").read_text())["metrics"]
     train = json.loads((run / "train" / "manifest.json").read_text())
@@ -143,11 +158,7 @@ def run_arm(
         tfidf_f1_macro=baseline.get("tfidf_f1_macro"),
         winner=train["summary"].get("model"),
         kind=train["summary"].get("kind", "transformer"),
-        stage_seconds={
-            p.name: json.loads((p / "manifest.json").read_text()).get("seconds")
-            for p in run.iterdir()
-            if (p / "manifest.json").exists()
-        },
+        stage_seconds=stage_seconds(run),
     )
     if row["budget_seconds"]:
         row["budget_ratio"] = round(seconds / row["budget_seconds"], 3)

@@ -22,15 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-LMFORGE = Path(sys.executable).with_name("lmforge")
+from bench_auto import DATA, ROOT, run_lmforge, stage_seconds  # the same `lmforge run`, timed alike
+
 SETS = {"samsum": "samsum_sample.jsonl", "self_instruct": "self_instruct_user_oriented.jsonl"}
 
 
@@ -50,23 +46,13 @@ def config_text(dataset: str, minutes: float | None) -> str:
 
 
 def run_arm(dataset: str, arm: str, minutes: float | None, work: Path) -> dict[str, Any]:
-    folder = work / dataset / arm.replace("@", "_")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "lmforge.yaml").write_text(config_text(dataset, minutes), encoding="utf-8")
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [str(LMFORGE), "run", "lmforge.yaml"], cwd=folder, capture_output=True, text=True, check=False
-    )
-    seconds = time.perf_counter() - started
-    (folder / "stdout.txt").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    proc, seconds, run = run_lmforge(work / dataset / arm.replace("@", "_"), config_text(dataset, minutes))
     row: dict[str, Any] = {"dataset": dataset, "arm": arm}
     row["budget_seconds"] = minutes * 60 if minutes else None
     row.update(seconds=round(seconds, 1), returncode=proc.returncode)
-    runs = sorted((folder / "runs").glob("2*"))
-    if proc.returncode != 0 or not runs:
+    if run is None:
         row["error"] = (proc.stderr or proc.stdout)[-500:]
         return row
-    run = runs[-1]
     evaluate = json.loads((run / "evaluate" / "manifest.json").read_text())["metrics"]
     baseline = json.loads((run / "baseline" / "manifest.json").read_text())["metrics"]
     train = json.loads((run / "train" / "manifest.json").read_text())
@@ -81,11 +67,7 @@ def run_arm(dataset: str, arm: str, minutes: float | None, work: Path) -> dict[s
         epochs=train["summary"].get("epochs_run"),
         train_seconds=train.get("seconds"),
         decisions=[d for d in budget.get("decisions", []) if d["stage"] == "train"],
-        stage_seconds={
-            p.name: json.loads((p / "manifest.json").read_text()).get("seconds")
-            for p in run.iterdir()
-            if (p / "manifest.json").exists()
-        },
+        stage_seconds=stage_seconds(run),
     )
     if row["budget_seconds"]:
         row["budget_ratio"] = round(seconds / row["budget_seconds"], 3)

@@ -5,6 +5,7 @@ Per data set, every arm runs the real pipeline (`lmforge run`, ingest to registe
 subprocess on the same config, data and split, so the test rows are the same:
 
   auto@Nm   `model: auto` + `budget: {minutes: N}`: the portfolio within the budget
+  pinned@Nm `model: minilm-l6` + the budget: the pinned model's fine-tune fitted to it (`--arms pinned`)
   default   `model: minilm-l6`, no budget: today's default run (slow: `--arms default`)
   grid:...  a fine-tune with fixed train settings, no budget (`--grid lr=1e-4,epochs=3 ...`)
   tfidf     read from every run's baseline stage (same split, same test rows)
@@ -189,7 +190,7 @@ def main() -> None:
     )
     parser.add_argument("--datasets", nargs="+", default=["sms_spam", "emotion", "banking77", "docstrings"])
     parser.add_argument("--budgets", nargs="+", type=float, default=[5.0, 15.0], help="minutes")
-    parser.add_argument("--arms", nargs="+", default=["auto"], help="auto, default, grid")
+    parser.add_argument("--arms", nargs="+", default=["auto"], help="auto, pinned, default, grid")
     parser.add_argument("--grid", nargs="*", default=[], help="key=value,key=value per grid point")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lmforge-bench-auto"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "auto.jsonl")
@@ -205,6 +206,8 @@ def main() -> None:
             arms: list[tuple[str, float | None, dict[str, Any]]] = []
             if "auto" in args.arms:
                 arms += [(f"auto@{m:g}m", m, {}) for m in args.budgets]
+            if "pinned" in args.arms:  # `model: minilm-l6` under the budget: the recipe cut to fit
+                arms += [(f"pinned@{m:g}m", m, {}) for m in args.budgets]
             if "default" in args.arms:
                 arms.append(("default", None, {}))
             if "grid" in args.arms:

@@ -147,3 +147,22 @@ def test_a_wall_clock_budget_times_the_fine_tune_and_plans_its_steps(config_dict
     decisions = [d["decision"] for d in budget["decisions"]]
     assert "fine-tune plan" in decisions or any(d.startswith("dropped") for d in decisions)
     assert all(s["actual_seconds"] is not None for s in budget["stages"] if s["stage"] in ("ingest", "split"))
+
+
+def test_a_pinned_model_under_a_budget_ends_by_the_clock_and_reports_its_plan(config_dict):
+    config_dict["budget"] = {"minutes": 3}
+    result = run_pipeline(load_config(data=config_dict))
+    budget = json.loads((result.run_dir / "budget.json").read_text())
+    decision = next(d for d in budget["decisions"] if d["decision"] == "ends by the clock")
+    assert decision["stage"] == "train" and "up to the recipe's" in decision["reason"]
+    assert "s per step measured" in decision["reason"]
+    train = result.artifacts["train"]
+    history = train.json("history")
+    # Tiny data: the recipe's steps end the fit before the clock, evaluated at its last step.
+    assert any("eval_loss" in h and h["step"] == train.metrics["steps"] for h in history)
+    assert train.json("hyperparameters")["lr_scheduler"] == "constant_with_warmup"  # the clock's rate
+    rates = [h["learning_rate"] for h in history if "learning_rate" in h]
+    assert rates and rates[-1] < max(rates)  # decayed by the clock's progress
+    assert budget["elapsed_seconds"] < 180
+    html = result.artifacts["report"].path("report.html").read_text()
+    assert "Time budget" in html and "ends by the clock" in html

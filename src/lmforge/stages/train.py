@@ -56,7 +56,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
         validation,
         cfg,
         checkpoints,
-        callbacks=lambda: [*stage_callbacks(ctx), *budgeted],
+        callbacks=lambda: [*stage_callbacks(ctx, budgeted[0].ends_at if budgeted else None), *budgeted],
         log=ctx.warn,
     )
     if fit.resumed_from:

@@ -2,9 +2,9 @@
 rungs where cheaper models already do better, and stop at the deadline whatever happens.
 
 The plan keeps the recipe's settings (max_length, batch size, learning rate, class weights)
-and cuts only the number of steps (rows seen), because the learning-rate schedule is laid out
-over the planned steps: a run stopped by the clock still ends at a checkpoint, but one planned
-to fit ends with its learning rate decayed, which is worth more than more rows at a high rate.
+and cuts only how long it trains, with the learning-rate schedule laid out over the seconds it
+has (`clock_schedule.py`): a run that ends by the clock ends with its learning rate decayed,
+which is worth more than more rows at a high rate.
 When a full fine-tune cannot see the train split once, the bottom layers are frozen
 (`method: freeze`, top blocks trained): a step then costs about half, so twice the rows fit.
 """
@@ -217,9 +217,10 @@ def fit_in_budget(
     validation: pd.DataFrame,
     cfg: TrainConfig,
 ) -> tuple[TrainConfig, list[Any]]:
-    """A pinned model under a wall-clock budget: the steps that fit before the stages after
-    training, and a stop at the deadline. Fewer than MIN_STEPS fit: a config error naming
-    the budget that would."""
+    """A pinned model under a wall-clock budget: up to the recipe's steps, the learning rate
+    laid out over the seconds before the stages after training (the clock schedule comes first
+    in the callbacks returned; its `ends_at` caps the progress bar's ETA), and a hard stop at
+    the deadline. Fewer than MIN_STEPS fit: a config error naming the budget that would."""
     from lmforge.errors import ConfigError
     from lmforge.training.fit import classification_settings
     from lmforge.training.recipe import auto_epochs
@@ -251,9 +252,23 @@ def fit_in_budget(
                 "or model: auto (it fits a linear model first)"
             ]
         )
-    budget.decide("train", f"train.max_steps = {plan.max_steps}", plan.reason)
-    ctx.log(f"budget: {plan.max_steps} steps ({plan.reason})")
-    update: dict[str, Any] = {"max_steps": plan.max_steps, "eval_steps": max(1, -(-plan.max_steps // 3))}
+    # As in auto mode and the causal fit: the recipe's steps are the most it trains, and the
+    # learning rate is laid out over the seconds it has (clock_schedule.py), so a step cost
+    # measured high (the first steps meet new padded shapes) does not leave time unused. The
+    # planned steps still decide whether it fits at all and whether the bottom layers freeze.
+    steps = max(plan.max_steps, max(1, int(epochs * len(train) / batch)))
+    reason = (
+        f"up to the recipe's {steps} steps, learning rate laid out over {available:.0f} s "
+        f"({plan.reason} at the {timing.seconds_per_step:.2f} s per step measured)"
+    )
+    budget.decide("train", "ends by the clock", reason)
+    ctx.log(f"budget: {reason}")
+    update: dict[str, Any] = {
+        "max_steps": steps,
+        "eval_steps": steps + 1,  # the clock schedule evaluates at its rungs and at its end
+        "lr_scheduler": "constant_with_warmup",
+        "warmup_ratio": 0.0,
+    }
     if plan.method == "freeze" and cfg.method == "full":
         update.update(method="freeze", trainable_layers=2)
     stops: list[str] = []
@@ -262,5 +277,19 @@ def fit_in_budget(
         stops.append(reason)
         budget.decide("train", "stopped", reason)
 
-    callbacks = budget_callbacks(deadline, plan.max_steps, lambda: None, "f1_macro", stopped)
+    from lmforge.training.clock_schedule import clock_schedule
+
+    warmup = settings.warmup_ratio
+    clock = clock_schedule(
+        time.monotonic() + available + timing.eval_seconds,  # the last pass is kept free inside
+        steps,
+        int(warmup * plan.max_steps) if warmup < 1 else int(warmup),
+        settings.lr_scheduler,
+        reserve=timing.eval_seconds,
+    )
+    # The clock first: a step it ends needs only its final pass to fit the hard stop.
+    callbacks = [
+        clock,
+        *budget_callbacks(deadline, steps, lambda: None, "f1_macro", stopped, timing.eval_seconds),
+    ]
     return cfg.model_copy(update=update), callbacks

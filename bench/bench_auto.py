@@ -21,6 +21,7 @@ rerun skips arms already there.
 
     python bench/bench_auto.py --datasets sms_spam emotion --budgets 5 15
     python bench/bench_auto.py --datasets emotion --arms default          # today's default run
+    python bench/bench_auto.py --datasets emotion --budgets 15 --arms auto default --seeds 1 2
     python bench/bench_auto.py --summary --out bench/results/auto.jsonl
 """
 
@@ -138,7 +139,7 @@ def stage_seconds(run: Path) -> dict[str, float]:
 def run_arm(
     dataset: str, arm: str, minutes: float | None, grid: dict[str, Any], work: Path
 ) -> dict[str, Any]:
-    folder = work / dataset / arm.replace(":", "_").replace("=", "-").replace(",", "_")
+    folder = work / dataset / arm.replace(":", "_").replace("=", "-").replace(",", "_").replace("/", "_")
     proc, seconds, run = run_lmforge(folder, config_text(dataset, work, arm, minutes, grid))
     row: dict[str, Any] = {
         "dataset": dataset,
@@ -192,6 +193,13 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=float, default=[5.0, 15.0], help="minutes")
     parser.add_argument("--arms", nargs="+", default=["auto"], help="auto, pinned, default, grid")
     parser.add_argument("--grid", nargs="*", default=[], help="key=value,key=value per grid point")
+    parser.add_argument(
+        "--seeds",
+        nargs="*",
+        type=int,
+        default=[],
+        help="train.seed per arm (arm names get /seed=S); the split's seed stays 42, so the test rows stay",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/lmforge-bench-auto"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "auto.jsonl")
     parser.add_argument("--summary", action="store_true", help="only print the table of --out")
@@ -213,6 +221,8 @@ def main() -> None:
             if "grid" in args.arms:
                 for point in args.grid:
                     arms.append((f"grid:{point}", None, dict(kv.split("=") for kv in point.split(","))))
+            if args.seeds:
+                arms = [(f"{a}/seed={s}", m, {**g, "seed": s}) for a, m, g in arms for s in args.seeds]
             for arm, minutes, grid in arms:
                 if any(r["dataset"] == dataset and r["arm"] == arm for r in done):
                     continue

@@ -20,6 +20,7 @@ from typing import Any
 
 from lmforge.errors import ConfigError
 from lmforge.training.causal_fit import CausalData
+from lmforge.training.clock_schedule import clock_schedule, clock_settings, warmup_steps_of
 from lmforge.training.ray_budget import MIN_TRAIN_SECONDS, RAY_FIXED_SECONDS
 from lmforge.training.recipe import ResolvedTrain
 
@@ -43,7 +44,6 @@ class CausalPlan:
 
     def callbacks(self) -> list[Any]:
         """The clock schedule and the hard stop, made once: a divergence restart keeps them."""
-        from lmforge.training.clock_schedule import clock_schedule
         from lmforge.training.timed_finetune import budget_callbacks
 
         made = [clock_schedule(**self.clock)]
@@ -78,13 +78,12 @@ def plan_causal(ctx: Any, data: CausalData, *, on_ray: bool = False) -> CausalPl
                 f"{math.ceil(minimum)} or more"
             ]
         )
-    warmup = settings.warmup_ratio
     # The end is the time the last pass and save must be done by; the schedule keeps them free.
     end_in = left - fixed
     clock = {
         "end": (time.time() if on_ray else time.monotonic()) + end_in,
         "max_steps": steps,
-        "warmup_steps": int(warmup * steps) if warmup < 1 else int(warmup),
+        "warmup_steps": warmup_steps_of(settings.warmup_ratio, steps),
         "shape": settings.lr_scheduler,
         "reserve": final_pass,
     }
@@ -94,14 +93,8 @@ def plan_causal(ctx: Any, data: CausalData, *, on_ray: bool = False) -> CausalPl
         + ("Ray's start-up, " if on_ray else "")
         + f"the save and ~{final_pass:.0f} s for the last validation pass)"
     )
-    update = {
-        "max_steps": steps,
-        "eval_steps": steps + 1,  # the clock schedule evaluates at its rungs and at the end
-        "lr_scheduler": "constant_with_warmup",
-        "warmup_ratio": 0.0,
-    }
     return CausalPlan(
-        settings.model_copy(update=update),
+        settings.model_copy(update=clock_settings(steps)),
         clock,
         # The hard stop looks one step and one validation pass ahead of the stage's end; the
         # clock ends SAVE_SECONDS before it, so it ends the fit first unless a step runs long.

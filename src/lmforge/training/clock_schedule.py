@@ -21,6 +21,24 @@ from typing import Any
 RUNGS = (1 / 3, 2 / 3)
 
 
+def clock_settings(steps: int) -> dict[str, Any]:
+    """The train settings of a fit the clock schedule drives: at most `steps`, evaluated only
+    where the clock says (its rungs and its end: `eval_steps` past the last step), and the
+    Trainer's own schedule constant with no warmup, so the base rate it restores each step is
+    the one the clock multiplies."""
+    return {
+        "max_steps": steps,
+        "eval_steps": steps + 1,
+        "lr_scheduler": "constant_with_warmup",
+        "warmup_ratio": 0.0,
+    }
+
+
+def warmup_steps_of(warmup: float, steps: int) -> int:
+    """`train.warmup_ratio` as steps: a fraction of `steps` below 1, a step count from 1 on."""
+    return int(warmup * steps) if warmup < 1 else int(warmup)
+
+
 def multiplier(progress: float, step: int, warmup_steps: int, shape: str) -> float:
     """The factor on the base learning rate at `progress` (0..1) and optimizer step `step`."""
     warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0

@@ -272,7 +272,7 @@ class Portfolio:
         )
 
     def finetune(self, callbacks: Callable[[], list[Any]]) -> None:
-        from lmforge.training.clock_schedule import clock_schedule
+        from lmforge.training.clock_schedule import clock_schedule, clock_settings, warmup_steps_of
         from lmforge.training.fit import TrainingDiverged, fit_classifier
         from lmforge.training.timed_finetune import budget_callbacks, plan_steps, reference_timing, time_steps
 
@@ -342,13 +342,7 @@ class Portfolio:
             # seconds left (training/clock_schedule.py), so a step cost measured high does not
             # leave time unused, and one measured low does not overrun.
             steps = max(plan.max_steps, int(epochs * len(self.train) / batch))
-            update.update(
-                max_steps=steps,
-                eval_steps=steps + 1,  # the clock schedule evaluates at the rungs
-                method=plan.method,
-                lr_scheduler="constant_with_warmup",
-                warmup_ratio=0.0,
-            )
+            update.update(clock_settings(steps), method=plan.method)
             if plan.method == "freeze":
                 # The recipe's rate for the full fine-tune, not its unmeasured freeze default
                 # (5e-4): from a fresh head on sms_spam that exploded by step 28, twice.
@@ -356,7 +350,7 @@ class Portfolio:
             clock = {
                 "end": time.monotonic() + available,
                 "max_steps": steps,
-                "warmup_steps": int(settings.warmup_ratio * plan.max_steps),
+                "warmup_steps": warmup_steps_of(settings.warmup_ratio, plan.max_steps),
                 "shape": settings.lr_scheduler,
             }
             plan_reason = (

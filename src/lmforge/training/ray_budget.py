@@ -21,6 +21,7 @@ import pandas as pd
 
 from lmforge.config import TrainConfig
 from lmforge.errors import ConfigError
+from lmforge.training.clock_schedule import clock_schedule, clock_settings, warmup_steps_of
 
 # Seconds a Ray Train run spends outside its training steps: the worker group's start, the model
 # load in every worker, the last checkpoint's report and its copy to the stage's folder.
@@ -60,11 +61,10 @@ def plan_on_ray(
                 f"{math.ceil(minimum)} or more, or executor.train_workers: 0 to train in this process"
             ]
         )
-    warmup = settings.warmup_ratio
     clock = {
         "end": time.time() + available,
         "max_steps": steps,
-        "warmup_steps": int(warmup * steps) if warmup < 1 else int(warmup),
+        "warmup_steps": warmup_steps_of(settings.warmup_ratio, steps),
         "shape": settings.lr_scheduler,
     }
     reason = (
@@ -73,19 +73,11 @@ def plan_on_ray(
     )
     budget.decide("train", "Ray Train ends by the clock", reason)
     ctx.log(f"budget: {reason}")
-    update = {
-        "max_steps": steps,
-        "eval_steps": steps + 1,  # the clock schedule evaluates at its rungs and at the end
-        "lr_scheduler": "constant_with_warmup",
-        "warmup_ratio": 0.0,
-    }
-    return cfg.model_copy(update=update), clock
+    return cfg.model_copy(update=clock_settings(steps)), clock
 
 
 def worker_clock(clock: dict[str, Any]) -> Any:
     """The clock schedule of one worker, its progress agreed with the others' each step."""
-    from lmforge.training.clock_schedule import clock_schedule
-
     return clock_schedule(
         float(clock["end"]),
         int(clock["max_steps"]),

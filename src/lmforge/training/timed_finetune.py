@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from lmforge.config import TrainConfig
+from lmforge.training.clock_schedule import clock_schedule, clock_settings, warmup_steps_of
 
 # Timed steps. The first ones pay for allocator growth and for each new padded shape (oneDNN
 # builds its kernels per shape): on emotion 0.52 s, falling to 0.21-0.28 s by the tenth.
@@ -263,12 +264,7 @@ def fit_in_budget(
     )
     budget.decide("train", "ends by the clock", reason)
     ctx.log(f"budget: {reason}")
-    update: dict[str, Any] = {
-        "max_steps": steps,
-        "eval_steps": steps + 1,  # the clock schedule evaluates at its rungs and at its end
-        "lr_scheduler": "constant_with_warmup",
-        "warmup_ratio": 0.0,
-    }
+    update: dict[str, Any] = clock_settings(steps)
     if plan.method == "freeze" and cfg.method == "full":
         update.update(method="freeze", trainable_layers=2)
     stops: list[str] = []
@@ -277,13 +273,10 @@ def fit_in_budget(
         stops.append(reason)
         budget.decide("train", "stopped", reason)
 
-    from lmforge.training.clock_schedule import clock_schedule
-
-    warmup = settings.warmup_ratio
     clock = clock_schedule(
         time.monotonic() + available + timing.eval_seconds,  # the last pass is kept free inside
         steps,
-        int(warmup * plan.max_steps) if warmup < 1 else int(warmup),
+        warmup_steps_of(settings.warmup_ratio, plan.max_steps),
         settings.lr_scheduler,
         reserve=timing.eval_seconds,
     )

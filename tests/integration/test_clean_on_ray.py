@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from functools import partial
@@ -128,3 +129,53 @@ def test_embeddings_on_ray_equal_local(local_ray: None, tmp_path: Path) -> None:
     there = auto_label(unlabeled, [], embedder=lambda t: np.stack([on_ray_vectors[x] for x in t]), **kwargs)
     assert there.labels == here.labels
     np.testing.assert_allclose(there.probabilities, here.probabilities, atol=1e-4)
+
+
+def _conversation_rows() -> list[dict[str, str]]:
+    rows = [
+        {"instruction": f"question {i}: what comes after {i} in counting", "input": "", "output": f"{i + 1}"}
+        for i in range(40)
+    ]
+    rows += [{**r, "instruction": r["instruction"].upper() + "?"} for r in rows[:6]]  # exact
+    rows += [{**r, "instruction": r["instruction"][:-1]} for r in rows[6:12]]  # near copies
+    rows += [{**r, "output": f"{r['output']} or {r['output']}0"} for r in rows[12:15]]  # conflicts
+    rows += [{**r, "input": f"mail jo.doe{i}@example.com"} for i, r in enumerate(rows[15:20])]
+    rows += [{**r, "output": f"{r['output']} cafÃ© dÃ©jÃ  vu"} for r in rows[20:24]]  # mojibake
+    return rows
+
+
+@pytest.mark.integration
+def test_generation_clean_on_ray_equals_local(
+    local_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The conversation clean's repair (every turn of every row) and near-duplicate sketches on
+    # Ray Data give the local stage's rows, removals and conflicts.
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _conversation_rows()), encoding="utf-8")
+    outputs: dict[str, dict[str, pd.DataFrame]] = {}
+    for executor in ("local", "ray"):
+        config = {
+            "project": "generation-clean-on-ray",
+            "task": "generation",
+            "data": {"train": str(data)},
+            "clean": {"keep_raw_pii": True, "pii": "mask"},  # so the clean stage's repair masks
+            "executor": {"type": executor},
+            "tracking": {"enabled": False},
+            "output_dir": str(tmp_path / executor),
+        }
+        monkeypatch.setattr(on_ray, "BLOCK_ROWS", 16)  # rows cross blocks: the order is tested
+        events: list[Event] = []
+        result = run_pipeline(load_config(data=config), until="clean", events=EventBus([events.append]))
+        clean = result.artifacts["clean"]
+        outputs[executor] = {"train": clean.table("train")}
+        for name in ("removed", "conflicts"):
+            outputs[executor][name] = pd.read_csv(clean.path(f"{name}.csv"))
+        logged = any("on Ray Data" in e.message for e in events if e.stage == "clean")
+        assert logged == (executor == "ray")
+    for name, frame in outputs["local"].items():
+        pd.testing.assert_frame_equal(outputs["ray"][name], frame, check_dtype=False, obj=name)
+    local = outputs["local"]
+    assert {"exact duplicate", "near duplicate"} <= set(local["removed"]["reason"])
+    assert len(local["conflicts"]) >= 3
+    messages = " ".join(local["train"]["messages"])
+    assert "jo.doe" not in messages and "Ã©" not in messages

@@ -109,6 +109,23 @@ def ray_session(executor: ExecutorConfig) -> Iterator[None]:
             ray.shutdown()
 
 
+@contextmanager
+def data_executor(executor: ExecutorConfig, log: Callable[[str], None]) -> Iterator[ExecutorConfig | None]:
+    """A data stage's per-row work: `executor` inside one Ray session with `executor.type: ray`,
+    None (this process) otherwise."""
+    if executor.type != "ray":
+        yield None
+        return
+    with ray_session(executor):
+        log("per-row work (repair, PII, MinHash, embeddings) on Ray Data")
+        yield executor
+
+
+def mapper_for(executor: ExecutorConfig | None) -> Callable[..., Iterator[Any]] | None:
+    """The duplicate search's block mapper: Ray Data's, or None for this process."""
+    return None if executor is None else block_mapper(executor)
+
+
 def block_mapper(
     executor: ExecutorConfig,
 ) -> Callable[[Callable[[Sequence[T]], R], Sequence[T]], Iterator[R]]:

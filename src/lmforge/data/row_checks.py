@@ -7,12 +7,13 @@ the same thing whatever the task (generation checks the prompt and the answer of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from lmforge.config import CleanConfig
+from lmforge.config import CleanConfig, ExecutorConfig
 from lmforge.data.cleanlog import CleanLog
 from lmforge.data.textfix import TextFixer, token_count
 
@@ -57,6 +58,26 @@ def repair_texts(cfg: CleanConfig, *, whitespace: bool) -> Callable[[list[str]],
     Data actor: the PII detector's patterns and phone library are loaded once)."""
     repairer = Repairer(cfg, whitespace=whitespace)
     return lambda texts: [repairer.repair(text) for text in texts]
+
+
+REPAIR_BLOCK = 10_000  # texts repaired at a time in this process
+
+
+def repaired_in_blocks(
+    cfg: CleanConfig, texts: Sequence[str], *, whitespace: bool, executor: ExecutorConfig | None = None
+) -> Iterator[Repaired]:
+    """`Repairer.repair` of every text in order, a block at a time (so only one block's results
+    are held): in this process, or by Ray Data actors with an `executor` (`data/on_ray.py`)."""
+    work = partial(repair_texts, cfg, whitespace=whitespace)
+    if executor is None:
+        repair = work()
+        for start in range(0, len(texts), REPAIR_BLOCK):
+            yield from repair(list(texts[start : start + REPAIR_BLOCK]))
+        return
+    from lmforge.data.on_ray import map_blocks
+
+    for block in map_blocks(executor, work, texts):
+        yield from block
 
 
 def masks_at_ingest(cfg: CleanConfig) -> bool:

@@ -13,9 +13,6 @@ splits are the split stage's leakage check.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -23,13 +20,12 @@ import pandas as pd
 from lmforge.config import CleanConfig, ExecutorConfig
 from lmforge.data import review
 from lmforge.data.cleanlog import CleanLog
-from lmforge.data.dedup import BlockMapper
 from lmforge.data.duplicate_rows import deduplicate
-from lmforge.data.row_checks import Repaired, length_filter, merge_found, parse_found, repair_texts
+from lmforge.data.on_ray import data_executor, mapper_for
+from lmforge.data.row_checks import length_filter, merge_found, parse_found, repaired_in_blocks
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 
 TABLES = ("train", "unlabeled", "validation", "test")
-REPAIR_BLOCK = 10_000  # texts repaired at a time in this process
 REMOVED_COLUMNS = [
     "split",
     "source_row",
@@ -51,40 +47,18 @@ def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
     rows_in = {n: len(f) for n, f in frames.items()}
     log = CleanLog()
     if cfg.enabled:
-        with _executor(ctx) as executor:
+        with data_executor(ctx.config.executor, ctx.log) as executor:
             for name in frames:
                 frames[name] = _repair(ctx, cfg, name, frames[name], log, found_at_ingest[name], executor)
                 frames[name] = length_filter(cfg, name, frames[name], log)
             if cfg.exact_duplicates or cfg.near_duplicates:
                 with ctx.progress("finding duplicates", total=None):
-                    frames = deduplicate(cfg, frames, log, mapper=_mapper(executor))
+                    frames = deduplicate(cfg, frames, log, mapper=mapper_for(executor))
             if cfg.label_noise != "off":
                 frames["train"] = _label_noise(ctx, cfg, frames["train"], log, executor)
     result = _write(ctx, frames, rows_in, log)
     result.summary["train_file"] = valid.summary.get("train_file")
     return result
-
-
-@contextmanager
-def _executor(ctx: StageContext) -> Iterator[ExecutorConfig | None]:
-    """With `executor.type: ray`, one Ray session for the stage's per-row work (None: local)."""
-    executor = ctx.config.executor
-    if executor.type != "ray":
-        yield None
-        return
-    from lmforge.data.on_ray import ray_session
-
-    with ray_session(executor):
-        ctx.log("per-row work (repair, PII, MinHash, embeddings) on Ray Data")
-        yield executor
-
-
-def _mapper(executor: ExecutorConfig | None) -> BlockMapper | None:
-    if executor is None:
-        return None
-    from lmforge.data.on_ray import block_mapper
-
-    return block_mapper(executor)
 
 
 def _pop_found(frame: pd.DataFrame) -> list[dict[str, int]]:
@@ -106,16 +80,8 @@ def _repair(
 
     `earlier` is what ingest masked in each row: the row's `before` in changed.csv is then
     already masked, and its `changes` still name the kinds."""
-    work, texts_in = partial(repair_texts, cfg, whitespace=cfg.normalize_whitespace), frame["text"].tolist()
-    repaired: Iterator[Repaired]
-    if executor is None:  # block by block, so only one block's results are held at a time
-        repair = work()
-        blocks = (repair(texts_in[s : s + REPAIR_BLOCK]) for s in range(0, len(texts_in), REPAIR_BLOCK))
-        repaired = (r for block in blocks for r in block)
-    else:
-        from lmforge.data.on_ray import map_blocks
-
-        repaired = (r for block in map_blocks(executor, work, texts_in) for r in block)
+    texts_in = frame["text"].tolist()
+    repaired = repaired_in_blocks(cfg, texts_in, whitespace=cfg.normalize_whitespace, executor=executor)
     texts, keep, dropped = [], [], []
     with ctx.progress(f"repairing {name} texts", total=len(frame)) as bar:
         for i, (row, (text, changes, found)) in enumerate(

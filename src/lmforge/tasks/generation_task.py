@@ -108,7 +108,8 @@ def causal_stages(config: Config) -> tuple[StageSpec, ...]:
     specs = [
         own("ingest", (), ("data",), files=data_files, unkeyed=("clean",), fingerprint=ingest_fingerprint),
         own("validate", ("ingest",), ("validate",)),
-        own("clean", ("validate",), ("clean",)),
+        # executor: where the per-row work runs (Ray Data), not what it gives
+        own("clean", ("validate",), ("clean",), unkeyed=("executor",)),
         own("split", ("clean",), ("split", "data")),  # data: names the file when too few rows
         own("baseline", ("split",), ("baseline", "evaluate", "model"), fingerprint=model_fingerprint),
         *(

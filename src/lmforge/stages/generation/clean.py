@@ -6,6 +6,8 @@ The steps and the `clean` keys are the classification stage's (`lmforge.data.row
 
 - repair and PII: every turn of a conversation (the text, for language modeling). Newlines
   are kept (dialogues and code need them): `clean.normalize_whitespace` cannot apply.
+  With `executor.type: ray` the repair and the near-duplicate sketches run on Ray Data, as
+  in the classification stage (`lmforge.data.on_ray`).
 - `min_chars` / `max_chars` / `min_tokens` / `max_tokens`: the prompt (every turn but the
   last, joined) and the answer (the last turn) must each be within the limits.
 - duplicates (`exact_duplicates`, `near_duplicates`): rows whose prompts are the same (or
@@ -26,11 +28,12 @@ from typing import Any
 
 import pandas as pd
 
-from lmforge.config import CleanConfig
+from lmforge.config import CleanConfig, ExecutorConfig
 from lmforge.data.cleanlog import CleanLog
 from lmforge.data.dedup import normal_form
 from lmforge.data.duplicate_rows import deduplicate
-from lmforge.data.row_checks import Repairer, length_filter, merge_found, parse_found
+from lmforge.data.on_ray import data_executor, mapper_for
+from lmforge.data.row_checks import length_filter, merge_found, parse_found, repaired_in_blocks
 from lmforge.pipeline.context import Inputs, StageContext, StageResult
 from lmforge.tasks.registry import get_task
 
@@ -50,22 +53,22 @@ def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
     log = CleanLog(row_columns=("answer",))
     repaired = 0
     if cfg.enabled:
-        repairer = Repairer(cfg, whitespace=False)
         rows = {}
-        for name, table in tables.items():
-            table, changed = _repair(repairer, cfg, name, table, column, log, earlier[name])
-            repaired += changed
-            roles = {"text": ""} if lm else {"text": "prompt", "answer": "answer"}
-            rows[name] = length_filter(cfg, name, table, log, roles)
-        # Each answer's text by its normal form (the first row's), before duplicates go:
-        # the text `conflicts: majority` gives a kept row whose answer lost.
-        texts = {n: _first_texts(f) for n, f in rows.items()}
-        answers = {
-            (n, r): a for n, f in rows.items() for r, a in zip(f["source_row"], f["answer"], strict=True)
-        }
-        if cfg.exact_duplicates or cfg.near_duplicates:
-            with ctx.progress("finding duplicates", total=None):
-                rows = deduplicate(cfg, rows, log)
+        with data_executor(ctx.config.executor, ctx.log) as executor:
+            for name, table in tables.items():
+                table, changed = _repair(cfg, name, table, column, log, earlier[name], executor)
+                repaired += changed
+                roles = {"text": ""} if lm else {"text": "prompt", "answer": "answer"}
+                rows[name] = length_filter(cfg, name, table, log, roles)
+            # Each answer's text by its normal form (the first row's), before duplicates go:
+            # the text `conflicts: majority` gives a kept row whose answer lost.
+            texts = {n: _first_texts(f) for n, f in rows.items()}
+            answers = {
+                (n, r): a for n, f in rows.items() for r, a in zip(f["source_row"], f["answer"], strict=True)
+            }
+            if cfg.exact_duplicates or cfg.near_duplicates:
+                with ctx.progress("finding duplicates", total=None):
+                    rows = deduplicate(cfg, rows, log, mapper=mapper_for(executor))
         tables = {name: _settled(frame, column, texts[name]) for name, frame in rows.items()}
         for conflict in log.conflicts:  # the answer as written, not its normal form
             conflict["label"] = answers[(conflict["split"], conflict["source_row"])]
@@ -73,24 +76,28 @@ def run(ctx: StageContext, cfg: CleanConfig, inputs: Inputs) -> StageResult:
 
 
 def _repair(
-    repairer: Repairer,
     cfg: CleanConfig,
     name: str,
     table: pd.DataFrame,
     column: str,
     log: CleanLog,
     earlier: list[dict[str, int]],
+    executor: ExecutorConfig | None,
 ) -> tuple[pd.DataFrame, int]:
     """Each row repaired turn by turn, with the parts the row checks read: `text` (the prompt,
     or the whole text), `answer` and `label` (the answer's normal form, for conflicts).
-    `earlier`: the personal data ingest masked in each row."""
+    `earlier`: the personal data ingest masked in each row. Every turn of every row is one
+    text of the repair (in blocks, on Ray Data with an `executor`); the turns are put back
+    into their rows in order."""
     lm = column == "text"
+    turns = [[value] if lm else [m["content"] for m in json.loads(value)] for value in table[column]]
+    flat = (text for row in turns for text in row)
+    done = repaired_in_blocks(cfg, list(flat), whitespace=False, executor=executor)
     out, keep, changed = [], [], 0
-    for value, found in zip(table[column], earlier, strict=True):
-        texts = [value] if lm else [m["content"] for m in json.loads(value)]
+    for value, found, texts in zip(table[column], earlier, turns, strict=True):
         fixed: list[str] = []
-        for text in texts:
-            repaired, changes, pii = repairer.repair(text)
+        for _ in texts:
+            repaired, changes, pii = next(done)
             fixed.append(repaired.strip())
             changed += any(not c.startswith("pii:") for c in changes) or repaired != repaired.strip()
             found = merge_found(found, pii)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -171,19 +172,7 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_the_run_finishes(
     )
     storage = tmp_path / "storage"
     killed: list[int] = []
-
-    def kill_one_after_a_checkpoint() -> None:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not killed:
-            # Two checkpoints on storage: the first is surely committed (the second may be in flight).
-            if len(list(storage.glob("*/checkpoint_2*"))) >= 2 and (workers := _busy_train_workers()):
-                os.kill(workers[-1], signal.SIGKILL)
-                killed.append(workers[-1])
-                return
-            time.sleep(0.2)
-
-    killer = threading.Thread(target=kill_one_after_a_checkpoint, daemon=True)
-    killer.start()
+    killer = _killer(storage, killed)
     fit = fit_classifier_on_ray(
         str(tiny_model),
         tmp_path,
@@ -200,6 +189,77 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_the_run_finishes(
     assert killed, "no worker was killed: the run ended before its first checkpoint"
     assert fit.resumed  # resumed from the checkpoint Ray kept, not from the start
     assert fit.steps == 20 * 160 // 8  # every planned step ran (20 epochs x 20 global batches)
+    assert (tmp_path / "model" / "config.json").exists()
+    shutil.rmtree(storage, ignore_errors=True)
+
+
+def _killer(storage: Path, killed: list[int]) -> threading.Thread:
+    """A thread that SIGKILLs one busy Ray Train worker once two checkpoints are on `storage`
+    (the first is then surely committed; the second may be in flight), its pid in `killed`."""
+
+    def kill_one_after_a_checkpoint() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            if len(list(storage.glob("*/checkpoint_2*"))) >= 2 and (workers := _busy_train_workers()):
+                os.kill(workers[-1], signal.SIGKILL)
+                killed.append(workers[-1])
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_after_a_checkpoint, daemon=True)
+    killer.start()
+    return killer
+
+
+def test_a_killed_worker_of_a_causal_lora_fit_resumes_and_the_run_finishes(
+    two_nodes: str, tiny_llama: Path, tmp_path: Path
+) -> None:
+    # The causal path resumes a LoRA fit (the adapter and its optimizer state in the
+    # checkpoint Ray kept), not only the classifier's full fine-tune.
+    from lmforge.training.causal_fit import prepare_causal
+    from lmforge.training.ray_causal import fit_causal_lm_on_ray
+    from tests.conftest import make_instructions
+
+    rows = make_instructions()
+    frame = pd.DataFrame(
+        {
+            "messages": [
+                json.dumps(
+                    [
+                        {"role": "user", "content": r["instruction"]},
+                        {"role": "assistant", "content": r["output"]},
+                    ]
+                )
+                for r in rows
+            ]
+        }
+    )
+    cfg = TrainConfig(
+        method="lora",
+        epochs=20,
+        batch_size=8,
+        learning_rate=5e-3,
+        max_length=32,
+        eval_steps=10,
+        early_stopping_patience=None,
+    )
+    data = prepare_causal(str(tiny_llama), tmp_path, cfg, frame, frame.head(16), lm=False)
+    storage = tmp_path / "storage"
+    killed: list[int] = []
+    killer = _killer(storage, killed)
+    fit = fit_causal_lm_on_ray(
+        str(tiny_llama),
+        tmp_path,
+        data,
+        ExecutorConfig(type="ray", address=two_nodes, train_workers=2, max_failures=2),
+        storage,
+        "killed-causal",
+        tmp_path / "model",
+    )
+    killer.join(timeout=5)
+    assert killed, "no worker was killed: the run ended before its first checkpoint"
+    assert fit.resumed
+    assert fit.steps == 20 * -(-len(rows) // 8)  # every planned step ran
     assert (tmp_path / "model" / "config.json").exists()
     shutil.rmtree(storage, ignore_errors=True)
 

@@ -205,3 +205,19 @@ def test_the_docs_and_the_schema_document_the_budget() -> None:
 )
 def test_format_duration(seconds: float, shown: str) -> None:
     assert format_duration(seconds) == shown
+
+
+def test_registering_through_an_mlflow_server_is_priced_as_an_upload() -> None:
+    from lmforge.pipeline.budget import REMOTE_REGISTER_SECONDS, RunBudget
+
+    stages = ["ingest", "train", "evaluate", "register"]
+
+    def post(uri: str) -> float:
+        config = load_config(data={**BASE, "budget": "15m", "tracking": {"uri": uri}})
+        budget = RunBudget.from_config(config, stages)
+        assert budget is not None
+        return budget.post_seconds("transformer")
+
+    local = post("sqlite:///mlruns.db")
+    assert post("http://mlflow.internal:5000") == pytest.approx(local + REMOTE_REGISTER_SECONDS)
+    assert post("file:///tmp/mlruns") == pytest.approx(local)

@@ -93,6 +93,27 @@ def make_instructions(seed: int = 0) -> list[dict[str, str]]:
     return rows
 
 
+def messages_frame(rows: list[dict[str, str]]) -> Any:
+    """Instruction rows as the causal stages' tables hold them: one JSON `messages` column."""
+    import json
+
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "messages": [
+                json.dumps(
+                    [
+                        {"role": "user", "content": r["instruction"]},
+                        {"role": "assistant", "content": r["output"]},
+                    ]
+                )
+                for r in rows
+            ]
+        }
+    )
+
+
 def build_tiny_llama(folder: Path, *, chat: bool = True, hidden: int = 32, seed: int = 0) -> Path:
     """A 2-layer Llama `hidden` wide with a word-level tokenizer (ChatML template when
     `chat`), saved like a hub model: fast stand-in for a causal LM in unit tests."""

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -218,22 +217,10 @@ def test_a_killed_worker_of_a_causal_lora_fit_resumes_and_the_run_finishes(
     # checkpoint Ray kept), not only the classifier's full fine-tune.
     from lmforge.training.causal_fit import prepare_causal
     from lmforge.training.ray_causal import fit_causal_lm_on_ray
-    from tests.conftest import make_instructions
+    from tests.conftest import make_instructions, messages_frame
 
     rows = make_instructions()
-    frame = pd.DataFrame(
-        {
-            "messages": [
-                json.dumps(
-                    [
-                        {"role": "user", "content": r["instruction"]},
-                        {"role": "assistant", "content": r["output"]},
-                    ]
-                )
-                for r in rows
-            ]
-        }
-    )
+    frame = messages_frame(rows)
     cfg = TrainConfig(
         method="lora",
         epochs=20,

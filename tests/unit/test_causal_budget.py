@@ -102,27 +102,11 @@ def test_too_little_time_names_the_budget_that_would_fit() -> None:
 
 
 def test_a_real_causal_fit_ends_by_the_clock_evaluated_with_its_pass_kept_free(tmp_path, tiny_llama) -> None:
-    import json
-
-    import pandas as pd
-
     from lmforge.training.causal_budget import CausalPlan
     from lmforge.training.causal_fit import fit_causal_lm, prepare_causal
-    from tests.conftest import make_instructions
+    from tests.conftest import make_instructions, messages_frame
 
-    rows = pd.DataFrame(
-        {
-            "messages": [
-                json.dumps(
-                    [
-                        {"role": "user", "content": r["instruction"]},
-                        {"role": "assistant", "content": r["output"]},
-                    ]
-                )
-                for r in make_instructions()
-            ]
-        }
-    )
+    rows = messages_frame(make_instructions())
     cfg = TrainConfig(
         method="full",
         epochs=10_000,
@@ -219,28 +203,12 @@ def test_the_users_own_perplexity_rows_stand() -> None:
 
 
 def test_scoring_reads_the_first_perplexity_rows(tmp_path, tiny_llama) -> None:
-    import json
-
-    import pandas as pd
-
     from lmforge.pipeline.events import EventBus, progress
     from lmforge.stages.generation.scoring import score
-    from tests.conftest import make_instructions
+    from tests.conftest import make_instructions, messages_frame
 
     rows = make_instructions()[:12]
-    test = pd.DataFrame(
-        {
-            "messages": [
-                json.dumps(
-                    [
-                        {"role": "user", "content": r["instruction"]},
-                        {"role": "assistant", "content": r["output"]},
-                    ]
-                )
-                for r in rows
-            ]
-        }
-    )
+    test = messages_frame(rows)
     config = _config("generation", evaluate={"perplexity_rows": 5, "generation_rows": 3, "max_new_tokens": 2})
     bus = EventBus()
     ctx = SimpleNamespace(

@@ -8,7 +8,7 @@ import pytest
 from lmforge.pipeline.budget import RunBudget
 from lmforge.tasks.classification import metrics
 from lmforge.training.blend import blend, keep_blend, paired_noise
-from lmforge.training.timed_finetune import MIN_STEPS, StepTiming, plan_steps
+from lmforge.training.timed_finetune import MIN_STEPS, StepPlan, StepTiming, most_steps, plan_steps
 
 LABELS = ["a", "b", "c"]
 
@@ -95,6 +95,19 @@ def test_plan_steps_fits_the_seconds(seconds, method, steps):
         expected = min(steps, int((seconds - 4.0) / 0.5))
         assert plan.max_steps == expected
     assert plan.max_steps * 0.5 * (0.55 if method == "freeze" else 1) <= seconds
+
+
+@pytest.mark.parametrize(
+    ("plan", "most_epochs", "expected"),
+    [
+        (StepPlan(300, "full", 3.0, "the recipe fits"), 6.0, 600),  # time to spare: on to 6 epochs
+        (StepPlan(300, "full", 3.0, "the recipe fits"), 3.0, 300),  # epochs set by hand: kept
+        (StepPlan(152, "full", 1.52, "1.52 epochs fit"), 6.0, 300),  # short of time: the recipe's
+        (StepPlan(200, "freeze", 2.0, "frozen"), 6.0, 300),  # frozen layers: never extended
+    ],
+)
+def test_a_fine_tune_trains_past_the_recipe_only_when_the_recipe_fits(plan, most_epochs, expected):
+    assert most_steps(plan, train_rows=3200, batch=32, recipe_epochs=3.0, most_epochs=most_epochs) == expected
 
 
 def test_plan_steps_refuses_when_too_few_steps_fit():

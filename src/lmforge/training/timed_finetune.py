@@ -149,6 +149,17 @@ def plan_steps(
     return None
 
 
+def most_steps(plan: StepPlan, train_rows: int, batch: int, recipe_epochs: float, most_epochs: float) -> int:
+    """The most optimizer steps a fine-tune in auto mode may take: the recipe's, or, when the
+    recipe's epochs fit the time with a full fine-tune, up to `most_epochs` epochs. The clock
+    schedule then ends it by the seconds it has (it uses the time, its learning rate decayed),
+    or at those steps when the budget is larger still."""
+    recipe_steps = max(1, int(recipe_epochs * train_rows / max(1, batch)))
+    if plan.method != "full" or plan.max_steps < recipe_steps or most_epochs <= recipe_epochs:
+        return max(plan.max_steps, recipe_steps)
+    return max(recipe_steps, int(most_epochs * train_rows / max(1, batch)))
+
+
 def budget_callbacks(
     deadline: float | None,
     max_steps: int,

@@ -471,6 +471,11 @@ class TrainConfig(Section):
     def _yaml_off(cls, value: Any) -> Any:
         return "off" if value is False else value
 
+    def tuned(self, params: dict[str, Any]) -> TrainConfig:
+        """This section with a study's best `params`, validated (optuna's int `epochs` becomes
+        the float the field holds; `model_copy` would keep the int and warn when serialised)."""
+        return type(self).model_validate({**self.model_dump(), **params})
+
 
 # Train keys a study may search, with the type optuna suggests for a numeric range.
 TUNABLE: dict[str, type] = {

@@ -238,3 +238,17 @@ def test_what_the_gate_bounds_and_the_tuner_searches_must_be_used(
 ) -> None:
     problems = _problems({"task": task, "data": {"train": "x.csv"}, **data})
     assert len(problems) == 1 and problems[0].startswith(message)
+
+
+def test_a_studys_best_params_are_validated_into_the_train_section() -> None:
+    import warnings
+
+    from lmforge.config import TrainConfig
+
+    tuned = TrainConfig().tuned({"epochs": 3, "learning_rate": 1e-4})  # optuna's int epochs
+    assert tuned.epochs == 3.0 and isinstance(tuned.epochs, float) and tuned.learning_rate == 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydantic warns when a field holds a value of another type
+        tuned.model_dump()
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig().tuned({"epochs": -1})

@@ -36,7 +36,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     reference = inputs["select"].json("choice")["model"] if "select" in inputs else ctx.config.model_name
     tuned: dict[str, Any] = inputs["tune"].json("best")["params"] if "tune" in inputs else {}
     if tuned:
-        cfg = cfg.model_copy(update=tuned)
+        cfg = cfg.tuned(tuned)
         ctx.log("tuned hyperparameters: " + ", ".join(f"{k}={short_value(v)}" for k, v in tuned.items()))
     started = time.perf_counter()
     executor = ctx.config.executor

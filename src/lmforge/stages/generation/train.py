@@ -45,7 +45,7 @@ def run(ctx: StageContext, cfg: TrainConfig, inputs: Inputs) -> StageResult:
     reference = ctx.config.model_name
     tuned: dict[str, Any] = inputs["tune"].json("best")["params"] if "tune" in inputs else {}
     if tuned:
-        cfg = cfg.model_copy(update=tuned)
+        cfg = cfg.tuned(tuned)
         ctx.log("tuned hyperparameters: " + ", ".join(f"{k}={short_value(v)}" for k, v in tuned.items()))
     data = prepare_causal(
         reference, ctx.config.base_dir, cfg, split.table("train"), split.table("validation"), lm

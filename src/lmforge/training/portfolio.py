@@ -27,6 +27,7 @@ import pandas as pd
 from lmforge.config import TrainConfig
 from lmforge.pipeline.budget import RunBudget
 from lmforge.tasks.classification import metrics
+from lmforge.training.recipe import MAX_EPOCHS as RECIPE_MAX_EPOCHS
 
 LINEAR_SHARE = 0.2  # of the train stage's time: the linear search (it usually needs far less)
 PROBE_SHARE = 0.15  # the frozen-encoder probe
@@ -39,8 +40,8 @@ EVALUATIONS = 3  # of the fine-tune on validation: two rungs and the end
 FINETUNE_FIXED_SECONDS = 25.0  # load, tokenise, time steps, save: paid whatever the step count
 BLEND_SECONDS = 10.0  # the blend after the fine-tune (banking77: 1k rows x 77 classes, ~5 s)
 # A fine-tune whose recipe epochs fit trains on to this many epochs while the budget lasts (the
-# recipe's own ceiling, recipe.MAX_EPOCHS; its best evaluated checkpoint is the one kept).
-SPARE_TIME_EPOCHS = 6.0
+# recipe's own ceiling; its best evaluated checkpoint is the one kept).
+SPARE_TIME_EPOCHS = float(RECIPE_MAX_EPOCHS)
 
 
 @dataclass

@@ -32,7 +32,10 @@ _TRAINER: type | None = None
 
 def _build() -> type:
     import torch
+    from torch.nn.parallel import DistributedDataParallel
     from transformers import Trainer
+
+    from lmforge.training.row_allreduce import register_row_allreduce
 
     class LmforgeTrainer(Trainer):
         def __init__(
@@ -111,6 +114,13 @@ def _build() -> type:
                 self.accelerator.backward(loss)
             finally:
                 weight.data.sub_(delta)
+
+        def _prepare_for_training(self, *args: Any, **kwargs: Any) -> Any:
+            model, loader = super()._prepare_for_training(*args, **kwargs)
+            if isinstance(model, DistributedDataParallel) and not getattr(model, "_lmforge_hook", False):
+                # Data-parallel on CPU: send only the word-embedding rows a step touched.
+                setattr(model, "_lmforge_hook", register_row_allreduce(model))  # noqa: B010 (a Module's attrs are typed)
+            return model, loader
 
         def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
             super()._load_optimizer_and_scheduler(checkpoint)

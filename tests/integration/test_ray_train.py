@@ -120,6 +120,8 @@ def test_two_workers_leave_the_single_process_artifact_and_score_alike(
         p.name for p in local_train.path("model").iterdir()
     )
     assert ray_train.summary["ray_train"]["workers"] == 2
+    # Both time their steps (rank 0's on Ray), the figure that compares the two.
+    assert ray_train.metrics["median_step_seconds"] > 0 and local_train.metrics["median_step_seconds"] > 0
     hyper = ray_train.json("hyperparameters")
     assert hyper["batch_size"] == 8 and hyper["batch_size_per_worker"] == 4  # the same global batch
     # The workers' progress is the stage's own: a training bar and a line per validation pass.

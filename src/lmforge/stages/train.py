@@ -164,10 +164,13 @@ def _run_on_ray(
 
 def _metrics(fit: Any, started: float, metric: str, best: float | None) -> dict[str, float]:
     """The train stage's metrics, from a local or a Ray Train fit."""
-    return {
+    metrics = {
         "train_loss": fit.train_loss,
         "train_seconds": float(time.perf_counter() - started),
         "steps": float(fit.steps),
         "restarts": float(len(fit.restarts)),
         f"best_validation_{metric}": best if best is not None else float("nan"),
     }
+    if getattr(fit, "median_step_seconds", None) is not None:
+        metrics["median_step_seconds"] = float(fit.median_step_seconds)
+    return metrics

@@ -19,7 +19,7 @@ import pandas as pd
 from lmforge.config import TrainConfig
 from lmforge.errors import LmforgeError
 from lmforge.tasks.classification import GREATER_IS_BETTER, EncodedTexts, trainer_metrics
-from lmforge.training.monitor import Divergence, LossWatch
+from lmforge.training.monitor import Divergence, LossWatch, step_timer
 from lmforge.training.recipe import Decision, ResolvedTrain, class_weight_vector, resolve_classification
 from lmforge.training.trainer import checkpoint_lr_scale, trainer_class
 
@@ -41,6 +41,7 @@ class FitResult:
     trainable_parameters: int = 0
     settings: Any = None  # the ResolvedTrain the model was trained with
     decisions: list[Decision] = field(default_factory=list)
+    median_step_seconds: float | None = None  # of the last attempt (monitor.step_timer)
 
     @property
     def model(self) -> Any:
@@ -192,6 +193,8 @@ def train_with_restarts(
     while True:
         trainer, tokenizer, trainable = build(scale)
         trainer.remove_callback(PrinterCallback)  # lmforge renders progress itself
+        timer = step_timer()
+        trainer.add_callback(timer)
         started = time.perf_counter()
         try:
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -227,6 +230,7 @@ def train_with_restarts(
             restarts=restarts,
             resumed_from=resumed_from,
             trainable_parameters=trainable,
+            median_step_seconds=timer.median(),
         )
 
 

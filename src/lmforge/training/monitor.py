@@ -7,7 +7,9 @@ is never applied and every saved checkpoint predates the divergence.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
+from typing import Any
 
 
 class Divergence(Exception):
@@ -48,3 +50,32 @@ class LossWatch:
         if self.ema > self.factor * self.lowest and self.ema > self.first and self.ema > self.floor:
             raise Divergence(step, loss, f"exploding loss ({self.ema:.3g} vs lowest {self.lowest:.3g})")
         self.lowest = min(self.lowest, self.ema)
+
+
+def step_timer() -> Any:
+    """A Trainer callback timing each optimizer step (forward, backward, the all-reduce of a
+    data-parallel run, the optimizer), evaluations and checkpoints apart: its median is the
+    figure that compares one process with Ray Train workers, or one machine with another."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+            self.began: float | None = None
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.began = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.began is not None:
+                self.seconds.append(time.perf_counter() - self.began)
+                self.began = None
+
+        def median(self) -> float | None:
+            """The median step, the first left out (it builds the optimizer's state)."""
+            timed = self.seconds[1:] or self.seconds
+            return float(statistics.median(timed)) if timed else None
+
+    return StepTimer()

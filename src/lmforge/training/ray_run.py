@@ -48,6 +48,7 @@ class RayFit:
     device: str
     precision: str
     workers: int
+    median_step_seconds: float | None = None  # rank 0's (monitor.step_timer)
     resumed: bool = False  # a worker group Ray restarted resumed from its last checkpoint
     extra: dict[str, Any] = field(default_factory=dict)  # what a task's loop adds to the facts
 
@@ -253,6 +254,7 @@ def report_final(fit: Any, start: WorkerStart, extra: dict[str, Any] | None = No
             "log_history": state.log_history,
             "train_loss": fit.train_loss,
             "train_seconds": fit.train_seconds,
+            "median_step_seconds": fit.median_step_seconds,
             "steps": int(state.global_step),
             "epoch": float(state.epoch or 0),
             "best_metric": fit.best_metric,
@@ -373,6 +375,7 @@ def ray_fit(facts: dict[str, Any], out_model: Path, settings: dict[str, Any], de
         device=facts["device"],
         precision=facts["precision"],
         workers=int(facts["workers"]),
+        median_step_seconds=facts.get("median_step_seconds"),
         resumed=bool(facts.get("resumed")),
         extra=dict(facts.get("extra") or {}),
     )

@@ -6,13 +6,18 @@ train stage, (b) the clean stage on 100k-1M synthetic rows, single-process vs Ra
 Same data, model, settings and step count, side by side in one run:
 
   plain         fit_classifier in this process, torch on `--threads` threads
+  2 plain x T/2 two plain processes at once, T/2 threads, half the batch each, no all-reduce
   ray 1 x T     Ray Train, one worker with T CPUs (Ray's own cost, no communication)
-  ray 2 x T/2   Ray Train, two workers with T/2 CPUs each (gloo all-reduce of the gradients)
+  ray 2 x T/2   Ray Train, two workers with T/2 CPUs each (gloo all-reduce of the gradients,
+                the word embedding's touched rows only: training/row_allreduce.py)
+  ray 2 x T/2, dense all-reduce   the same with DDP's plain all-reduce of every gradient
 
-Printed per arm: training seconds (the Trainer's own train_runtime, so model loading and Ray's
-start-up are apart), seconds per optimizer step, wall seconds of the whole call, validation
-accuracy; and each Ray arm's overhead per step over the plain arm. On a 2-core machine two
-workers cannot be faster than one process using both cores: the figure is the overhead.
+Printed per arm: the median seconds of an optimizer step (forward, backward, the all-reduce,
+the optimizer; the train stage's `median_step_seconds`, timed in the worker: evaluation and
+checkpoints apart) and each Ray arm's overhead on it over the plain arm; the Trainer's own
+train_runtime (model loading and Ray's start-up apart, the evaluation and the checkpoint Ray copies
+to its storage in) per step; wall seconds of the whole call; validation accuracy. On a 2-core
+machine two workers cannot be faster than one process using both cores: the figure is the overhead.
 
     python bench/bench_scale.py [--rows 2000 --steps 40 --threads 2]
 
@@ -24,6 +29,11 @@ and peak RSS: the child's ru_maxrss, and for the Ray arm the peak of the summed 
 child's whole process tree (raylet, workers), sampled every 0.2 s.
 
     python bench/bench_scale.py --part clean [--rows 100000 --arms single,ray]
+
+`--part allreduce`: the gradient all-reduce alone, plain vs the touched embedding rows
+(bench/scale_allreduce.py).
+
+    python bench/bench_scale.py --part allreduce [--repeats 20]
 
 `--task causal`: the same three arms for the causal train stage (bench/scale_causal.py:
 smollm2-135m, LoRA unless `--method`, on samsum instruction rows).
@@ -58,12 +68,12 @@ def _frames(rows: int) -> tuple[Any, Any, list[str]]:
     return train, validation, sorted(frame["label"].unique())
 
 
-def _config(steps: int) -> Any:
+def _config(steps: int, batch: int = 32) -> Any:
     from lmforge.config import TrainConfig
 
     return TrainConfig(
         max_steps=steps,
-        batch_size=32,
+        batch_size=batch,
         max_length=64,
         learning_rate=1e-4,
         early_stopping_patience=None,
@@ -71,7 +81,9 @@ def _config(steps: int) -> Any:
     )
 
 
-def plain(train: Any, validation: Any, labels: list[str], steps: int, threads: int) -> dict[str, Any]:
+def plain(
+    train: Any, validation: Any, labels: list[str], steps: int, threads: int, batch: int = 32
+) -> dict[str, Any]:
     import torch
 
     from lmforge.training.fit import fit_classifier
@@ -79,19 +91,64 @@ def plain(train: Any, validation: Any, labels: list[str], steps: int, threads: i
     torch.set_num_threads(threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        fit = fit_classifier("minilm-l6", ROOT, labels, train, validation, _config(steps), Path(folder))
+        fit = fit_classifier(
+            "minilm-l6", ROOT, labels, train, validation, _config(steps, batch), Path(folder)
+        )
     history = fit.trainer.state.log_history
-    return _row("plain", 1, threads, history, fit.steps, time.perf_counter() - started)
+    return _row(
+        "plain", 1, threads, history, fit.steps, time.perf_counter() - started, fit.median_step_seconds
+    )
+
+
+def pair(rows: int, steps: int, threads: int) -> dict[str, Any]:
+    """Two plain processes at once, each on half the threads, half the batch and every other
+    train row, with no communication: what two workers on this machine cost before Ray and the
+    all-reduce (they share its caches and memory bandwidth)."""
+    with tempfile.TemporaryDirectory() as folder:
+        outs = [Path(folder) / f"{i}.json" for i in range(2)]
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--part",
+                    "pair-arm",
+                    "--arm",
+                    str(i),
+                    "--rows",
+                    str(rows),
+                    "--steps",
+                    str(steps),
+                    "--threads",
+                    str(threads),
+                    "--result",
+                    str(out),
+                ]
+            )
+            for i, out in enumerate(outs)
+        ]
+        if any(child.wait() != 0 for child in children):
+            raise SystemExit("a process of the pair failed")
+        results = [json.loads(out.read_text()) for out in outs]
+    row = dict(results[0])
+    for key in ("train_s", "s_per_step", "wall_s", "step_s"):
+        row[key] = max(r[key] for r in results)  # a data-parallel step waits for the slower
+    row["accuracy"] = float("nan")
+    row["arm"] = f"2 plain processes x {threads // 2}, no all-reduce"
+    return row
 
 
 def on_ray(
-    train: Any, validation: Any, labels: list[str], steps: int, workers: int, cpus: float
+    train: Any, validation: Any, labels: list[str], steps: int, workers: int, cpus: float, dense: bool = False
 ) -> dict[str, Any]:
+    """`dense`: DDP's plain all-reduce of every gradient, not the word embedding's touched rows
+    alone (training/row_allreduce.py); the local Ray started here passes the switch on."""
     from lmforge.config import ExecutorConfig
     from lmforge.training.ray_train import fit_classifier_on_ray
+    from lmforge.training.row_allreduce import SWITCH
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, _environment(SWITCH, "0" if dense else None):
         fit = fit_classifier_on_ray(
             "minilm-l6",
             ROOT,
@@ -105,12 +162,31 @@ def on_ray(
             Path(folder) / "model",
         )
     return _row(
-        f"ray {workers} x {cpus:g}", workers, cpus, fit.log_history, fit.steps, time.perf_counter() - started
+        f"ray {workers} x {cpus:g}" + (", dense all-reduce" if dense else ""),
+        workers,
+        cpus,
+        fit.log_history,
+        fit.steps,
+        time.perf_counter() - started,
+        fit.median_step_seconds,
     )
 
 
+@contextlib.contextmanager
+def _environment(name: str, value: str | None) -> Any:
+    before = os.environ.pop(name, None)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+        if before is not None:
+            os.environ[name] = before
+
+
 def _row(
-    arm: str, workers: int, cpus: float, history: list[dict[str, Any]], steps: int, wall: float
+    arm: str, workers: int, cpus: float, history: list[dict[str, Any]], steps: int, wall: float, step: Any
 ) -> dict[str, Any]:
     runtime = next(entry["train_runtime"] for entry in reversed(history) if "train_runtime" in entry)
     accuracy = next(entry["eval_accuracy"] for entry in reversed(history) if "eval_accuracy" in entry)
@@ -123,6 +199,7 @@ def _row(
         "s_per_step": runtime / max(1, steps),
         "wall_s": wall,
         "accuracy": accuracy,
+        "step_s": float(step),
     }
 
 
@@ -211,18 +288,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--part", choices=["train", "clean", "clean-arm"], default="train")
+    parser.add_argument(
+        "--part", choices=["train", "allreduce", "clean", "clean-arm", "pair-arm"], default="train"
+    )
     parser.add_argument("--rows", type=int, default=None, help="(a) 2000, --task causal 160; (b) 100000")
     parser.add_argument("--steps", type=int, default=None, help="40; --task causal: 20")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--task", choices=["classification", "causal"], default="classification")
     parser.add_argument("--method", default="lora", help="--task causal: full, lora or freeze")
+    parser.add_argument("--repeats", type=int, default=20, help="--part allreduce: timed all-reduces")
     parser.add_argument("--arms", default="single,ray", help="(b) which arms, comma-separated")
     parser.add_argument("--arm", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.part == "allreduce":
+        sys.path.insert(0, str(ROOT / "bench"))
+        from scale_allreduce import allreduce_part
+
+        allreduce_part(args.repeats)
+        return
+    if args.part == "pair-arm":
+        train, validation, labels = _frames(args.rows)
+        half = train.iloc[int(args.arm) :: 2]
+        result = plain(half, validation, labels, args.steps, max(1, args.threads // 2), batch=16)
+        args.result.write_text(json.dumps(result))
+        return
     if args.part == "clean-arm":
         args.result.write_text(json.dumps(clean_arm(args.data, args.work, args.arm)))
         return
@@ -244,17 +336,22 @@ def main() -> None:
     train, validation, labels = _frames(args.rows)
     rows = [
         plain(train, validation, labels, args.steps, args.threads),
+        pair(args.rows, args.steps, args.threads),
         on_ray(train, validation, labels, args.steps, 1, float(args.threads)),
         on_ray(train, validation, labels, args.steps, 2, args.threads / 2),
+        on_ray(train, validation, labels, args.steps, 2, args.threads / 2, dense=True),
     ]
-    base = rows[0]["s_per_step"]
-    print("| arm | steps | train s | s/step | overhead/step | wall s | val accuracy |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    base, run_base = rows[0]["step_s"], rows[0]["s_per_step"]
+    print(
+        "| arm | steps | median step s | overhead | train s | train s/step | overhead "
+        "| wall s | val accuracy |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
-        overhead = row["s_per_step"] / base - 1
         print(
-            f"| {row['arm']} | {row['steps']} | {row['train_s']:.1f} | {row['s_per_step']:.3f} | "
-            f"{overhead:+.0%} | {row['wall_s']:.1f} | {row['accuracy']:.3f} |"
+            f"| {row['arm']} | {row['steps']} | {row['step_s']:.3f} | {row['step_s'] / base - 1:+.0%} | "
+            f"{row['train_s']:.1f} | {row['s_per_step']:.3f} | {row['s_per_step'] / run_base - 1:+.0%} | "
+            f"{row['wall_s']:.1f} | {row['accuracy']:.3f} |"
         )
 
 

@@ -11,6 +11,7 @@ Same data, model, settings and step count, side by side in one run:
   ray 2 x T/2   Ray Train, two workers with T/2 CPUs each (gloo all-reduce of the gradients,
                 the word embedding's touched rows only: training/row_allreduce.py)
   ray 2 x T/2, dense all-reduce   the same with DDP's plain all-reduce of every gradient
+  plain T/2, ray 1 x T/2          a core to spare for Ray's own processes: its cost then
 
 Printed per arm: the median seconds of an optimizer step (forward, backward, the all-reduce,
 the optimizer; the train stage's `median_step_seconds`, timed in the worker: evaluation and
@@ -341,13 +342,24 @@ def main() -> None:
         on_ray(train, validation, labels, args.steps, 2, args.threads / 2),
         on_ray(train, validation, labels, args.steps, 2, args.threads / 2, dense=True),
     ]
+    if args.threads >= 2:
+        # With a core to spare for Ray's own processes: its cost when it does not interrupt
+        # a worker that uses every core (compared with the plain arm on as many threads).
+        rows += [
+            plain(train, validation, labels, args.steps, args.threads // 2),
+            on_ray(train, validation, labels, args.steps, 1, float(args.threads // 2)),
+        ]
+        rows[-2]["arm"] = f"plain, {args.threads // 2} thread(s) (a core to spare)"
     base, run_base = rows[0]["step_s"], rows[0]["s_per_step"]
+    print("overheads are over the plain arm; the last Ray arm's over the plain arm just above it")
     print(
         "| arm | steps | median step s | overhead | train s | train s/step | overhead "
         "| wall s | val accuracy |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for row in rows:
+    for i, row in enumerate(rows):
+        if i == 6:
+            base, run_base = rows[5]["step_s"], rows[5]["s_per_step"]
         print(
             f"| {row['arm']} | {row['steps']} | {row['step_s']:.3f} | {row['step_s'] / base - 1:+.0%} | "
             f"{row['train_s']:.1f} | {row['s_per_step']:.3f} | {row['s_per_step'] / run_base - 1:+.0%} | "

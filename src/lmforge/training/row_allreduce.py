@@ -4,9 +4,9 @@ A data-parallel step all-reduces every gradient. A word embedding's gradient is 
 the rows of the tokens in the batch: minilm-l6's 30,522 x 384 embedding is half the model's
 22.7M gradients, and one step of 32 short texts touches a few hundred of its rows. On CPU the
 all-reduce runs over gloo on the same cores that compute, so those zeros cost as much as the
-rest of the step's communication (bench/bench_scale.py). This hook sends the rows any worker
-touched and the other gradients as they are, in one all-reduce, then writes the result back:
-the gradient every worker ends with is the one a plain all-reduce gives (the rows left out
+rest of the step's communication (bench/bench_scale.py). This hook all-reduces the other
+gradients in place and, meanwhile, only the embedding rows some worker touched, then writes
+those rows back: the gradient every worker ends with is the one a plain all-reduce gives (the rows left out
 are zero on every worker), so the training does not change, only the bytes sent.
 
 `torch.nn.Embedding(sparse=True)` would send sparse gradients too, but then AdamW (which the

@@ -20,7 +20,11 @@ train_runtime (model loading and Ray's start-up apart, the evaluation and the ch
 to its storage in) per step; wall seconds of the whole call; validation accuracy. On a 2-core
 machine two workers cannot be faster than one process using both cores: the figure is the overhead.
 
-    python bench/bench_scale.py [--rows 2000 --steps 40 --threads 2]
+The arms run once per round, `--rounds` rounds one after another (a drift of the machine's
+speed touches every arm alike); printed are the medians over the rounds, and each overhead is
+taken within its round: median [lowest, highest].
+
+    python bench/bench_scale.py [--rows 2000 --steps 40 --threads 2 --rounds 3]
 
 (b) `--part clean`: ingest -> validate -> clean through the real pipeline on a synthetic file
 (bench/scale_data.py: ~100-character texts with exact and near-duplicates, e-mails, phones,
@@ -298,6 +302,7 @@ def main() -> None:
     parser.add_argument("--task", choices=["classification", "causal"], default="classification")
     parser.add_argument("--method", default="lora", help="--task causal: full, lora or freeze")
     parser.add_argument("--repeats", type=int, default=20, help="--part allreduce: timed all-reduces")
+    parser.add_argument("--rounds", type=int, default=3, help="(a): every arm once per round")
     parser.add_argument("--arms", default="single,ray", help="(b) which arms, comma-separated")
     parser.add_argument("--arm", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -334,37 +339,86 @@ def main() -> None:
     args.rows, args.steps = args.rows or 2000, args.steps or 40
     if not (DATA / "emotion.csv").exists():
         raise SystemExit(f"skipped: {DATA / 'emotion.csv'} is absent")
-    train, validation, labels = _frames(args.rows)
-    rows = [
-        plain(train, validation, labels, args.steps, args.threads),
-        pair(args.rows, args.steps, args.threads),
-        on_ray(train, validation, labels, args.steps, 1, float(args.threads)),
-        on_ray(train, validation, labels, args.steps, 2, args.threads / 2),
-        on_ray(train, validation, labels, args.steps, 2, args.threads / 2, dense=True),
+    train_part(args.rows, args.steps, args.threads, args.rounds)
+
+
+def train_part(rows: int, steps: int, threads: int, rounds: int) -> None:
+    """Part (a): every arm once per round, the rounds one after another, so a drift of the
+    machine's speed touches every arm alike; each overhead is taken within its round."""
+    import statistics
+
+    train, validation, labels = _frames(rows)
+    half = max(1, threads // 2)
+    # (name, run, the arm its overhead is measured against)
+    arms: list[tuple[str, Any, str]] = [
+        (f"plain, {threads} threads", lambda: plain(train, validation, labels, steps, threads), ""),
+        (f"2 plain processes x {half} thread(s), no all-reduce", lambda: pair(rows, steps, threads), "plain"),
+        (
+            f"Ray Train, 1 worker x {threads} CPU",
+            lambda: on_ray(train, validation, labels, steps, 1, float(threads)),
+            "plain",
+        ),
+        (
+            f"Ray Train, 2 workers x {threads / 2:g} CPU (touched embedding rows)",
+            lambda: on_ray(train, validation, labels, steps, 2, threads / 2),
+            "plain",
+        ),
+        (
+            f"Ray Train, 2 workers x {threads / 2:g} CPU, DDP's plain all-reduce",
+            lambda: on_ray(train, validation, labels, steps, 2, threads / 2, dense=True),
+            "plain",
+        ),
     ]
-    if args.threads >= 2:
+    if threads >= 2:
         # With a core to spare for Ray's own processes: its cost when it does not interrupt
         # a worker that uses every core (compared with the plain arm on as many threads).
-        rows += [
-            plain(train, validation, labels, args.steps, args.threads // 2),
-            on_ray(train, validation, labels, args.steps, 1, float(args.threads // 2)),
+        arms += [
+            (
+                f"plain, {half} thread(s) (a core to spare)",
+                lambda: plain(train, validation, labels, steps, half),
+                "",
+            ),
+            (
+                f"Ray Train, 1 worker x {half} CPU (a core to spare)",
+                lambda: on_ray(train, validation, labels, steps, 1, float(half)),
+                "spare",
+            ),
         ]
-        rows[-2]["arm"] = f"plain, {args.threads // 2} thread(s) (a core to spare)"
-    base, run_base = rows[0]["step_s"], rows[0]["s_per_step"]
-    print("overheads are over the plain arm; the last Ray arm's over the plain arm just above it")
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in arms}
+    for round_ in range(rounds):
+        for name, run, _ in arms:
+            print(f"round {round_ + 1}/{rounds}: {name}", file=sys.stderr, flush=True)
+            results[name].append(run())
+    bases = {"plain": arms[0][0], "spare": arms[5][0] if threads >= 2 else ""}
     print(
-        "| arm | steps | median step s | overhead | train s | train s/step | overhead "
-        "| wall s | val accuracy |"
+        f"{rounds} round(s), the arms in this order in each; median over the rounds, overheads "
+        "taken within each round (median [lowest, highest]); the last arm's over the one above it"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for i, row in enumerate(rows):
-        if i == 6:
-            base, run_base = rows[5]["step_s"], rows[5]["s_per_step"]
-        print(
-            f"| {row['arm']} | {row['steps']} | {row['step_s']:.3f} | {row['step_s'] / base - 1:+.0%} | "
-            f"{row['train_s']:.1f} | {row['s_per_step']:.3f} | {row['s_per_step'] / run_base - 1:+.0%} | "
-            f"{row['wall_s']:.1f} | {row['accuracy']:.3f} |"
-        )
+    print("| arm | median step s | overhead | train s/step | overhead | wall s | val accuracy |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, _, against in arms:
+        runs = results[name]
+        cells = [f"{statistics.median(r['step_s'] for r in runs):.3f}"]
+        for key in ("step_s", "s_per_step"):
+            if against:
+                ratios = [r[key] / b[key] - 1 for r, b in zip(runs, results[bases[against]], strict=True)]
+                spread = f" [{min(ratios):+.0%}, {max(ratios):+.0%}]" if rounds > 1 else ""
+                cells.append(f"{statistics.median(ratios):+.0%}{spread}")
+            else:
+                cells.append("-")
+            if key == "step_s":
+                cells.append(f"{statistics.median(r['s_per_step'] for r in runs):.3f}")
+        cells.append(f"{statistics.median(r['wall_s'] for r in runs):.1f}")
+        accuracy = runs[-1]["accuracy"]
+        cells.append("-" if accuracy != accuracy else f"{accuracy:.3f}")  # NaN: the pair has none
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    # Data parallelism's own cost inside Ray: two workers of T/2 against one of T.
+    one, two = results[arms[2][0]], results[arms[3][0]]
+    ratios = sorted(b["step_s"] / a["step_s"] - 1 for a, b in zip(one, two, strict=True))
+    print(
+        f"Ray Train 2 workers x {threads / 2:g} CPU over 1 worker x {threads} CPU, median step: "
+        f"{statistics.median(ratios):+.0%} [{ratios[0]:+.0%}, {ratios[-1]:+.0%}]"
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -19,6 +18,7 @@ from lmforge.data.autolabel import auto_label
 from lmforge.data.dedup import find_duplicates
 from lmforge.pipeline.events import Event, EventBus
 from lmforge.pipeline.runner import run_pipeline
+from lmforge.ray_connect import start_local_ray
 from tests.conftest import build_tiny_bert, make_rows, write_csv
 
 ray = pytest.importorskip("ray")
@@ -27,8 +27,7 @@ RAY = ExecutorConfig(type="ray")
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray(num_cpus=2)  # lmforge's own way: token mode, as Ray's default
     yield
     ray.shutdown()
 

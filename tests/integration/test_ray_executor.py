@@ -11,14 +11,14 @@ import pytest
 
 from lmforge.config import load_config
 from lmforge.pipeline.runner import run_pipeline
+from lmforge.ray_connect import start_local_ray
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray(num_cpus=2)  # lmforge's own way: token mode, as Ray's default
     yield
     ray.shutdown()
 

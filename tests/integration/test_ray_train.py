@@ -1,5 +1,6 @@
 """The train stage on Ray Train, on a two-node Ray cluster started on 127.0.0.1 by the test
-(`ray start --head` and a second `ray start --address`), stopped at the end."""
+(`ray start --head` and a second `ray start --address`, with token authentication, as Ray
+starts a head whenever a token is at hand), stopped at the end."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 
 from lmforge.config import ExecutorConfig, TrainConfig, load_config
 from lmforge.pipeline.runner import run_pipeline
+from lmforge.ray_connect import join_ray
 from tests.conftest import make_rows
 
 pytest.importorskip("ray")
@@ -38,7 +40,7 @@ def _free_port() -> int:
 def _node(*args: str) -> subprocess.Popen[bytes]:
     # --block keeps the node in the foreground: stopping this process stops that node only,
     # never another Ray on the machine (as `ray stop` would).
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # the token: ~/.ray/auth_token
     return subprocess.Popen(
         [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", *args],
         env=env,
@@ -63,7 +65,8 @@ def two_nodes() -> Iterator[str]:
     """A head node and a worker node, one CPU each: two Ray Train workers land on two nodes."""
     import ray
 
-    os.environ["RAY_AUTH_MODE"] = "disabled"
+    # The machine's token (written if missing; never replaced: another Ray may be using it).
+    subprocess.run([RAY, "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
     port = _free_port()
     address = f"127.0.0.1:{port}"
     nodes = [_node("--head", f"--port={port}", "--include-dashboard=false")]
@@ -78,7 +81,7 @@ def two_nodes() -> Iterator[str]:
                     pytest.fail("the Ray head node did not start")
                 time.sleep(0.5)
         nodes.append(_node(f"--address={address}"))
-        ray.init(address=address, log_to_driver=False)
+        join_ray(address, "executor.address")  # token mode: the token file is at hand
         while ray.cluster_resources().get("CPU", 0) < 2:
             if time.monotonic() > deadline:
                 pytest.fail("the second Ray node did not join")
@@ -362,3 +365,37 @@ def test_under_a_budget_two_workers_stop_together_at_the_clocks_end(
     assert all(tick["total"] == planned for tick in ticks if "completed" in tick)
     assert len([tick for tick in ticks if "evaluated" in tick]) == len(evaluated)
     shutil.rmtree(tmp_path / "storage", ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", [None, "disabled"])
+def test_a_client_joins_with_the_token_at_hand_and_without_one_gets_one_error(
+    two_nodes: str, mode: str | None
+) -> None:
+    """The cluster asks for a token. A client with no RAY_AUTH_MODE finds ~/.ray/auth_token and
+    joins in token mode (a plain ray.init(address) would be refused); a client told not to send
+    a token is refused, and lmforge says which setting named the cluster and what to check. In a
+    child process each: Ray reads a process's authentication mode once."""
+    code = (
+        "import sys\n"
+        "import ray\n"
+        "from lmforge.config import ExecutorConfig\n"
+        "from lmforge.errors import LmforgeError\n"
+        "from lmforge.tuning.executors import connect_ray\n"
+        "try:\n"
+        f"    connect_ray(ExecutorConfig(type='ray', address={two_nodes!r}))\n"
+        "except LmforgeError as error:\n"
+        "    print(error)\n"
+        "    sys.exit(3)\n"
+        "print('cpus', ray.cluster_resources().get('CPU'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    if mode:
+        env["RAY_AUTH_MODE"] = mode
+    child = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    if mode is None:
+        assert child.returncode == 0, child.stderr[-2000:]
+        assert "cpus 2.0" in child.stdout
+        return
+    assert child.returncode == 3, child.stderr[-2000:]
+    assert f"executor.address: cannot join the Ray cluster at {two_nodes}" in child.stdout
+    assert "RAY_AUTH_MODE is 'disabled'" in child.stdout and "RAY_AUTH_MODE=token" in child.stdout

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from lmforge.config import ServeConfig
+from lmforge.ray_connect import start_local_ray
 from tests.unit.test_predict import NAME, _texts, predictor, read_output, registry, write_input
 
 ray = pytest.importorskip("ray")
@@ -19,7 +20,7 @@ __all__ = ["predictor", "registry"]  # module fixtures shared with test_predict
 
 @pytest.fixture(scope="module")
 def local_ray() -> Any:
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray(num_cpus=2)
     yield ray
     ray.shutdown()
 

@@ -87,9 +87,12 @@ def predict_on_ray(
     info = resolve(client_for(uri), ref)  # an unknown model or alias: one line, before Ray starts
     started_here = not ray.is_initialized()
     if started_here:
-        # "local" is Ray's own word for a new local instance (None would join any cluster
-        # already running on this machine).
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        from lmforge.ray_connect import join_ray, start_local_ray
+
+        if address == "local":
+            start_local_ray()
+        else:
+            join_ray(address, "--ray")
     try:
         data = ray.data.DataContext.get_current()
         data.execution_options.preserve_order = True  # row positions and ids stay in file order

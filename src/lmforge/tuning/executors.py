@@ -96,20 +96,19 @@ def connect_ray(cfg: ExecutorConfig) -> bool:
     caller shuts it down). A Ray already initialised in this process is used as it is."""
     import ray
 
+    from lmforge.ray_connect import join_ray, start_local_ray
+
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file for a local Ray
     # No address in the config: RAY_ADDRESS (set by `ray job submit` and KubeRay for a job's
     # entrypoint) names the cluster to join, as for any Ray program.
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
+    if cfg.address:
+        join_ray(cfg.address, "executor.address")
         return False
-    # address="local": a new Ray of our own, never a cluster `ray start` left on this machine
-    # (without it, ray.init joins the one named in /tmp/ray/ray_current_cluster, even a dead one).
-    ray.init(
-        address="local", num_cpus=max(1, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False
-    )
+    if address := os.environ.get("RAY_ADDRESS"):
+        join_ray(address, "executor.address is null and $RAY_ADDRESS")
+        return False
+    start_local_ray(num_cpus=max(1, os.cpu_count() or 1))
     return True
 
 

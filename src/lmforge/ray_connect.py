@@ -14,6 +14,7 @@ naming the setting that gave its address and what to check, not Ray's traceback.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from lmforge.errors import LmforgeError
@@ -33,9 +34,28 @@ def _token_mode_when_a_token_is_at_hand() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)  # no-op with a mode set
 
 
+def unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why nothing answers at a `host:port` (or `ray://host:port`) address, or None when
+    something does or the address is one Ray resolves itself ("auto")."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        return None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        return f"nothing answers at {host}:{port} ({error.strerror or type(error).__name__})"
+    return None
+
+
 def join_ray(address: str, setting: str) -> None:
     """`ray.init(address)` of a running cluster; `setting` names where the address came from
     (`executor.address`, `$RAY_ADDRESS`, `--ray`) for the error."""
+    # Ray retries a dead address for many minutes (a typo would hang the run): ask first.
+    if reason := unreachable(address):
+        raise LmforgeError(
+            f"{setting}: cannot join the Ray cluster at {address}: {reason}",
+            hint="is it started? `ray start --head` prints the address to use; `ray status` checks it",
+        )
     import ray
     from ray.exceptions import RayError
 

@@ -27,10 +27,12 @@ def default_token_file() -> Path:
 
 
 def _token_mode_when_a_token_is_at_hand() -> None:
-    from ray._private.authentication.authentication_token_setup import (
-        maybe_enable_token_auth_if_token_available,
-    )
-
+    try:  # a private module of Ray's (pyproject admits Ray from 2.9, before token authentication)
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication, or one that moved it: Ray decides
+        return
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)  # no-op with a mode set
 
 

@@ -4,7 +4,6 @@ itself would retry it for many minutes). No Ray is started here."""
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
@@ -21,13 +20,11 @@ def _closed_port() -> int:
 @pytest.mark.parametrize("scheme", ["", "ray://"])
 def test_a_dead_address_is_one_error_naming_the_setting(scheme: str) -> None:
     address = f"{scheme}127.0.0.1:{_closed_port()}"
-    started = time.monotonic()
     with pytest.raises(LmforgeError) as raised:
         join_ray(address, "executor.address")
     message = str(raised.value)
     assert message.startswith(f"executor.address: cannot join the Ray cluster at {address}: nothing answers")
-    assert "ray start --head" in message
-    assert time.monotonic() - started < 30  # not Ray's minutes of retries
+    assert "ray start --head" in message  # the check before ray.init, not Ray's minutes of retries
 
 
 def test_a_listening_port_is_reachable() -> None:

@@ -3,6 +3,7 @@ the one output file; the rows, ids, bad rows and answers equal the single-proces
 
 from __future__ import annotations
 
+import concurrent.futures
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ def local_ray() -> Any:
 def test_ray_predictions_equal_the_single_process_ones(
     registry: dict[str, Any], predictor: Any, local_ray: Any, tmp_path: Path
 ) -> None:
-    """One Ray run (each starts an actor that loads the model: tens of seconds on 2 cores)."""
+    """One Ray run with as many actors as the local Ray has CPUs (each loads the model: tens of
+    seconds on 2 cores). Its reads once asked for a CPU too and waited for ever behind the
+    actors, so the run is bounded here instead of hanging the suite."""
     from lmforge.predict import predict_file
     from lmforge.predict.on_ray import predict_on_ray
 
@@ -36,9 +39,18 @@ def test_ray_predictions_equal_the_single_process_ones(
     records[4]["text"] = " "
     source = write_input(tmp_path / "in.csv", records)
     serve = ServeConfig(state_dir=str(tmp_path / "state"), runtime=predictor.runtime)
-    result = predict_on_ray(
-        f"{NAME}@champion", registry["uri"], serve, source, tmp_path / "ray.parquet", chunk_rows=5
-    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        run = pool.submit(
+            predict_on_ray,
+            f"{NAME}@champion",
+            registry["uri"],
+            serve,
+            source,
+            tmp_path / "ray.parquet",
+            chunk_rows=5,
+            actors=2,
+        )
+        result = run.result(timeout=600)  # ~30 s; a stalled pool would never return
     expected = predict_file(predictor, source, tmp_path / "one.parquet", chunk_rows=5)
     assert result.bad_rows == expected.bad_rows == [(6, "empty text")]  # CSV data starts at row 2
     assert (result.rows, result.scored) == (expected.rows, expected.scored) == (23, 22)
@@ -60,3 +72,22 @@ def test_ray_refuses_an_unknown_alias_before_starting(registry: dict[str, Any], 
     with pytest.raises(RegistryError, match="has no alias 'staging'"):
         predict_on_ray(f"{NAME}@staging", registry["uri"], ServeConfig(), source, tmp_path / "o.parquet")
     assert not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("actors", "threads", "cpus", "fits"),
+    [(1, 1, 2, True), (2, 1, 2, True), (3, 1, 2, False), (2, 2, 2, False)],
+)
+def test_a_local_actor_pool_must_fit_the_local_cpus(
+    actors: int, threads: int, cpus: float, fits: bool
+) -> None:
+    from lmforge.errors import DataError
+    from lmforge.predict.on_ray import check_actors_fit
+
+    if fits:
+        check_actors_fit(actors, threads, cpus)
+    else:
+        with pytest.raises(
+            DataError, match=rf"--ray-actors {actors} x {threads} thread\(s\).*local Ray has 2"
+        ):
+            check_actors_fit(actors, threads, cpus)

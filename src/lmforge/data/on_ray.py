@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from lmforge.config import ExecutorConfig
+from lmforge.ray_logs import ray_data_console_warnings_only
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,7 +67,7 @@ def map_blocks(
     # Order matters (the stage matches results to rows); the settings are put back after.
     context = ray.data.DataContext.get_current()
     saved = (context.execution_options.preserve_order, context.enable_progress_bars)
-    with ray_session(executor):
+    with ray_session(executor), ray_data_console_warnings_only():
         try:
             context.execution_options.preserve_order = True
             context.enable_progress_bars = False

@@ -17,6 +17,7 @@ from lmforge.errors import DataError
 from lmforge.predict.reader import Chunk, count_rows, open_source
 from lmforge.predict.run import PredictResult, Progress, chunk_table, count, finish, scorer
 from lmforge.predict.writer import TableWriter, check_output
+from lmforge.ray_logs import ray_data_console_warnings_only
 
 # Row number of a file's first data row, as the single-process reader counts them.
 FIRST_ROW = {"csv": 2, "jsonl": 1, "parquet": 1}
@@ -94,49 +95,79 @@ def predict_on_ray(
         else:
             join_ray(address, "--ray")
     try:
-        data = ray.data.DataContext.get_current()
-        data.execution_options.preserve_order = True  # row positions and ids stay in file order
-        wanted = [column] + ([opened.id_column] if opened.id_column else [])
         threads = serve.threads or 1
-        scored = _read(source, opened.format, wanted).map_batches(
-            RayScorer,
-            fn_constructor_args=(
-                f"{info.name}@{info.version}",
-                uri,
-                {**serve.model_dump(), "threads": threads, "state_dir": str(Path(serve.state_dir).resolve())},
-                column,
-                opened.id_column,
-                batch_size,
-                max_new_tokens,
-            ),
-            batch_size=chunk_rows,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=threads,
-        )
-        result = PredictResult(output, 0, 0, 0)
-        started = time.perf_counter()
-        first = FIRST_ROW[opened.format]
-        with TableWriter(output, fmt) as writer:
-            for table in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
-                size = table.num_rows
-                position = result.rows
-                if not opened.id_column:
-                    table = table.set_column(0, "row", pa.array(range(position, position + size), pa.int64()))
-                rows = list(range(position + first, position + first + size))
-                count(result, rows, table.column("error").to_pylist())
-                writer.write(table)
-                if progress is not None:
-                    progress(result.rows, total)
-            finish(result, source, column)
-        result.seconds = time.perf_counter() - started
-        return result
+        if started_here and address == "local":
+            check_actors_fit(actors, threads, ray.cluster_resources().get("CPU", 0))
+        with ray_data_console_warnings_only():  # the progress bar is ours
+            data = ray.data.DataContext.get_current()
+            data.execution_options.preserve_order = True  # row positions and ids stay in file order
+            wanted = [column] + ([opened.id_column] if opened.id_column else [])
+            scored = _read(source, opened.format, wanted).map_batches(
+                RayScorer,
+                fn_constructor_args=(
+                    f"{info.name}@{info.version}",
+                    uri,
+                    {
+                        **serve.model_dump(),
+                        "threads": threads,
+                        "state_dir": str(Path(serve.state_dir).resolve()),
+                    },
+                    column,
+                    opened.id_column,
+                    batch_size,
+                    max_new_tokens,
+                ),
+                batch_size=chunk_rows,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=threads,
+            )
+            result = PredictResult(output, 0, 0, 0)
+            started = time.perf_counter()
+            first = FIRST_ROW[opened.format]
+            with TableWriter(output, fmt) as writer:
+                for table in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    size = table.num_rows
+                    position = result.rows
+                    if not opened.id_column:
+                        table = table.set_column(
+                            0, "row", pa.array(range(position, position + size), pa.int64())
+                        )
+                    rows = list(range(position + first, position + first + size))
+                    count(result, rows, table.column("error").to_pylist())
+                    writer.write(table)
+                    if progress is not None:
+                        progress(result.rows, total)
+                finish(result, source, column)
+            result.seconds = time.perf_counter() - started
+            return result
     except ray.exceptions.RayError as exc:
         first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise DataError(f"Ray Data failed: {first_line}", file=source) from None
     finally:
         if started_here:
             ray.shutdown()
+
+
+def check_actors_fit(actors: int, threads: int, cpus: float) -> None:
+    """A local Ray never grows: an actor pool it cannot place would wait for ever."""
+    if actors * threads > cpus:
+        raise DataError(
+            f"--ray-actors {actors} x {threads} thread(s) (serve.threads) need {actors * threads} CPUs; "
+            f"the local Ray has {cpus:g}: lower --ray-actors, or join a larger cluster with --ray ADDRESS"
+        )
+
+
+def _read_args(reader: Any) -> dict[str, Any]:
+    """The read tasks reserve no CPU. They only parse the file, and a read that asked for a CPU
+    would wait for ever once the scoring actors hold every CPU (`--ray-actors 2` on 2 cores
+    did). Ray 2.60 takes `num_cpus` by name (`ray_remote_args` is deprecated); older Rays only
+    through `ray_remote_args`."""
+    import inspect
+
+    if "num_cpus" in inspect.signature(reader).parameters:
+        return {"num_cpus": 0}
+    return {"ray_remote_args": {"num_cpus": 0}}
 
 
 def _read(source: Path, fmt: str, columns: list[str]) -> Any:
@@ -146,9 +177,9 @@ def _read(source: Path, fmt: str, columns: list[str]) -> Any:
     import ray
 
     if fmt == "parquet":
-        return ray.data.read_parquet(str(source), columns=columns)
+        return ray.data.read_parquet(str(source), columns=columns, **_read_args(ray.data.read_parquet))
     if fmt == "jsonl":
-        return ray.data.read_json(str(source), lines=True)
+        return ray.data.read_json(str(source), lines=True, **_read_args(ray.data.read_json))
     delimiter = "\t" if source.suffix.lower() == ".tsv" else ","
     return ray.data.read_csv(
         str(source),
@@ -156,4 +187,5 @@ def _read(source: Path, fmt: str, columns: list[str]) -> Any:
         convert_options=pcsv.ConvertOptions(
             column_types={c: pa.string() for c in columns}, strings_can_be_null=False, include_columns=columns
         ),
+        **_read_args(ray.data.read_csv),
     )

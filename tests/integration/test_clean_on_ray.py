@@ -88,6 +88,22 @@ def test_map_blocks_keeps_order_and_sketches_equal_local(local_ray: None) -> Non
     assert find_duplicates(texts, threshold=0.7, mapper=mapper) == find_duplicates(texts, threshold=0.7)
 
 
+def _slow_pid(texts: Sequence[str]) -> int:
+    import os
+    import time
+
+    time.sleep(0.5)  # long enough that Ray Data's pool grows to a second actor
+    return os.getpid()
+
+
+@pytest.mark.integration
+def test_blocks_reach_every_actor(local_ray: None) -> None:
+    # The rows once went to Ray as one block, which one actor took whole while the other idled.
+    pids = list(on_ray.map_blocks(RAY, partial(on_ray._given, _slow_pid), list(range(12)), block_rows=1))
+    assert len(pids) == 12
+    assert len(set(pids)) == 2  # the local Ray's 2 CPUs: one actor each
+
+
 def _lengths(texts: Sequence[str]) -> list[int]:
     return [len(t) for t in texts]
 

@@ -113,7 +113,7 @@ def test_two_workers_leave_the_single_process_artifact_and_score_alike(
     single = run_pipeline(_config(dict(config_dict), None), until="evaluate")
     on_ray = dict(config_dict, output_dir=str(tmp_path / "ray-runs"))
     ray_run = run_pipeline(
-        _config(on_ray, {"type": "ray", "address": two_nodes, "train_workers": 2}), until="evaluate"
+        _config(on_ray, {"type": "ray", "address": two_nodes, "train_workers": 2}), until="report"
     )
     local_train, ray_train = single.artifacts["train"], ray_run.artifacts["train"]
     # The same artifact: evaluate, export and register read these and nothing else.
@@ -122,7 +122,14 @@ def test_two_workers_leave_the_single_process_artifact_and_score_alike(
     assert sorted(p.name for p in ray_train.path("model").iterdir()) == sorted(
         p.name for p in local_train.path("model").iterdir()
     )
-    assert ray_train.summary["ray_train"]["workers"] == 2
+    assert ray_train.summary["ray_train"] == {
+        "workers": 2,
+        "cpus_per_worker": 1,
+        "backend": "gloo",
+        "resumed_after_a_failure": False,
+    }
+    report = ray_run.artifacts["report"].path("report.html").read_text(encoding="utf-8")
+    assert "on Ray Train: 2 worker(s) x 1 CPU, gloo" in report  # where the model was made
     # Both time their steps (rank 0's on Ray), the figure that compares the two.
     assert ray_train.metrics["median_step_seconds"] > 0 and local_train.metrics["median_step_seconds"] > 0
     hyper = ray_train.json("hyperparameters")

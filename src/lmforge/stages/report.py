@@ -64,6 +64,7 @@ def _render(ctx: StageContext, inputs: Inputs, images: dict[str, str], data: dic
             "precision": summary["precision"],
             "best_checkpoint": summary["best_checkpoint"],
             "resumed_from": summary.get("resumed_from"),
+            "ray_train": summary.get("ray_train"),
         },
         automl=automl_section(inputs),
         tuned=summary.get("tuned") or {},

@@ -105,7 +105,7 @@ def _run_on_ray(
 ) -> StageResult:
     """The same stage on Ray Train workers (training/ray_train.py): the same artifact."""
     from lmforge.training.ray_train import fit_classifier_on_ray
-    from lmforge.training.stage_support import RayTrainProgress, write_ray_outputs
+    from lmforge.training.stage_support import RayTrainProgress, ray_train_summary, write_ray_outputs
 
     executor = ctx.config.executor
     clock = None
@@ -157,7 +157,7 @@ def _run_on_ray(
                     {k: v for k, v in fit.settings.items() if k in TrainConfig.model_fields}
                 )
             ),
-            "ray_train": {"workers": fit.workers, "resumed_after_a_failure": fit.resumed},
+            "ray_train": ray_train_summary(ctx, fit),
         },
     )
 

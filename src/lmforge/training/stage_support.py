@@ -170,3 +170,14 @@ def write_ray_outputs(ctx: StageContext, fit: Any, tuned: dict[str, Any]) -> Non
     ctx.out.write_json("hyperparameters", fit.settings)
     ctx.out.write_json("recipe", recipe_rows(fit.decisions, tuned))
     ctx.out.write_json("restarts", fit.restarts)
+
+
+def ray_train_summary(ctx: StageContext, fit: Any) -> dict[str, Any]:
+    """How a Ray Train fit ran, for the artifact and the report: the model itself does not say."""
+    executor = ctx.config.executor
+    return {
+        "workers": fit.workers,
+        "cpus_per_worker": executor.cpus_per_worker,
+        "backend": "nccl" if executor.use_gpu else "gloo",
+        "resumed_after_a_failure": fit.resumed,
+    }

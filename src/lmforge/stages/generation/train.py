@@ -28,6 +28,7 @@ from lmforge.training.stage_support import (
     count_params,
     log_decisions,
     precision_name,
+    ray_train_summary,
     regularisation_summary,
     short_value,
     stage_callbacks,
@@ -207,7 +208,7 @@ def _train_on_ray(
         resumed_from=None,
         device=fit.device,
         precision=fit.precision,
-        summary={"ray_train": {"workers": fit.workers, "resumed_after_a_failure": fit.resumed}},
+        summary={"ray_train": ray_train_summary(ctx, fit)},
     )
 
 

@@ -9,14 +9,15 @@ single-process path does (`writer.py`: a temporary file renamed at the end).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lmforge.config import ServeConfig
 from lmforge.errors import DataError
 from lmforge.predict.reader import Chunk, count_rows, open_source
-from lmforge.predict.run import PredictResult, Progress, chunk_table, count, finish, scorer
-from lmforge.predict.writer import TableWriter, check_output
+from lmforge.predict.run import PredictResult, Progress, chunk_table, scorer, write_tables
+from lmforge.predict.writer import check_output
 from lmforge.ray_logs import ray_data_console_warnings_only
 
 # Row number of a file's first data row, as the single-process reader counts them.
@@ -73,9 +74,7 @@ def predict_on_ray(
     progress: Progress | None = None,
 ) -> PredictResult:
     """`address` "local" starts a local cluster (ended at the end); else `ray.init(address)`."""
-    import time
 
-    import pyarrow as pa
     import ray
 
     from lmforge.registry import client_for, resolve
@@ -122,31 +121,28 @@ def predict_on_ray(
                 compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=threads,
             )
-            result = PredictResult(output, 0, 0, 0)
-            started = time.perf_counter()
-            first = FIRST_ROW[opened.format]
-            with TableWriter(output, fmt) as writer:
-                for table in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    size = table.num_rows
-                    position = result.rows
-                    if not opened.id_column:
-                        table = table.set_column(
-                            0, "row", pa.array(range(position, position + size), pa.int64())
-                        )
-                    rows = list(range(position + first, position + first + size))
-                    count(result, rows, table.column("error").to_pylist())
-                    writer.write(table)
-                    if progress is not None:
-                        progress(result.rows, total)
-                finish(result, source, column)
-            result.seconds = time.perf_counter() - started
-            return result
+            tables = _numbered(scored, opened.id_column is None, FIRST_ROW[opened.format])
+            return write_tables(tables, output, fmt, source, column, total=total, progress=progress)
     except ray.exceptions.RayError as exc:
         first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise DataError(f"Ray Data failed: {first_line}", file=source) from None
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _numbered(scored: Any, positions: bool, first: int) -> Iterator[tuple[list[int], Any]]:
+    """Ray's scored tables in file order, each with its file row numbers; without an id column
+    the `row` column gets the rows' positions (the actors cannot know them)."""
+    import pyarrow as pa
+
+    position = 0
+    for table in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+        size = table.num_rows
+        if positions:
+            table = table.set_column(0, "row", pa.array(range(position, position + size), pa.int64()))
+        yield list(range(position + first, position + first + size)), table
+        position += size
 
 
 def check_actors_fit(actors: int, threads: int, cpus: float) -> None:

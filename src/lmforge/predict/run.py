@@ -9,7 +9,7 @@ leaves no output.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,12 +77,27 @@ def predict_file(
     opened = open_source(source, column, id_column=id_column, chunk_rows=chunk_rows)
     total = count_rows(source, opened.format)
     score = scorer(predictor, batch_size, max_new_tokens)
+    tables = ((chunk.rows, chunk_table(chunk, opened.id_column, score)) for chunk in opened.chunks)
+    return write_tables(tables, output, fmt, source, column, total=total, progress=progress)
+
+
+def write_tables(
+    tables: Iterable[tuple[list[int], Any]],
+    output: Path,
+    fmt: str,
+    source: Path,
+    column: str,
+    *,
+    total: int | None,
+    progress: Progress | None,
+) -> PredictResult:
+    """Write scored tables (each with the file row numbers of its rows) to one output file,
+    counting the bad rows and moving the progress bar; this process's and Ray's path alike."""
     result = PredictResult(output, 0, 0, 0)
     started = time.perf_counter()
     with TableWriter(output, fmt) as writer:
-        for chunk in opened.chunks:
-            table = chunk_table(chunk, opened.id_column, score)
-            count(result, chunk.rows, table.column("error").to_pylist())
+        for rows, table in tables:
+            count(result, rows, table.column("error").to_pylist())
             writer.write(table)
             if progress is not None:
                 progress(result.rows, total)

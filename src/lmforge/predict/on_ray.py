@@ -74,7 +74,6 @@ def predict_on_ray(
     progress: Progress | None = None,
 ) -> PredictResult:
     """`address` "local" starts a local cluster (ended at the end); else `ray.init(address)`."""
-
     import ray
 
     from lmforge.registry import client_for, resolve
